@@ -1,0 +1,510 @@
+"""Configuration: YAML file + ``MONITOR_<SECTION>__<KEY>`` environment overrides.
+
+Validated once at start-up; every problem is reported with its path. Secrets (broker
+password, InfluxDB token/password, API token) come only from the environment or from a
+``*_file``; the YAML may not hold them.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ByteSize,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
+
+from monitor.errors import ConfigError
+from monitor.model import (
+    CONVERSIONS,
+    DEFAULT_NO_DATA_TIMEOUT,
+    DEVICE_ID_RE,
+    KINDS,
+    NAME_RE,
+    STATES,
+)
+
+DEFAULT_CONFIG_PATH = Path("config/monitor.yaml")
+
+_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
+
+
+def parse_duration(value: Any) -> float:
+    """``500ms``, ``30s``, ``5m``, ``1h``, ``7d`` or a number of seconds -> seconds."""
+    if isinstance(value, bool):
+        raise ValueError("a duration is a number of seconds or e.g. 30s, 5m, 1h, 7d")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    elif isinstance(value, str) and (m := _DURATION_RE.match(value)):
+        seconds = float(m.group(1)) * _UNIT_SECONDS[m.group(2)]
+    else:
+        raise ValueError(f"invalid duration {value!r}: use e.g. 500ms, 30s, 5m, 1h, 7d")
+    if seconds < 0:
+        raise ValueError("a duration cannot be negative")
+    return seconds
+
+
+def format_duration(seconds: float) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if seconds >= size and seconds % size == 0:
+            return f"{int(seconds // size)}{unit}"
+    return f"{seconds * 1000:g}ms" if seconds < 1 else f"{seconds:g}s"
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+
+
+class Section(BaseModel):
+    # Typos in the YAML are errors, not silently ignored settings.
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _read_secret(value: SecretStr | None, file: Path | None, what: str) -> SecretStr | None:
+    if file is None:
+        return value
+    try:
+        return SecretStr(file.read_text().strip())
+    except OSError as e:
+        raise ValueError(f"cannot read {what} file {str(file)!r}: {e.strerror}") from None
+
+
+class TLS(Section):
+    enabled: bool = False
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    insecure: bool = Field(False, description="skip hostname verification (test rigs only)")
+
+    @model_validator(mode="after")
+    def _files_exist(self) -> TLS:
+        if self.enabled:
+            for name in ("ca_file", "cert_file", "key_file"):
+                path = getattr(self, name)
+                if path is not None and not path.is_file():
+                    raise ValueError(f"{name} {str(path)!r} does not exist")
+            if (self.cert_file is None) != (self.key_file is None):
+                raise ValueError("cert_file and key_file go together")
+        return self
+
+
+class Backoff(Section):
+    initial: Duration = 0.5
+    max: Duration = 30.0
+
+
+class MQTT(Section):
+    host: str = "127.0.0.1"
+    port: int = Field(1883, ge=1, le=65535)
+    client_id: str = Field("monitor-aktau-1", min_length=1, max_length=128)
+    username: str | None = None
+    password: SecretStr | None = None
+    password_file: Path | None = None
+    tls: TLS = TLS()
+    keepalive: Duration = 30.0
+    # MQTT 5 Receive Maximum: how many unacknowledged QoS 1 messages the broker may
+    # send us. Throughput with ack-after-write is this window / write latency.
+    receive_maximum: int = Field(20000, ge=1, le=65535)
+    session_expiry: Duration = 7 * 86400.0
+    reconnect: Backoff = Backoff()
+    # Extra subscriptions beyond those the profiles imply (e.g. to narrow to some sites,
+    # set `topics` and the profiles' own topics are not subscribed).
+    topics: list[str] | None = None
+
+    @model_validator(mode="after")
+    def _secret(self) -> MQTT:
+        object.__setattr__(
+            self, "password", _read_secret(self.password, self.password_file, "password")
+        )
+        return self
+
+
+class Influx(Section):
+    url: str = "http://127.0.0.1:8086"
+    api: Literal["v1", "v2"] = "v1"
+    database: str = "customs"
+    retention_policy: str | None = None
+    org: str | None = None
+    bucket: str | None = None
+    username: str | None = None
+    password: SecretStr | None = None
+    password_file: Path | None = None
+    token: SecretStr | None = None
+    token_file: Path | None = None
+    create_database: bool = Field(True, description="v1: CREATE DATABASE at start-up")
+    batch_size: int = Field(5000, ge=1, le=100_000)
+    flush_interval: Duration = 0.1
+    timeout: Duration = 10.0
+    gzip: bool = True
+    retry: Backoff = Backoff(initial=0.2, max=30.0)
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        if not re.match(r"^https?://[^/\s]+", v):
+            raise ValueError("must be an http:// or https:// URL")
+        return v.rstrip("/")
+
+    @model_validator(mode="after")
+    def _api_fields(self) -> Influx:
+        object.__setattr__(self, "token", _read_secret(self.token, self.token_file, "token"))
+        object.__setattr__(
+            self, "password", _read_secret(self.password, self.password_file, "password")
+        )
+        if self.api == "v2" and not (self.org and self.bucket):
+            raise ValueError("api v2 needs org and bucket")
+        return self
+
+
+class HTTP(Section):
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+    token: SecretStr | None = None
+    token_file: Path | None = None
+
+    @model_validator(mode="after")
+    def _secret(self) -> HTTP:
+        object.__setattr__(self, "token", _read_secret(self.token, self.token_file, "token"))
+        return self
+
+
+class Ingest(Section):
+    max_payload_bytes: ByteSize = ByteSize(256 * 1024)
+    max_age: Duration = 7 * 86400.0
+    max_clock_skew: Duration = 300.0
+    quarantine_max_bytes: ByteSize = ByteSize(64 * 1024 * 1024)
+
+
+Severity = Literal["critical", "warning", "info"]
+
+
+class KindRules(Section):
+    no_data_timeout: Duration | None = None
+    fault_for: Duration = 30.0
+    offline_for: Duration = 10.0
+    severity: Severity = "critical"
+
+
+class Alerts(Section):
+    kinds: dict[str, KindRules] = {}
+
+    @field_validator("kinds")
+    @classmethod
+    def _known_kinds(cls, v: dict[str, KindRules]) -> dict[str, KindRules]:
+        for kind in v:
+            if kind not in KINDS:
+                raise ValueError(f"unknown kind {kind!r} (known: {', '.join(KINDS)})")
+        return v
+
+    def no_data_timeout(self, kind: str) -> float:
+        rules = self.kinds.get(kind)
+        if rules is not None and rules.no_data_timeout is not None:
+            return rules.no_data_timeout
+        return DEFAULT_NO_DATA_TIMEOUT.get(kind, 60.0)
+
+
+def _check_channel(url: str) -> str:
+    if url.startswith("webhook:"):
+        if not re.match(r"^webhook:https?://\S+$", url):
+            raise ValueError("webhook channel must be webhook:http(s)://...")
+    elif not re.match(r"^[a-z][a-z0-9+.-]*://\S*$", url):
+        raise ValueError(f"channel {mask_url(url)!r} is neither an Apprise URL nor webhook:<url>")
+    return url
+
+
+Channel = Annotated[str, BeforeValidator(lambda v: _check_channel(str(v)))]
+
+
+class RouteMatch(Section):
+    severity: list[Severity] | None = None
+    kind: list[str] | None = None
+    site: list[str] | None = None
+    area: list[str] | None = None
+
+
+class Route(Section):
+    name: str
+    match: RouteMatch = RouteMatch()
+    channels: list[Channel] = Field(min_length=1)
+    repeat_interval: Duration = 3600.0
+    escalate_after: Duration = 900.0
+    escalate_to: list[Channel] = []
+
+
+class Notify(Section):
+    routes: list[Route] = []
+
+
+ValueMap = dict[str, str]
+
+
+class FieldMap(Section):
+    """Where one vendor value goes: a canonical metric (or ``state``), converted."""
+
+    to: str
+    convert: str | None = None  # a named conversion, see model.CONVERSIONS
+    scale: float = 1.0
+    offset: float = 0.0
+    map: ValueMap | None = None  # vendor value (as text) -> canonical value
+
+    @field_validator("convert")
+    @classmethod
+    def _convert(cls, v: str | None) -> str | None:
+        if v is not None and v not in CONVERSIONS:
+            raise ValueError(f"unknown conversion {v!r} (known: {', '.join(CONVERSIONS)})")
+        return v
+
+    @model_validator(mode="after")
+    def _state_map(self) -> FieldMap:
+        if self.to == "state":
+            if not self.map:
+                raise ValueError("a field mapped to state needs a map of vendor values")
+            _check_states(self.map)
+        return self
+
+
+class StateMap(Section):
+    field: str
+    map: ValueMap
+
+    @field_validator("map")
+    @classmethod
+    def _states(cls, v: ValueMap) -> ValueMap:
+        _check_states(v)
+        return v
+
+
+def _check_states(mapping: ValueMap) -> None:
+    if bad := sorted({v for v in mapping.values() if v not in STATES}):
+        raise ValueError(f"{bad} not canonical states ({', '.join(sorted(STATES))})")
+
+
+class Timestamp(Section):
+    field: str = "ts"
+    unit: Literal["ms", "s", "us", "ns", "rfc3339", "auto"] = "auto"
+
+
+class Profile(Section):
+    """A vendor topic/payload format mapped onto the canonical model (SPEC 3.2)."""
+
+    topic: str
+    format: Literal["json", "plain"] = "json"
+    kind: str | None = None  # when neither the topic nor the registry gives it
+    site: str | None = None
+    area: str | None = None
+    # status: the payload is online/offline or {"state": ...}, as on canonical status topics
+    channel: Literal["telemetry", "status"] = "telemetry"
+    timestamp: Timestamp | None = None
+    state: StateMap | None = None
+    # json: keyed by payload key (dotted for nested); plain: keyed by the {signal} segment.
+    fields: dict[str, FieldMap] = {}
+    unmapped: Literal["keep", "drop"] = "keep"
+
+    @field_validator("topic")
+    @classmethod
+    def _topic(cls, v: str) -> str:
+        levels = v.split("/")
+        if any(("+" in lv or "#" in lv) for lv in levels) or not all(levels):
+            raise ValueError("use {name} segments, not MQTT wildcards, and no empty levels")
+        names = [lv[1:-1] for lv in levels if lv.startswith("{") and lv.endswith("}")]
+        if "device" not in names:
+            raise ValueError("the topic needs a {device} segment")
+        allowed = {"device", "site", "area", "kind", "signal"}
+        if bad := set(names) - allowed:
+            raise ValueError(f"unknown segment(s) {sorted(bad)}; allowed: {sorted(allowed)}")
+        return v
+
+    @field_validator("kind")
+    @classmethod
+    def _kind(cls, v: str | None) -> str | None:
+        if v is not None and v not in KINDS:
+            raise ValueError(f"unknown kind {v!r}")
+        return v
+
+
+class DeviceEntry(Section):
+    id: str
+    kind: str
+    site: str
+    area: str
+    name: str | None = None  # a human label for the status board
+    no_data_timeout: Duration | None = None
+    fault_for: Duration | None = None
+    offline_for: Duration | None = None
+    severity: Severity | None = None
+
+    @field_validator("id")
+    @classmethod
+    def _id(cls, v: str) -> str:
+        if not DEVICE_ID_RE.match(v):
+            raise ValueError("device id must match ^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+        return v
+
+    @field_validator("site", "area")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not NAME_RE.match(v):
+            raise ValueError("must match ^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+        return v
+
+    @field_validator("kind")
+    @classmethod
+    def _kind(cls, v: str) -> str:
+        if v not in KINDS:
+            raise ValueError(f"unknown kind {v!r} (known: {', '.join(KINDS)})")
+        return v
+
+
+SECRET_KEYS = {
+    ("mqtt", "password"): "MONITOR_MQTT__PASSWORD",
+    ("influx", "password"): "MONITOR_INFLUX__PASSWORD",
+    ("influx", "token"): "MONITOR_INFLUX__TOKEN",
+    ("http", "token"): "MONITOR_HTTP__TOKEN",
+}
+
+
+class Config(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="MONITOR_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+        case_sensitive=False,
+    )
+
+    mqtt: MQTT = MQTT()
+    influx: Influx = Influx()
+    state_dir: Path = Path("./var")
+    http: HTTP = HTTP()
+    instance: str | None = None  # the `monitor` measurement's tag; default: mqtt.client_id
+    status_interval: Duration = 15.0
+    stats_interval: Duration = 10.0
+    ingest: Ingest = Ingest()
+    alerts: Alerts = Alerts()
+    notify: Notify = Notify()
+    canonical: bool = Field(True, description="ingest the canonical customs/... topics")
+    profiles: dict[str, Profile] = {}
+    devices: list[DeviceEntry] = []
+
+    @property
+    def instance_name(self) -> str:
+        return self.instance or self.mqtt.client_id
+
+    @model_validator(mode="after")
+    def _unique_devices(self) -> Config:
+        seen: set[str] = set()
+        for dev in self.devices:
+            if dev.id in seen:
+                raise ValueError(f"device id {dev.id!r} is registered twice")
+            seen.add(dev.id)
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Precedence: explicit arguments, then the environment, then the YAML file.
+        yaml_file = _yaml_path.get(settings_cls)
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if yaml_file is not None:
+            sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=yaml_file))
+        return tuple(sources)
+
+
+_yaml_path: dict[type[BaseSettings], Path] = {}
+
+
+def _format_loc(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out or "(top level)"
+
+
+def _validation_problems(err: ValidationError) -> list[str]:
+    problems = []
+    for e in err.errors(include_url=False):
+        msg = e["msg"].removeprefix("Value error, ")
+        problems.append(f"{_format_loc(e['loc'])}: {msg}")
+    return problems
+
+
+def _secrets_in_yaml(raw: Any) -> list[str]:
+    problems: list[str] = []
+    if not isinstance(raw, dict):
+        return problems
+    for (section, key), env in SECRET_KEYS.items():
+        sec = raw.get(section)
+        if isinstance(sec, dict) and sec.get(key) is not None:
+            problems.append(
+                f"{section}.{key}: secrets may not be written in the config file; "
+                f"set {env} or {section}.{key}_file"
+            )
+    return problems
+
+
+def load_config(path: Path | str | None = None) -> Config:
+    """Load and validate; raises ConfigError listing every problem by its path."""
+    path = Path(path or os.environ.get("MONITOR_CONFIG") or DEFAULT_CONFIG_PATH)
+    if not path.is_file():
+        raise ConfigError([f"{path}: config file not found"])
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        raise ConfigError([f"{path}: not valid YAML: {e}"]) from None
+    if raw is not None and not isinstance(raw, dict):
+        raise ConfigError([f"{path}: the top level must be a mapping"])
+    if problems := _secrets_in_yaml(raw):
+        raise ConfigError(problems)
+
+    # A subclass per load keeps the YAML path out of global state shared between loads.
+    cls = type("LoadedConfig", (Config,), {})
+    _yaml_path[cls] = path
+    try:
+        config: Config = cls()
+        return config
+    except ValidationError as e:
+        raise ConfigError(_validation_problems(e)) from None
+    finally:
+        _yaml_path.pop(cls, None)
+
+
+def mask_url(url: str) -> str:
+    """An Apprise/webhook URL with anything that may be a credential replaced by ***."""
+    prefix = ""
+    if url.startswith("webhook:"):
+        prefix, url = "webhook:", url[len("webhook:") :]
+    m = re.match(r"^([a-z][a-z0-9+.-]*://)([^/?#]*)(.*)$", url, re.I)
+    if not m:
+        return prefix + "***"
+    scheme, authority, rest = m.groups()
+    host = authority.rsplit("@", 1)[-1]
+    if "@" in authority:
+        host = "***@" + host
+    # Paths and queries of notification URLs carry tokens (tgram://TOKEN/CHAT, ?key=...).
+    return f"{prefix}{scheme}{host}{'/***' if rest else ''}"

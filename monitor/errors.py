@@ -1,0 +1,48 @@
+"""The project's error tree. Library errors are translated into these at the boundary."""
+
+from __future__ import annotations
+
+
+class MonitorError(Exception):
+    """Base of every error the monitor raises on purpose."""
+
+
+class ConfigError(MonitorError):
+    """The configuration is invalid; ``problems`` holds one ``path: message`` per problem."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
+class LineProtocolError(MonitorError, ValueError):
+    """A value cannot be expressed in InfluxDB line protocol."""
+
+
+class WriteError(MonitorError):
+    """InfluxDB refused or failed a write.
+
+    ``retryable`` says whether the same batch may succeed later (connection errors, 5xx,
+    429); a non-retryable error (400, 413) means the batch itself is bad.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        retryable: bool,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.retryable = retryable
+        self.retry_after = retry_after
+
+
+class BrokerError(MonitorError):
+    """The MQTT broker could not be reached or refused the connection."""
+
+    def __init__(self, message: str, *, reason_code: str | None = None) -> None:
+        super().__init__(message)
+        self.reason_code = reason_code

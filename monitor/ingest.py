@@ -1,0 +1,81 @@
+"""The ingest pipeline: MQTT batches -> normalize -> line protocol -> batcher -> writer -> ack.
+
+Two tasks: ``consume`` normalizes while ``flush`` writes the previous batch, so parsing
+and the HTTP round trip overlap. One writer task writes batches in order and acks after
+each, which keeps PUBACKs in the order the PUBLISHes arrived.
+"""
+
+from __future__ import annotations
+
+from monitor import schema
+from monitor.batcher import Batcher
+from monitor.clock import Clock, now_ms
+from monitor.errors import LineProtocolError
+from monitor.influx import InfluxWriter
+from monitor.liveness import Liveness
+from monitor.mqtt import Message, MqttSource
+from monitor.normalize import Normalizer, Rejected
+from monitor.quarantine import Quarantine
+from monitor.stats import Stats
+
+
+class Ingest:
+    def __init__(
+        self,
+        source: MqttSource,
+        normalizer: Normalizer,
+        writer: InfluxWriter,
+        quarantine: Quarantine,
+        liveness: Liveness,
+        batcher: Batcher,
+        stats: Stats,
+        clock: Clock,
+    ) -> None:
+        self._source = source
+        self._normalizer = normalizer
+        self._writer = writer
+        self._quarantine = quarantine
+        self._liveness = liveness
+        self._batcher = batcher
+        self._stats = stats
+        self._clock = clock
+
+    async def consume(self) -> None:
+        """Normalize every received batch into the batcher, until the inbox is closed."""
+        async for messages in self._source.batches():
+            await self._batcher.wait_room()
+            self._batcher.add(self.process(messages), messages)
+
+    def process(self, messages: list[Message]) -> list[str]:
+        """The per-message hot path: normalize, track liveness, serialize."""
+        received_ms = now_ms(self._clock)
+        normalize = self._normalizer.normalize
+        observe = self._liveness.observe
+        reject = self._quarantine.reject
+        lines: list[str] = []
+        self._stats.messages_received += len(messages)
+        for m in messages:
+            result = normalize(m.topic, m.payload, received_ms, m.retain)
+            if isinstance(result, Rejected):
+                reject(m.topic, m.payload, result.reason, result.detail, received_ms)
+                continue
+            if result.clock_skew:
+                self._stats.clock_skew += 1
+            try:
+                line = schema.reading_line(result)
+            except LineProtocolError as e:  # the normalizer should prevent this: still, never fatal
+                reject(m.topic, m.payload, "invalid_value", str(e), received_ms)
+                continue
+            if line is not None:
+                lines.append(line)
+            status_line = observe(result, received_ms)
+            if status_line is not None:
+                lines.append(status_line)
+        return lines
+
+    async def flush(self) -> None:
+        """Write batches in order; ack each batch's messages once it is stored."""
+        while (batch := await self._batcher.next()) is not None:
+            await self._writer.write(batch.lines)
+            self._quarantine.flush()  # rejected messages are acked too: keep them first
+            self._source.ack(batch.acks)

@@ -1,0 +1,71 @@
+"""Structured logs: one line per event, ``key=value`` pairs after the event name.
+
+    log.info("mqtt.connected", host=..., port=...)
+
+Secrets never reach here: callers pass masked values (config.mask_url, SecretStr).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from typing import Any
+
+_RESERVED = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
+
+
+def _value(v: Any) -> str:
+    text = str(v)
+    if text == "" or any(c in text for c in ' "=\n\t'):
+        return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+    return text
+
+
+class LogfmtFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        ts = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+        parts = [f"ts={ts}.{int(record.msecs):03d}Z", f"level={record.levelname.lower()}"]
+        parts.append(f"event={_value(record.getMessage())}")
+        parts.extend(f"{k}={_value(v)}" for k, v in record.__dict__.items() if k not in _RESERVED)
+        if record.exc_info:
+            parts.append(f"exc={_value(self.formatException(record.exc_info))}")
+        return " ".join(parts)
+
+
+class Log:
+    """A thin wrapper so call sites read ``log.info("event", key=value)``."""
+
+    def __init__(self, name: str) -> None:
+        self._logger = logging.getLogger(name)
+
+    def _log(self, level: int, event: str, exc_info: bool, fields: dict[str, Any]) -> None:
+        if self._logger.isEnabledFor(level):
+            self._logger.log(level, event, extra=fields, exc_info=exc_info, stacklevel=3)
+
+    def debug(self, event: str, **fields: Any) -> None:
+        self._log(logging.DEBUG, event, False, fields)
+
+    def info(self, event: str, **fields: Any) -> None:
+        self._log(logging.INFO, event, False, fields)
+
+    def warning(self, event: str, **fields: Any) -> None:
+        self._log(logging.WARNING, event, False, fields)
+
+    def error(self, event: str, exc_info: bool = False, **fields: Any) -> None:
+        self._log(logging.ERROR, event, exc_info, fields)
+
+
+def get(name: str) -> Log:
+    return Log(name)
+
+
+def setup(level: str = "info") -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(LogfmtFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    # Libraries log per-request / per-packet details at INFO; keep their warnings only.
+    for noisy in ("aiohttp.access", "paho"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -1,0 +1,134 @@
+"""The canonical model (SPEC section 2): device kinds, their metrics, and device states."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Literal
+
+FieldValue = float | int | bool | str
+
+DEVICE_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")
+# Sites and areas become tags too; the same shape keeps them safe and readable.
+NAME_RE = DEVICE_ID_RE
+EVENT_TYPE_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,63}\Z")
+
+
+class State(StrEnum):
+    READY = "ready"
+    BUSY = "busy"
+    STANDBY = "standby"
+    WARMING_UP = "warming_up"
+    MAINTENANCE = "maintenance"
+    FAULT = "fault"
+    OFFLINE = "offline"
+
+
+STATES: frozenset[str] = frozenset(s.value for s in State)
+DOWN_STATES: frozenset[str] = frozenset({State.FAULT.value, State.OFFLINE.value})
+
+MetricType = Literal["float", "int", "bool", "str"]
+
+
+@dataclass(frozen=True, slots=True)
+class Metric:
+    type: MetricType
+    choices: frozenset[str] | None = None  # allowed values of a string metric
+
+
+def _m(type_: MetricType, *choices: str) -> Metric:
+    return Metric(type_, frozenset(choices) if choices else None)
+
+
+KINDS: dict[str, dict[str, Metric]] = {
+    "xray_scanner": {
+        "tube_voltage_kv": _m("float"),
+        "tube_current_ma": _m("float"),
+        "detector_temp_c": _m("float"),
+        "scans_total": _m("int"),
+        "scan_duration_s": _m("float"),
+        "interlock_ok": _m("bool"),
+    },
+    "radiation_portal": {
+        "gamma_cps": _m("float"),
+        "neutron_cps": _m("float"),
+        "occupied": _m("bool"),
+        "alarm": _m("str", "none", "gamma", "neutron", "gamma_neutron"),
+    },
+    "gate_barrier": {
+        "position": _m("str", "open", "closed", "moving"),
+        "cycles_total": _m("int"),
+        "motor_current_a": _m("float"),
+    },
+    "anpr_camera": {
+        "reads_total": _m("int"),
+        "read_confidence_pct": _m("float"),
+        "temp_c": _m("float"),
+    },
+    "weighbridge": {
+        "weight_kg": _m("float"),
+        "zero_offset_kg": _m("float"),
+    },
+}
+
+# SPEC 5: default no_data timeouts per kind, in seconds.
+DEFAULT_NO_DATA_TIMEOUT: dict[str, float] = {
+    "xray_scanner": 60.0,
+    "radiation_portal": 30.0,
+    "gate_barrier": 120.0,
+    "anpr_camera": 60.0,
+    "weighbridge": 120.0,
+}
+
+# Named unit conversions for vendor profiles (`convert:`). mR/h -> uSv/h uses the
+# radiation-portal rule of thumb 1 R ~ 1 rem = 10 mSv.
+CONVERSIONS: dict[str, tuple[float, float]] = {  # name -> (scale, offset): v * scale + offset
+    "V->kV": (0.001, 0.0),
+    "mV->kV": (1e-6, 0.0),
+    "uA->mA": (0.001, 0.0),
+    "A->mA": (1000.0, 0.0),
+    "mA->A": (0.001, 0.0),
+    "degF->degC": (5.0 / 9.0, -32.0 * 5.0 / 9.0),
+    "K->degC": (1.0, -273.15),
+    "mR/h->uSv/h": (10.0, 0.0),
+    "uR/h->uSv/h": (0.01, 0.0),
+    "nSv/h->uSv/h": (0.001, 0.0),
+    "lb->kg": (0.45359237, 0.0),
+    "t->kg": (1000.0, 0.0),
+    "ms->s": (0.001, 0.0),
+    "cpm->cps": (1.0 / 60.0, 0.0),
+}
+
+Channel = Literal["telemetry", "status", "event"]
+
+
+@dataclass(frozen=True, slots=True)
+class Device:
+    """Where a device lives; these become the ``site``/``area``/``kind``/``device`` tags."""
+
+    id: str
+    kind: str
+    site: str
+    area: str
+
+
+@dataclass(slots=True)
+class Reading:
+    """One normalized message of one device.
+
+    ``online`` is set by status messages (``online``/``offline``); ``state`` by any
+    message that carries a canonical state; ``fields`` are metrics (telemetry) or event
+    payload fields (event).
+    """
+
+    device: Device
+    channel: Channel
+    ts_ms: int
+    fields: dict[str, FieldValue] = field(default_factory=dict)
+    state: str | None = None
+    online: bool | None = None
+    code: str | None = None
+    event_type: str | None = None
+    retained: bool = False  # a retained status is old news: it must not count as "seen"
+    clock_skew: bool = False  # the device's timestamp was in the future and was replaced

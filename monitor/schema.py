@@ -1,0 +1,89 @@
+"""The InfluxDB schema (SPEC 4): which measurement, tags and fields each thing becomes."""
+
+from __future__ import annotations
+
+from monitor import lineproto
+from monitor.model import Device, FieldValue, Reading
+from monitor.stats import Stats
+
+DEVICE_STATUS = "device_status"
+EVENTS = "events"
+MONITOR = "monitor"
+
+# The tag part of a device's telemetry line never changes: escape it once per device.
+_heads: dict[Device, str] = {}
+
+
+def _telemetry_head(device: Device) -> str:
+    head = _heads.get(device)
+    if head is None:
+        head = lineproto.head(
+            device.kind, {"site": device.site, "area": device.area, "device": device.id}
+        )
+        _heads[device] = head
+    return head
+
+
+def reading_line(reading: Reading) -> str | None:
+    """The point of a telemetry or event message; None when it carries nothing to store."""
+    device = reading.device
+    if reading.channel == "telemetry":
+        fields: dict[str, FieldValue] = reading.fields
+        if reading.state is not None:
+            fields = {**fields, "state": reading.state}
+        if not fields:
+            return None
+        return f"{_telemetry_head(device)} {lineproto.field_set(fields)} {reading.ts_ms}"
+    if reading.channel == "event":
+        # n=1 on every event so that count(n) counts events whatever their payload.
+        return lineproto.line(
+            EVENTS,
+            {
+                "site": device.site,
+                "area": device.area,
+                "kind": device.kind,
+                "device": device.id,
+                "type": reading.event_type or "unknown",
+            },
+            {**reading.fields, "n": 1},
+            reading.ts_ms,
+        )
+    return None
+
+
+def device_status_line(
+    device: Device,
+    up: bool,
+    state: str,
+    reason: str,
+    last_seen_age_s: float | None,
+    ts_ms: int,
+) -> str:
+    fields: dict[str, FieldValue] = {"up": int(up), "state": state, "reason": reason}
+    if last_seen_age_s is not None:
+        fields["last_seen_age_s"] = float(last_seen_age_s)
+    return lineproto.line(
+        DEVICE_STATUS,
+        {"site": device.site, "area": device.area, "kind": device.kind, "device": device.id},
+        fields,
+        ts_ms,
+    )
+
+
+def monitor_line(instance: str, stats: Stats, latency_ms: float | None, ts_ms: int) -> str:
+    fields: dict[str, FieldValue] = {
+        "messages_received": stats.messages_received,
+        "messages_rejected": stats.messages_rejected,
+        "points_written": stats.points_written,
+        "points_quarantined": stats.points_quarantined,
+        "write_errors": stats.write_errors,
+        "spool_bytes": stats.spool_bytes,
+        "quarantine_bytes": stats.quarantine_bytes,
+        "broker_connected": int(stats.broker_connected),
+        "clock_skew": stats.clock_skew,
+    }
+    if latency_ms is not None:
+        fields["write_latency_ms"] = float(latency_ms)
+    for reason, n in stats.rejected_by_reason.items():
+        fields[f"rejected_{reason}"] = n
+    return lineproto.line(MONITOR, {"instance": instance}, fields, ts_ms)

@@ -1,0 +1,41 @@
+"""Counters of the running monitor: the `monitor` measurement and /metrics read them."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Stats:
+    messages_received: int = 0
+    messages_rejected: int = 0
+    rejected_by_reason: Counter[str] = field(default_factory=Counter)
+    clock_skew: int = 0
+    points_written: int = 0
+    points_quarantined: int = 0
+    batches_written: int = 0
+    write_errors: int = 0
+    broker_connected: bool = False
+    broker_connects: int = 0
+    spool_bytes: int = 0
+    quarantine_bytes: int = 0
+    # write latency of the batches since the last `monitor` point
+    _latency_sum_ms: float = 0.0
+    _latency_n: int = 0
+    last_write_ok: float | None = None  # wall clock seconds
+
+    def record_write(self, points: int, latency_ms: float, now: float) -> None:
+        self.points_written += points
+        self.batches_written += 1
+        self._latency_sum_ms += latency_ms
+        self._latency_n += 1
+        self.last_write_ok = now
+
+    def take_latency_ms(self) -> float | None:
+        """Mean write latency since the previous call (None when nothing was written)."""
+        if not self._latency_n:
+            return None
+        mean = self._latency_sum_ms / self._latency_n
+        self._latency_sum_ms, self._latency_n = 0.0, 0
+        return mean
