@@ -34,9 +34,12 @@ async def _every(interval: float, fn: Callable[[], Awaitable[None] | None]) -> N
             await result
 
 
-async def run(config: Config, stop: asyncio.Event, clock: Clock | None = None) -> Stats:
+async def run(
+    config: Config, stop: asyncio.Event, clock: Clock | None = None, stats: Stats | None = None
+) -> Stats:
+    """Run until ``stop`` is set; then drain, write, ack and return the final counters."""
     clock = clock or SystemClock()
-    stats = Stats()
+    stats = stats if stats is not None else Stats()
     normalizer = Normalizer(config)
     config.state_dir.mkdir(parents=True, exist_ok=True)
     quarantine = Quarantine(
@@ -74,7 +77,7 @@ async def run(config: Config, stop: asyncio.Event, clock: Clock | None = None) -
                 on_refused=lambda line, err: quarantine.refuse_point(line, err, now_ms(clock)),
             ) as writer,
             MqttSource(
-                config.mqtt, config.mqtt.topics or normalizer.subscriptions, stats
+                config.mqtt, config.mqtt.topics or normalizer.subscriptions, stats, clock
             ) as source,
         ):
             ingest = Ingest(source, normalizer, writer, quarantine, liveness, batcher, stats, clock)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from monitor import schema
 from monitor.batcher import Batcher
-from monitor.clock import Clock, now_ms
+from monitor.clock import Clock
 from monitor.errors import LineProtocolError
 from monitor.influx import InfluxWriter
 from monitor.liveness import Liveness
@@ -48,13 +48,13 @@ class Ingest:
 
     def process(self, messages: list[Message]) -> list[str]:
         """The per-message hot path: normalize, track liveness, serialize."""
-        received_ms = now_ms(self._clock)
         normalize = self._normalizer.normalize
         observe = self._liveness.observe
         reject = self._quarantine.reject
         lines: list[str] = []
         self._stats.messages_received += len(messages)
         for m in messages:
+            received_ms = m.received_ms
             result = normalize(m.topic, m.payload, received_ms, m.retain)
             if isinstance(result, Rejected):
                 reject(m.topic, m.payload, result.reason, result.detail, received_ms)

@@ -33,6 +33,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from monitor import logs
 from monitor.backoff import backoff_delay
+from monitor.clock import Clock
 from monitor.config import MQTT
 from monitor.errors import BrokerError
 from monitor.stats import Stats
@@ -50,6 +51,7 @@ class Message:
     mid: int
     retain: bool
     generation: int  # which connection delivered it: acks are valid only on that one
+    received_ms: int  # per message: two values of one PLC signal in a batch must not collide
 
 
 class Inbox:
@@ -113,6 +115,7 @@ class MqttSource:
         config: MQTT,
         subscriptions: list[str],
         stats: Stats,
+        clock: Clock,
         *,
         inbox_max_bytes: int = 64 * 1024 * 1024,
         rng: random.Random | None = None,
@@ -120,6 +123,7 @@ class MqttSource:
         self._config = config
         self._subscriptions = subscriptions
         self._stats = stats
+        self._clock = clock
         self._inbox_max_bytes = inbox_max_bytes
         self._rng = rng or random.Random()
         self._generation = 0
@@ -127,6 +131,7 @@ class MqttSource:
         self._inbox: Inbox | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._connack: asyncio.Future[ReasonCode] | None = None
+        self._suback: asyncio.Future[None] | None = None
         self._lost = asyncio.Event()
         self.connected = asyncio.Event()
         self.disconnected_since: float | None = None
@@ -214,7 +219,8 @@ class MqttSource:
         # paho hands over bytes for received messages (bytearray only when publishing)
         payload = cast(bytes, message.payload)
         self._inbox.put(
-            Message(topic, payload, message.qos, message.mid, message.retain, self._generation)
+            Message(topic, payload, message.qos, message.mid, message.retain, self._generation,
+                    int(self._clock.now() * 1000))
         )
 
     def _on_subscribe(
@@ -228,11 +234,16 @@ class MqttSource:
         for topic, reason in zip(self._subscriptions, reasons, strict=False):
             if reason.is_failure:
                 log.error("mqtt.subscribe_refused", topic=topic, reason=str(reason))
+        self._call_soon(self._resolve_suback)
 
     def _call_soon(self, fn: Any, *args: Any) -> None:
         assert self._loop is not None
         with contextlib.suppress(RuntimeError):  # loop already closed at shutdown
             self._loop.call_soon_threadsafe(fn, *args)
+
+    def _resolve_suback(self) -> None:
+        if self._suback is not None and not self._suback.done():
+            self._suback.set_result(None)
 
     def _resolve_connack(self, reason: ReasonCode) -> None:
         if self._connack is not None and not self._connack.done():
@@ -284,6 +295,7 @@ class MqttSource:
         self._generation += 1
         self._lost.clear()
         self._connack = self._loop.create_future()
+        self._suback = self._loop.create_future()
         props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         props.SessionExpiryInterval = int(cfg.session_expiry)
         props.ReceiveMaximum = cfg.receive_maximum
@@ -311,6 +323,12 @@ class MqttSource:
             await self._drop(client)
             raise BrokerError(f"connection refused: {reason}", reason_code=str(reason))
         client.subscribe([(t, SubscribeOptions(qos=1)) for t in self._subscriptions])
+        try:
+            async with asyncio.timeout(CONNACK_TIMEOUT_S):
+                await self._suback
+        except TimeoutError:
+            await self._drop(client)
+            raise BrokerError("no SUBACK from the broker") from None
         self._stats.broker_connected = True
         self._stats.broker_connects += 1
         self.disconnected_since = None

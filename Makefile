@@ -1,0 +1,46 @@
+# make test : everything a fresh Debian/Ubuntu machine needs, then the whole test suite
+# make demo : the local demo (broker, InfluxDB, simulator, monitor, status page)
+# make lint : ruff + mypy
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+DEBS   := mosquitto mosquitto-clients influxdb influxdb-client
+
+.PHONY: test lint deps venv demo bench clean
+
+venv: $(VENV)/.installed
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@
+
+# Debian's mosquitto and influxdb, installed only when missing. No service is started:
+# tests and the demo run private servers on loopback.
+deps:
+	@missing=""; \
+	for p in $(DEBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing:$$missing"; \
+		$(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+lint: venv
+	$(BIN)/ruff check monitor tests
+	$(BIN)/ruff format --check monitor tests
+	$(BIN)/mypy
+
+test: deps venv lint
+	$(BIN)/pytest -q -ra
+
+demo:
+	@echo "make demo is coming with the simulator (issue 4). Meanwhile: monitor run -c config/monitor.yaml"
+
+bench:
+	@echo "the benchmark harness is coming (issue 7)"
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

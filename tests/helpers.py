@@ -1,0 +1,145 @@
+"""Test helpers: a real MQTT publisher, InfluxDB queries, the monitor in-process."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+
+from monitor import app
+from monitor.config import Config, load_config
+from monitor.stats import Stats
+
+ROOT = Path(__file__).resolve().parent.parent
+SHIPPED_CONFIG = ROOT / "config" / "monitor.yaml"
+
+
+def influx_query(url: str, db: str, q: str) -> list[dict[str, Any]]:
+    """Series of an InfluxQL query (epoch ms timestamps)."""
+    params = urllib.parse.urlencode({"db": db, "q": q, "epoch": "ms"})
+    with urllib.request.urlopen(f"{url}/query?{params}", timeout=10) as r:
+        body = json.load(r)
+    result = body["results"][0]
+    if "error" in result:
+        raise AssertionError(f"query failed: {result['error']} ({q})")
+    return list(result.get("series", []))
+
+
+def rows(url: str, db: str, q: str) -> list[dict[str, Any]]:
+    """Rows as dicts (plus the series' tags, if it was grouped)."""
+    out = []
+    for series in influx_query(url, db, q):
+        for values in series["values"]:
+            row = dict(zip(series["columns"], values, strict=True))
+            row.update(series.get("tags", {}))
+            row["_measurement"] = series["name"]
+            out.append(row)
+    return out
+
+
+async def wait_for(
+    predicate: Callable[[], Any], timeout: float = 15.0, interval: float = 0.1
+) -> Any:
+    """Poll predicate (run in a thread: it may do blocking I/O) until truthy."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = await asyncio.to_thread(predicate)
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s (last: {value!r})")
+        await asyncio.sleep(interval)
+
+
+class Publisher:
+    """A real QoS 1 publisher (paho, own network thread) that survives broker restarts."""
+
+    def __init__(self, port: int, client_id: str = "test-publisher") -> None:
+        self.client = paho.Client(
+            callback_api_version=CallbackAPIVersion.VERSION2,
+            client_id=client_id,
+            protocol=MQTTProtocolVersion.MQTTv311,
+            clean_session=False,
+        )
+        self.client.max_inflight_messages_set(1000)
+        self.client.max_queued_messages_set(0)
+        self.client.reconnect_delay_set(0.1, 1)
+        self.client.connect("127.0.0.1", port)
+        self.client.loop_start()
+        deadline = time.monotonic() + 10
+        while not self.client.is_connected():
+            if time.monotonic() > deadline:
+                raise TimeoutError("publisher could not connect")
+            time.sleep(0.01)
+
+    def publish(self, topic: str, payload: bytes | str, qos: int = 1, retain: bool = False
+                ) -> paho.MQTTMessageInfo:
+        return self.client.publish(topic, payload, qos=qos, retain=retain)
+
+    def publish_all(self, messages: list[tuple[str, bytes | str]], timeout: float = 30) -> None:
+        infos = [self.publish(t, p) for t, p in messages]
+        for info in infos:
+            info.wait_for_publish(timeout)
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def monitor_config(
+    monkeypatch: Any, *, mqtt_port: int, influx_url: str, database: str, state_dir: Path,
+    client_id: str = "monitor-test", path: Path = SHIPPED_CONFIG, **env: str,
+) -> Config:
+    """The shipped Aktau config, pointed at the test servers through MONITOR_* variables."""
+    settings = {
+        "MONITOR_MQTT__PORT": str(mqtt_port),
+        "MONITOR_MQTT__CLIENT_ID": client_id,
+        "MONITOR_MQTT__RECONNECT__INITIAL": "0.1s",
+        "MONITOR_MQTT__RECONNECT__MAX": "1s",
+        "MONITOR_INFLUX__URL": influx_url,
+        "MONITOR_INFLUX__DATABASE": database,
+        "MONITOR_INFLUX__RETRY__MAX": "1s",
+        "MONITOR_STATE_DIR": str(state_dir),
+        **env,
+    }
+    for key, value in settings.items():
+        monkeypatch.setenv(key, value)
+    return load_config(path)
+
+
+class RunningMonitor:
+    def __init__(self, stats: Stats, stop: asyncio.Event, task: asyncio.Task[Stats]) -> None:
+        self.stats = stats
+        self.stop = stop
+        self.task = task
+
+
+@contextlib.asynccontextmanager
+async def running_monitor(config: Config, connect_timeout: float = 15) -> AsyncIterator[RunningMonitor]:
+    """The monitor in this event loop, connected and subscribed; stopped cleanly after."""
+    stop = asyncio.Event()
+    stats = Stats()
+    task = asyncio.create_task(app.run(config, stop, stats=stats), name="monitor-under-test")
+    deadline = time.monotonic() + connect_timeout
+    while not stats.broker_connected:
+        if task.done():
+            task.result()  # raises what killed it
+        if time.monotonic() > deadline:
+            stop.set()
+            raise AssertionError("monitor did not connect")
+        await asyncio.sleep(0.02)
+    monitor = RunningMonitor(stats, stop, task)
+    try:
+        yield monitor
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)
