@@ -494,17 +494,26 @@ def load_config(path: Path | str | None = None) -> Config:
         _yaml_path.pop(cls, None)
 
 
+# Schemes whose host part is a server name; for the others (tgram://TOKEN/CHAT,
+# discord://ID/TOKEN, ...) the "host" may itself be the credential.
+_HOST_SCHEMES = frozenset(
+    {"http", "https", "json", "jsons", "xml", "xmls", "form", "forms", "mailto", "mailtos"}
+)
+
+
 def mask_url(url: str) -> str:
-    """An Apprise/webhook URL with anything that may be a credential replaced by ***."""
+    """A channel URL safe to print: no user, password, token, path or query."""
     prefix = ""
     if url.startswith("webhook:"):
         prefix, url = "webhook:", url[len("webhook:") :]
-    m = re.match(r"^([a-z][a-z0-9+.-]*://)([^/?#]*)(.*)$", url, re.I)
+    m = re.match(r"^([a-z][a-z0-9+.-]*)://([^/?#]*)(.*)$", url, re.I)
     if not m:
         return prefix + "***"
     scheme, authority, rest = m.groups()
-    host = authority.rsplit("@", 1)[-1]
     if "@" in authority:
-        host = "***@" + host
-    # Paths and queries of notification URLs carry tokens (tgram://TOKEN/CHAT, ?key=...).
-    return f"{prefix}{scheme}{host}{'/***' if rest else ''}"
+        host = "***@" + authority.rsplit("@", 1)[1]
+    elif scheme.lower() in _HOST_SCHEMES:
+        host = authority
+    else:
+        return f"{prefix}{scheme}://***"
+    return f"{prefix}{scheme}://{host}{'/***' if rest else ''}"

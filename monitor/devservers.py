@@ -220,3 +220,43 @@ def running(server: Mosquitto | InfluxDB) -> Iterator[Mosquitto | InfluxDB]:
         yield server
     finally:
         server.stop()
+
+
+@dataclass
+class VictoriaMetrics:
+    """A private victoria-metrics: a real peer for InfluxDB's /api/v2/write."""
+
+    workdir: Path
+    host: str = "127.0.0.1"
+    port: int = 0
+    proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        if not self.port:
+            self.port = free_port(self.host)
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def start(self) -> None:
+        exe = _find("victoria-metrics", "/usr/bin")
+        self.proc = subprocess.Popen(
+            [
+                exe,
+                f"-storageDataPath={self.workdir}/data",
+                f"-httpListenAddr={self.host}:{self.port}",
+                "-loggerLevel=ERROR",
+                "-search.latencyOffset=0s",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=open(self.workdir / "stderr.log", "ab"),  # noqa: SIM115
+        )
+        _wait_port(self.host, self.port, self.proc, 30)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(15)
+        self.proc = None

@@ -27,6 +27,8 @@ from monitor.stats import Stats
 
 log = logs.get(__name__)
 
+MAX_RETRY_AFTER_S = 300.0
+
 OnRefused = Callable[[str, str], None]  # (line, InfluxDB's error) -> None
 
 
@@ -159,8 +161,8 @@ class InfluxWriter:
                 delay = backoff_delay(
                     attempt, self._config.retry.initial, self._config.retry.max, self._rng
                 )
-                if e.retry_after is not None:
-                    delay = max(delay, min(e.retry_after, self._config.retry.max * 4))
+                if e.retry_after is not None:  # the server knows best, within reason
+                    delay = max(delay, min(e.retry_after, MAX_RETRY_AFTER_S))
                 self._note_failure(e, delay)
                 attempt += 1
                 if e.status == 404 and self._config.api == "v1" and self._config.create_database:

@@ -219,8 +219,15 @@ class MqttSource:
         # paho hands over bytes for received messages (bytearray only when publishing)
         payload = cast(bytes, message.payload)
         self._inbox.put(
-            Message(topic, payload, message.qos, message.mid, message.retain, self._generation,
-                    int(self._clock.now() * 1000))
+            Message(
+                topic,
+                payload,
+                message.qos,
+                message.mid,
+                message.retain,
+                self._generation,
+                int(self._clock.now() * 1000),
+            )
         )
 
     def _on_subscribe(

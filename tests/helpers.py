@@ -5,6 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
+import signal
+import subprocess
+import sys
 import time
 import urllib.parse
 import urllib.request
@@ -81,8 +85,9 @@ class Publisher:
                 raise TimeoutError("publisher could not connect")
             time.sleep(0.01)
 
-    def publish(self, topic: str, payload: bytes | str, qos: int = 1, retain: bool = False
-                ) -> paho.MQTTMessageInfo:
+    def publish(
+        self, topic: str, payload: bytes | str, qos: int = 1, retain: bool = False
+    ) -> paho.MQTTMessageInfo:
         return self.client.publish(topic, payload, qos=qos, retain=retain)
 
     def publish_all(self, messages: list[tuple[str, bytes | str]], timeout: float = 30) -> None:
@@ -96,8 +101,15 @@ class Publisher:
 
 
 def monitor_config(
-    monkeypatch: Any, *, mqtt_port: int, influx_url: str, database: str, state_dir: Path,
-    client_id: str = "monitor-test", path: Path = SHIPPED_CONFIG, **env: str,
+    monkeypatch: Any,
+    *,
+    mqtt_port: int,
+    influx_url: str,
+    database: str,
+    state_dir: Path,
+    client_id: str = "monitor-test",
+    path: Path = SHIPPED_CONFIG,
+    **env: str,
 ) -> Config:
     """The shipped Aktau config, pointed at the test servers through MONITOR_* variables."""
     settings = {
@@ -124,7 +136,9 @@ class RunningMonitor:
 
 
 @contextlib.asynccontextmanager
-async def running_monitor(config: Config, connect_timeout: float = 15) -> AsyncIterator[RunningMonitor]:
+async def running_monitor(
+    config: Config, connect_timeout: float = 15
+) -> AsyncIterator[RunningMonitor]:
     """The monitor in this event loop, connected and subscribed; stopped cleanly after."""
     stop = asyncio.Event()
     stats = Stats()
@@ -143,3 +157,39 @@ async def running_monitor(config: Config, connect_timeout: float = 15) -> AsyncI
     finally:
         stop.set()
         await asyncio.wait_for(task, 30)
+
+
+class MonitorProcess:
+    """``python -m monitor run`` as a real process (for SIGKILL and exit-code tests).
+
+    Configure it through MONITOR_* variables (monitor_config sets them in os.environ)."""
+
+    def __init__(self, log_path: Path, *args: str, config: Path = SHIPPED_CONFIG) -> None:
+        self.log_path = log_path
+        self._log = open(log_path, "ab")  # noqa: SIM115 - closed in wait()/kill()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "monitor", "run", "-c", str(config), *args],
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            env=dict(os.environ),
+            cwd=ROOT,
+        )
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    async def wait_log(self, needle: str, timeout: float = 15) -> None:
+        await wait_for(lambda: needle in self.log() or self.proc.poll() is not None, timeout)
+        if needle not in self.log():
+            raise AssertionError(f"monitor exited ({self.proc.returncode}):\n{self.log()}")
+
+    def kill(self) -> None:
+        self.proc.kill()
+        self.proc.wait()
+        self._log.close()
+
+    def terminate(self, timeout: float = 30) -> int:
+        self.proc.send_signal(signal.SIGTERM)
+        code = self.proc.wait(timeout)
+        self._log.close()
+        return code

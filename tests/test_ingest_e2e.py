@@ -22,10 +22,18 @@ def now_ms() -> int:
 
 
 @pytest.fixture
-def config(monkeypatch: pytest.MonkeyPatch, mosquitto: Mosquitto, influxd: InfluxDB,
-           database: str, tmp_path: Path):  # noqa: ANN201
+def config(
+    monkeypatch: pytest.MonkeyPatch,
+    mosquitto: Mosquitto,
+    influxd: InfluxDB,
+    database: str,
+    tmp_path: Path,
+):
     return monitor_config(
-        monkeypatch, mqtt_port=mosquitto.port, influx_url=influxd.url, database=database,
+        monkeypatch,
+        mqtt_port=mosquitto.port,
+        influx_url=influxd.url,
+        database=database,
         state_dir=tmp_path / "state",
     )
 
@@ -40,43 +48,113 @@ async def test_canonical_telemetry_arrives_with_exact_tags_types_and_values(
     assert rfc3339.endswith("+05:00")
     pub = Publisher(mosquitto.port)
     async with running_monitor(config):
-        pub.publish_all([
-            (f"{XS01}/telemetry", json.dumps({
-                "ts": ts, "state": "busy", "tube_voltage_kv": 140, "tube_current_ma": 1.25,
-                "detector_temp_c": 31.5, "scans_total": 1234, "scan_duration_s": 42.0,
-                "interlock_ok": True, "vendor_note": "lane 3", "fan_rpm": 1200,
-            })),
-            # RFC 3339 timestamp, a discovered (unregistered) device on another site
-            ("customs/kuryk/gate-in/radiation_portal/krpm-09/telemetry", json.dumps({
-                "ts": rfc3339, "gamma_cps": 180.5, "neutron_cps": 2,
-                "occupied": False, "alarm": "none",
-            })),
-            (f"{XS01}/event", json.dumps({"ts": ts, "type": "scan_completed", "container": "MSKU1234567",
-                                          "duration_s": 38.5})),
-        ])
-        got = await wait_for(lambda: len(r := rows(
-            influxd.url, database, 'SELECT * FROM xray_scanner, radiation_portal, "events"')) == 3 and r)
+        pub.publish_all(
+            [
+                (
+                    f"{XS01}/telemetry",
+                    json.dumps(
+                        {
+                            "ts": ts,
+                            "state": "busy",
+                            "tube_voltage_kv": 140,
+                            "tube_current_ma": 1.25,
+                            "detector_temp_c": 31.5,
+                            "scans_total": 1234,
+                            "scan_duration_s": 42.0,
+                            "interlock_ok": True,
+                            "vendor_note": "lane 3",
+                            "fan_rpm": 1200,
+                        }
+                    ),
+                ),
+                # RFC 3339 timestamp, a discovered (unregistered) device on another site
+                (
+                    "customs/kuryk/gate-in/radiation_portal/krpm-09/telemetry",
+                    json.dumps(
+                        {
+                            "ts": rfc3339,
+                            "gamma_cps": 180.5,
+                            "neutron_cps": 2,
+                            "occupied": False,
+                            "alarm": "none",
+                        }
+                    ),
+                ),
+                (
+                    f"{XS01}/event",
+                    json.dumps(
+                        {
+                            "ts": ts,
+                            "type": "scan_completed",
+                            "container": "MSKU1234567",
+                            "duration_s": 38.5,
+                        }
+                    ),
+                ),
+            ]
+        )
+        got = await wait_for(
+            lambda: (
+                len(
+                    r := rows(
+                        influxd.url,
+                        database,
+                        'SELECT * FROM xray_scanner, radiation_portal, "events"',
+                    )
+                )
+                == 3
+                and r
+            )
+        )
     pub.close()
     by = {r["_measurement"]: {k: v for k, v in r.items() if v is not None} for r in got}
     assert by["xray_scanner"] == {
-        "_measurement": "xray_scanner", "time": ts, "site": "aktau", "area": "inspection-1",
-        "device": "xs-01", "state": "busy", "tube_voltage_kv": 140.0, "tube_current_ma": 1.25,
-        "detector_temp_c": 31.5, "scans_total": 1234, "scan_duration_s": 42.0,
-        "interlock_ok": True, "vendor_note": "lane 3", "fan_rpm": 1200.0,
+        "_measurement": "xray_scanner",
+        "time": ts,
+        "site": "aktau",
+        "area": "inspection-1",
+        "device": "xs-01",
+        "state": "busy",
+        "tube_voltage_kv": 140.0,
+        "tube_current_ma": 1.25,
+        "detector_temp_c": 31.5,
+        "scans_total": 1234,
+        "scan_duration_s": 42.0,
+        "interlock_ok": True,
+        "vendor_note": "lane 3",
+        "fan_rpm": 1200.0,
     }
     rp = by["radiation_portal"]
     assert rp["time"] == ts
     assert (rp["site"], rp["area"], rp["device"]) == ("kuryk", "gate-in", "krpm-09")
-    assert (rp["gamma_cps"], rp["neutron_cps"], rp["occupied"], rp["alarm"]) == (180.5, 2.0, False, "none")
+    assert (rp["gamma_cps"], rp["neutron_cps"], rp["occupied"], rp["alarm"]) == (
+        180.5,
+        2.0,
+        False,
+        "none",
+    )
     ev = by["events"]
     assert (ev["type"], ev["kind"], ev["device"], ev["container"], ev["duration_s"], ev["n"]) == (
-        "scan_completed", "xray_scanner", "xs-01", "MSKU1234567", 38.5, 1)
+        "scan_completed",
+        "xray_scanner",
+        "xs-01",
+        "MSKU1234567",
+        38.5,
+        1,
+    )
 
     # Field types as stored: ints stay ints, the unknown numeric metric is a float.
-    types = {(r["fieldKey"], r["fieldType"]) for r in rows(
-        influxd.url, database, "SHOW FIELD KEYS FROM xray_scanner")}
-    assert {("scans_total", "integer"), ("tube_voltage_kv", "float"), ("interlock_ok", "boolean"),
-            ("state", "string"), ("fan_rpm", "float")} <= types
+    types = {
+        (r["fieldKey"], r["fieldType"])
+        for r in rows(influxd.url, database, "SHOW FIELD KEYS FROM xray_scanner")
+    }
+    assert {
+        ("scans_total", "integer"),
+        ("tube_voltage_kv", "float"),
+        ("interlock_ok", "boolean"),
+        ("state", "string"),
+        ("fan_rpm", "float"),
+    } <= types
 
 
 async def test_vendor_profiles_convert_units_and_map_states(
@@ -85,24 +163,58 @@ async def test_vendor_profiles_convert_units_and_map_states(
     ts = now_ms() - 1000
     pub = Publisher(mosquitto.port)
     async with running_monitor(config):
-        pub.publish_all([
-            ("scanners/xs-02/data", json.dumps({"time": ts, "devStatus": 4, "hv": 160000,
-                                                "beamCurrent": 0.8, "detTempF": 104.0,
-                                                "scanCount": 77})),
-            ("scanners/xs-03/data", json.dumps({"time": ts, "devStatus": 9, "hv": 0,
-                                                "beamCurrent": 0, "detTempF": 32, "scanCount": 5})),
-            ("plc/aktau/gb-03/barrier_up", "1"),
-            ("plc/aktau/gb-03/motor_amps", "2.7"),
-            ("plc/aktau/gb-04/barrier_up", "0"),
-            ("plc/aktau/gb-04/fault", "1"),
-        ])
-        xs = await wait_for(lambda: len(r := rows(
-            influxd.url, database, "SELECT * FROM xray_scanner")) == 2 and r)
-        gb = await wait_for(lambda: len(r := rows(
-            influxd.url, database,
-            "SELECT last(position) AS position, last(motor_current_a) AS motor_current_a,"
-            " last(state) AS state FROM gate_barrier GROUP BY device, site, area"
-        )) == 2 and r)
+        pub.publish_all(
+            [
+                (
+                    "scanners/xs-02/data",
+                    json.dumps(
+                        {
+                            "time": ts,
+                            "devStatus": 4,
+                            "hv": 160000,
+                            "beamCurrent": 0.8,
+                            "detTempF": 104.0,
+                            "scanCount": 77,
+                        }
+                    ),
+                ),
+                (
+                    "scanners/xs-03/data",
+                    json.dumps(
+                        {
+                            "time": ts,
+                            "devStatus": 9,
+                            "hv": 0,
+                            "beamCurrent": 0,
+                            "detTempF": 32,
+                            "scanCount": 5,
+                        }
+                    ),
+                ),
+                ("plc/aktau/gb-03/barrier_up", "1"),
+                ("plc/aktau/gb-03/motor_amps", "2.7"),
+                ("plc/aktau/gb-04/barrier_up", "0"),
+                ("plc/aktau/gb-04/fault", "1"),
+            ]
+        )
+        xs = await wait_for(
+            lambda: len(r := rows(influxd.url, database, "SELECT * FROM xray_scanner")) == 2 and r
+        )
+        gb = await wait_for(
+            lambda: (
+                len(
+                    r := rows(
+                        influxd.url,
+                        database,
+                        "SELECT last(position) AS position, last(motor_current_a) AS"
+                        " motor_current_a, last(state) AS state FROM gate_barrier"
+                        " GROUP BY device, site, area",
+                    )
+                )
+                == 2
+                and r
+            )
+        )
     pub.close()
     xs02, xs03 = sorted(xs, key=lambda r: r["device"])
     assert xs02["time"] == ts
@@ -121,9 +233,13 @@ async def test_vendor_profiles_convert_units_and_map_states(
     assert all((r["site"], r["area"]) == ("aktau", "gate-out") for r in gb)
 
     # Liveness follows the mapped state: device_status says gb-04 and xs-03 are down (fault).
-    status = await wait_for(lambda: rows(
-        influxd.url, database,
-        "SELECT last(reason) AS reason, last(up) AS up FROM device_status GROUP BY device"))
+    status = await wait_for(
+        lambda: rows(
+            influxd.url,
+            database,
+            "SELECT last(reason) AS reason, last(up) AS up FROM device_status GROUP BY device",
+        )
+    )
     by_device = {r["device"]: (r["up"], r["reason"]) for r in status}
     assert by_device["gb-04"] == (0, "fault")
     assert by_device["xs-03"] == (0, "fault")
@@ -148,10 +264,22 @@ BAD = [
     (f"{XS01}/telemetry", b"", "empty_payload"),
     (f"{XS01}/telemetry", b'{"x": "' + b"a" * 300_000 + b'"}', "payload_too_large"),
     ("customs/aktau/gate-in/toaster/t-1/telemetry", b'{"temp_c": 200}', "unknown_kind"),
-    ("customs/aktau/gate-in/xray_scanner/-xs,site=evil/telemetry", b'{"a": 1}', "invalid_device_id"),
+    (
+        "customs/aktau/gate-in/xray_scanner/-xs,site=evil/telemetry",
+        b'{"a": 1}',
+        "invalid_device_id",
+    ),
     ("customs/aktau/gate in/xray_scanner/xs-77/telemetry", b'{"a": 1}', "invalid_topic"),
-    ("customs/aktau/gate-in/radiation_portal/rpm-01/telemetry", b'{"alarm": "purple"}', "invalid_value"),
-    ("customs/aktau/gate-in/radiation_portal/rpm-01/event", b'{"kind": "no type"}', "invalid_event"),
+    (
+        "customs/aktau/gate-in/radiation_portal/rpm-01/telemetry",
+        b'{"alarm": "purple"}',
+        "invalid_value",
+    ),
+    (
+        "customs/aktau/gate-in/radiation_portal/rpm-01/event",
+        b'{"kind": "no type"}',
+        "invalid_event",
+    ),
     ("scanners/zz-99/data", b'{"devStatus": 2}', "unknown_device"),
     ("scanners/xs-02/data", b'{"devStatus": 7, "hv": 1}', "invalid_state"),
     ("plc/aktau/gb-01/barrier_up", b"2", "invalid_value"),
@@ -174,19 +302,28 @@ async def test_bad_input_is_rejected_counted_quarantined_and_never_stored(
             if j == 2 * i:
                 messages.append((topic, payload))
     # A clock running an hour ahead: stored, at the receive time, and counted.
-    messages.append((f"{XS01}/telemetry", json.dumps({"ts": now_ms() + 3_600_000, "scan_duration_s": 1})))
+    messages.append(
+        (f"{XS01}/telemetry", json.dumps({"ts": now_ms() + 3_600_000, "scan_duration_s": 1}))
+    )
 
     pub = Publisher(mosquitto.port)
     async with running_monitor(config) as mon:
         pub.publish_all(messages)
         await wait_for(lambda: mon.stats.messages_received == len(messages))
-        stored = await wait_for(lambda: len(r := rows(
-            influxd.url, database, "SELECT * FROM xray_scanner")) == len(good) + 1 and r)
+        stored = await wait_for(
+            lambda: (
+                len(r := rows(influxd.url, database, "SELECT * FROM xray_scanner")) == len(good) + 1
+                and r
+            )
+        )
         assert not mon.task.done()  # alive
         # still ingesting after all that
         pub.publish_all([(f"{XS01}/telemetry", json.dumps({"scans_total": 999_999}))])
-        await wait_for(lambda: rows(influxd.url, database,
-                                    "SELECT * FROM xray_scanner WHERE scans_total = 999999"))
+        await wait_for(
+            lambda: rows(
+                influxd.url, database, "SELECT * FROM xray_scanner WHERE scans_total = 999999"
+            )
+        )
         stats = mon.stats
     pub.close()
 
@@ -204,14 +341,21 @@ async def test_bad_input_is_rejected_counted_quarantined_and_never_stored(
     # Nothing of the bad ones reached InfluxDB: only the expected measurements and tags.
     measurements = {r["name"] for r in rows(influxd.url, database, "SHOW MEASUREMENTS")}
     assert measurements == {"xray_scanner", "device_status", "monitor"}
-    devices = {r["value"] for r in rows(influxd.url, database,
-                                        'SHOW TAG VALUES WITH KEY = "device"')}
+    devices = {
+        r["value"] for r in rows(influxd.url, database, 'SHOW TAG VALUES WITH KEY = "device"')
+    }
     assert devices == {"xs-01"}
-    fields = {r["fieldKey"] for r in rows(influxd.url, database, "SHOW FIELD KEYS FROM xray_scanner")}
+    fields = {
+        r["fieldKey"] for r in rows(influxd.url, database, "SHOW FIELD KEYS FROM xray_scanner")
+    }
     assert fields == {"scans_total", "scan_duration_s"}
 
-    quarantined = [json.loads(line) for line in
-                   (tmp_path / "state" / "quarantine" / "quarantine.jsonl").read_text().splitlines()]
+    quarantined = [
+        json.loads(line)
+        for line in (tmp_path / "state" / "quarantine" / "quarantine.jsonl")
+        .read_text()
+        .splitlines()
+    ]
     assert [q["reason"] for q in quarantined] == [reason for *_, reason in BAD]
     assert [q["topic"] for q in quarantined] == [topic for topic, *_ in BAD]
     by_reason = {q["reason"]: q for q in quarantined}

@@ -1,0 +1,243 @@
+"""Config: the shipped file, the SPEC's minimal config, env overrides, errors by path, secrets."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from monitor.config import load_config, mask_url, parse_duration
+from monitor.errors import ConfigError
+from monitor.model import KINDS
+from tests.helpers import ROOT, SHIPPED_CONFIG
+
+MINIMAL = """
+mqtt:
+  host: 127.0.0.1
+  port: 1883
+  client_id: monitor-aktau-1      # also the persistent-session id
+  username: null                  # password: MONITOR_MQTT__PASSWORD
+  tls: {enabled: false, ca_file: null, cert_file: null, key_file: null}
+influx:
+  url: http://127.0.0.1:8086
+  api: v1                         # v1: database (+ retention_policy); v2: org + bucket
+  database: customs               # token or password: MONITOR_INFLUX__TOKEN
+state_dir: ./var                  # SQLite state, disk spool, quarantine
+http: {host: 127.0.0.1, port: 8080}   # API token: MONITOR_HTTP__TOKEN
+alerts:
+  kinds:
+    xray_scanner: {no_data_timeout: 60s, fault_for: 30s, offline_for: 10s, severity: critical}
+notify:
+  routes:
+    - name: maintenance-crew
+      match: {severity: [critical, warning]}          # also kind, site, area
+      channels: ["webhook:http://127.0.0.1:9000/alerts", "mailto://user:pass@smtp.example.kz?to=crew@example.kz"]
+      repeat_interval: 1h
+      escalate_after: 15m
+      escalate_to: ["tgram://bottoken/chatid"]
+"""
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    for key in list(os.environ):
+        if key.startswith("MONITOR_"):
+            monkeypatch.delenv(key)
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "monitor.yaml"
+    path.write_text(text)
+    return path
+
+
+def problems(path: Path) -> list[str]:
+    with pytest.raises(ConfigError) as e:
+        load_config(path)
+    return e.value.problems
+
+
+def test_shipped_config_describes_the_aktau_post() -> None:
+    cfg = load_config(SHIPPED_CONFIG)
+    assert len(cfg.devices) >= 20
+    assert {d.kind for d in cfg.devices} == set(KINDS)
+    assert len({(d.site, d.area) for d in cfg.devices if d.site == "aktau"}) >= 4
+    assert {"scanner_vendor_x", "plc_gateway"} <= set(cfg.profiles)
+    assert cfg.canonical
+
+
+def test_minimal_spec_config_loads(tmp_path: Path) -> None:
+    cfg = load_config(write(tmp_path, MINIMAL))
+    assert cfg.mqtt.client_id == "monitor-aktau-1"
+    assert cfg.alerts.kinds["xray_scanner"].no_data_timeout == 60
+    assert cfg.notify.routes[0].repeat_interval == 3600
+    assert cfg.notify.routes[0].escalate_after == 900
+    assert cfg.devices == [] and cfg.profiles == {}
+
+
+def test_env_overrides_win_over_yaml(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MONITOR_MQTT__PORT", "1884")
+    monkeypatch.setenv("MONITOR_INFLUX__URL", "http://influxdb:8086")
+    monkeypatch.setenv("MONITOR_STATE_DIR", "/var/lib/monitor")
+    monkeypatch.setenv("MONITOR_INFLUX__RETRY__MAX", "2m")
+    cfg = load_config(write(tmp_path, MINIMAL))
+    assert cfg.mqtt.port == 1884
+    assert cfg.mqtt.host == "127.0.0.1"  # the rest of the section still comes from the YAML
+    assert cfg.influx.url == "http://influxdb:8086"
+    assert cfg.influx.database == "customs"
+    assert cfg.state_dir == Path("/var/lib/monitor")
+    assert cfg.influx.retry.max == 120
+
+
+def test_every_problem_is_listed_by_its_path(tmp_path: Path) -> None:
+    got = problems(
+        write(
+            tmp_path,
+            """
+mqtt: {port: "eighty", tls: {enabled: true, ca_file: /nonexistent/ca.pem}}
+influx: {api: v3, url: "influx:8086", flush_interval: soon}
+prot: 1
+devices:
+  - {id: xs-01, kind: xray_scanner, site: aktau, area: a}
+  - {id: "bad id", kind: toaster, site: aktau, area: a}
+profiles:
+  p: {topic: "scanners/+/data", fields: {hv: {to: tube_voltage_kv, convert: "V->MV"}}}
+""",
+        )
+    )
+    text = "\n".join(got)
+    for expected in (
+        "mqtt.port:",
+        "mqtt.tls:",
+        "influx.api:",
+        "influx.url:",
+        "influx.flush_interval:",
+        "prot:",
+        "devices[1].id:",
+        "devices[1].kind:",
+        "profiles.p.topic:",
+        "profiles.p.fields.hv.convert:",
+    ):
+        assert any(p.startswith(expected) for p in got), f"{expected} missing in:\n{text}"
+    assert "ca_file '/nonexistent/ca.pem' does not exist" in text
+
+
+def test_env_problems_are_reported_by_path_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MONITOR_MQTT__PORT", "99999")
+    assert any(p.startswith("mqtt.port:") for p in problems(write(tmp_path, MINIMAL)))
+
+
+def test_missing_file_is_an_error_not_defaults(tmp_path: Path) -> None:
+    assert problems(tmp_path / "nope.yaml") == [f"{tmp_path / 'nope.yaml'}: config file not found"]
+
+
+def test_secrets_are_refused_in_yaml(tmp_path: Path) -> None:
+    got = problems(write(tmp_path, "mqtt: {password: hunter2}\ninflux: {token: abc}\n"))
+    assert got == [
+        "mqtt.password: secrets may not be written in the config file; set MONITOR_MQTT__PASSWORD"
+        " or mqtt.password_file",
+        "influx.token: secrets may not be written in the config file; set MONITOR_INFLUX__TOKEN"
+        " or influx.token_file",
+    ]
+    assert "hunter2" not in "".join(got)
+
+
+def test_secrets_from_env_and_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    secret_file = tmp_path / "influx-token"
+    secret_file.write_text("s3cr3t-token\n")
+    monkeypatch.setenv("MONITOR_MQTT__PASSWORD", "hunter2")
+    cfg = load_config(
+        write(tmp_path, f"mqtt: {{username: monitor}}\ninflux: {{token_file: {secret_file}}}\n")
+    )
+    assert cfg.mqtt.password is not None and cfg.mqtt.password.get_secret_value() == "hunter2"
+    assert cfg.influx.token is not None and cfg.influx.token.get_secret_value() == "s3cr3t-token"
+    assert "hunter2" not in repr(cfg) and "s3cr3t" not in repr(cfg)
+
+
+def test_check_config_cli(tmp_path: Path) -> None:
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "MONITOR_MQTT__PASSWORD": "hunter2",
+        "MONITOR_HTTP__TOKEN": "api-secret",
+    }
+    ok = subprocess.run(
+        [sys.executable, "-m", "monitor", "check-config", "-c", str(write(tmp_path, MINIMAL))],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        check=False,
+    )
+    assert ok.returncode == 0, ok.stderr
+    assert "configuration is valid" in ok.stdout and "maintenance-crew" in ok.stdout
+    for secret in ("hunter2", "api-secret", "user:pass", "bottoken"):
+        assert secret not in ok.stdout + ok.stderr
+
+    bad = write(tmp_path, "mqtt: {port: 0}\ninflux: {api: v2}\n")
+    res = subprocess.run(
+        [sys.executable, "-m", "monitor", "check-config", "-c", str(bad)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        check=False,
+    )
+    assert res.returncode == 2
+    assert "mqtt.port: Input should be greater than or equal to 1" in res.stderr
+    assert "influx: api v2 needs org and bucket" in res.stderr
+
+
+def test_run_refuses_an_invalid_config_with_exit_2(tmp_path: Path) -> None:
+    res = subprocess.run(
+        [sys.executable, "-m", "monitor", "run", "-c", str(tmp_path / "missing.yaml")],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=False,
+    )
+    assert res.returncode == 2
+    assert "config file not found" in res.stderr
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [
+        ("500ms", 0.5),
+        ("30s", 30),
+        ("5m", 300),
+        ("1h", 3600),
+        ("7d", 604800),
+        (12, 12),
+        ("2.5s", 2.5),
+    ],
+)
+def test_durations(text: object, seconds: float) -> None:
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["soon", "-1s", "5 minutes", True, "1w"])
+def test_bad_durations(text: object) -> None:
+    with pytest.raises(ValueError):
+        parse_duration(text)
+
+
+@pytest.mark.parametrize(
+    ("url", "masked"),
+    [
+        (
+            "mailto://user:pass@smtp.example.kz?to=crew@example.kz",
+            "mailto://***@smtp.example.kz/***",
+        ),
+        ("tgram://123456:ABCDEF/987", "tgram://***"),  # the bot token is the "host"
+        ("slack://TokenA/TokenB/TokenC/#chan", "slack://***"),
+        ("webhook:http://127.0.0.1:9000/alerts?key=abc", "webhook:http://127.0.0.1:9000/***"),
+    ],
+)
+def test_channel_urls_are_masked(url: str, masked: str) -> None:
+    assert mask_url(url) == masked
