@@ -362,3 +362,70 @@ async def test_bad_input_is_rejected_counted_quarantined_and_never_stored(
     assert by_reason["not_utf8"]["payload_b64"] == "//4AZ2FyYmFnZQ=="
     assert by_reason["payload_too_large"]["payload_truncated"] is True
     assert by_reason["malformed_json"]["payload"] == '{"tube_voltage_kv": 140'
+
+
+async def test_device_status_and_monitor_measurements(
+    monkeypatch: pytest.MonkeyPatch,
+    mosquitto: Mosquitto,
+    influxd: InfluxDB,
+    database: str,
+    tmp_path: Path,
+) -> None:
+    config = monitor_config(
+        monkeypatch,
+        mqtt_port=mosquitto.port,
+        influx_url=influxd.url,
+        database=database,
+        state_dir=tmp_path / "state",
+        MONITOR_STATUS_INTERVAL="300ms",
+        MONITOR_STATS_INTERVAL="300ms",
+        MONITOR_ALERTS__KINDS__WEIGHBRIDGE__NO_DATA_TIMEOUT="1s",
+    )
+    assert config.alerts.no_data_timeout("weighbridge") == 1.0  # env reaches into the dict
+    pub = Publisher(mosquitto.port)
+    async with running_monitor(config):
+        pub.publish_all(
+            [
+                (
+                    "customs/aktau/gate-in/weighbridge/wb-01/telemetry",
+                    json.dumps({"weight_kg": 41_250.5}),
+                )
+            ]
+        )
+        query = (
+            "SELECT last(up) AS up, last(reason) AS reason, last(state) AS state,"
+            " last(last_seen_age_s) AS age FROM device_status GROUP BY device, kind, area"
+        )
+
+        def wb_states() -> dict[str, dict] | None:
+            got = {r["device"]: r for r in rows(influxd.url, database, query)}
+            # wb-01 spoke once and then went quiet; wb-02 never spoke
+            return (
+                got if got.get("wb-01", {}).get("reason") == "no_data" and "wb-02" in got else None
+            )
+
+        got = await wait_for(wb_states, timeout=10)
+        # registered devices of other kinds are still within their (longer) grace: not written
+        assert "xs-01" not in got
+    pub.close()
+    assert (got["wb-02"]["up"], got["wb-02"]["reason"], got["wb-02"]["age"]) == (0, "no_data", None)
+    assert (got["wb-01"]["up"], got["wb-01"]["kind"], got["wb-01"]["area"]) == (
+        0,
+        "weighbridge",
+        "gate-in",
+    )
+    assert got["wb-01"]["age"] > 1.0
+    transitions = rows(
+        influxd.url, database, "SELECT up, reason FROM device_status WHERE device = 'wb-01'"
+    )
+    assert [r["reason"] for r in transitions][:1] == ["ok"]  # it was up while it spoke
+
+    mon = rows(
+        influxd.url,
+        database,
+        "SELECT last(messages_received) AS received, last(broker_connected) AS connected,"
+        " last(points_written) AS written FROM monitor GROUP BY instance",
+    )
+    assert mon[0]["instance"] == "monitor-test"
+    assert mon[0]["received"] == 1
+    assert mon[0]["written"] >= 2
