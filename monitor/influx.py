@@ -28,6 +28,7 @@ from monitor.stats import Stats
 log = logs.get(__name__)
 
 MAX_RETRY_AFTER_S = 300.0
+CREATE_DATABASE_TIMEOUT_S = 2.0
 
 OnRefused = Callable[[str, str], None]  # (line, InfluxDB's error) -> None
 
@@ -105,7 +106,8 @@ class InfluxWriter:
             await self._session.close()
 
     async def _create_database(self) -> None:
-        """Best effort: a read-only or token-scoped user may not be allowed to."""
+        """Best effort: a read-only or token-scoped user may not be allowed to, and an
+        InfluxDB that is down must not hold up the start (a 404 later retries this)."""
         assert self._session is not None
         query = f'CREATE DATABASE "{self._config.database}"'
         try:
@@ -114,6 +116,7 @@ class InfluxWriter:
                 data={"q": query},
                 headers=self._auth_headers(),
                 auth=self._auth,
+                timeout=aiohttp.ClientTimeout(total=CREATE_DATABASE_TIMEOUT_S),
             ) as resp:
                 if resp.status >= 300:
                     log.warning(
