@@ -190,6 +190,9 @@ class Ingest(Section):
     max_age: Duration = 7 * 86400.0
     max_clock_skew: Duration = 300.0
     quarantine_max_bytes: ByteSize = ByteSize(64 * 1024 * 1024)
+    # Devices discovered from canonical topics (beyond the registry): a publisher spraying
+    # made-up device ids must not grow memory without bound.
+    max_devices: int = Field(50_000, ge=1)
 
 
 Severity = Literal["critical", "warning", "info"]

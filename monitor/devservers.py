@@ -49,6 +49,17 @@ def _wait_port(host: str, port: int, proc: subprocess.Popen[bytes], timeout: flo
     raise TimeoutError(f"nothing listens on {host}:{port} after {timeout}s")
 
 
+def _terminate(proc: subprocess.Popen[bytes] | None, timeout: float = 15) -> None:
+    if proc is None or proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def _find(binary: str, *extra_dirs: str) -> str:
     path = shutil.which(binary) or next(
         (str(Path(d) / binary) for d in extra_dirs if (Path(d) / binary).exists()), None
@@ -111,13 +122,7 @@ log_type notice
         _wait_port(self.host, self.port, self.proc, 10)
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)  # saves the persistence db
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        _terminate(self.proc)  # SIGTERM: mosquitto saves its persistence db on the way out
         self.proc = None
 
     def restart(self) -> None:
@@ -199,13 +204,7 @@ bind-address = "{self.host}:{self.backup_port}"
         raise TimeoutError("influxd did not answer /ping")
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        _terminate(self.proc)
         self.proc = None
 
     def restart(self) -> None:
@@ -256,7 +255,5 @@ class VictoriaMetrics:
         _wait_port(self.host, self.port, self.proc, 30)
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(15)
+        _terminate(self.proc)
         self.proc = None

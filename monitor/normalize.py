@@ -369,6 +369,7 @@ class Normalizer:
         self._max_payload = int(config.ingest.max_payload_bytes)
         self._max_age_ms = int(config.ingest.max_age * 1000)
         self._max_skew_ms = int(config.ingest.max_clock_skew * 1000)
+        self._max_discovered = config.ingest.max_devices
         self.registry: dict[str, Device] = {
             d.id: Device(d.id, d.kind, d.site, d.area) for d in config.devices
         }
@@ -437,6 +438,8 @@ class Normalizer:
         key = (site, area, kind, device_id)
         device = self._discovered.get(key)
         if device is None:
+            if len(self._discovered) >= self._max_discovered:
+                raise _Reject("unknown_device", "ingest.max_devices discovered devices reached")
             device = Device(device_id, kind, _name(site, "site"), _name(area, "area"))
             self._discovered[key] = device
         return device

@@ -263,3 +263,14 @@ profiles:
     assert r.device == Device("rpm-09", "radiation_portal", "aktau", "gate-in")
     assert r.ts_ms == 1_790_000_000_000
     assert r.fields == pytest.approx({"gamma_cps": 10.0, "dose_usv_h": 0.02, "occupied": True})
+
+
+def test_discovery_is_bounded(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("ingest: {max_devices: 3}\n")
+    norm = Normalizer(load_config(cfg))
+    topics = [f"customs/aktau/gate-in/anpr_camera/cam-{i}/telemetry" for i in range(5)]
+    results = [norm.normalize(t, b'{"reads_total": 1}', NOW) for t in topics]
+    assert [isinstance(r, Reading) for r in results] == [True, True, True, False, False]
+    assert rejected(results[4]) == "unknown_device"
+    assert ok(norm.normalize(topics[0], b'{"reads_total": 2}', NOW))  # known ones still flow
