@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -39,6 +40,7 @@ from monitor.model import (
     KINDS,
     NAME_RE,
     STATES,
+    THRESHOLD_RE,
 )
 
 DEFAULT_CONFIG_PATH = Path("config/monitor.yaml")
@@ -198,15 +200,55 @@ class Ingest(Section):
 Severity = Literal["critical", "warning", "info"]
 
 
+class ThresholdRule(Section):
+    """``{name: hot_detector, when: "detector_temp_c > 45", for: 5m, severity: warning}``"""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    when: str
+    for_: Duration = Field(0.0, alias="for")
+    severity: Severity = "warning"
+
+    @field_validator("when")
+    @classmethod
+    def _expr(cls, v: str) -> str:
+        if not THRESHOLD_RE.match(v):
+            raise ValueError(
+                f"{v!r}: write it as '<metric> <op> <number>', op one of > >= < <= == !="
+            )
+        return v
+
+
 class KindRules(Section):
     no_data_timeout: Duration | None = None
     fault_for: Duration = 30.0
     offline_for: Duration = 10.0
     severity: Severity = "critical"
+    thresholds: list[ThresholdRule] = []
+
+
+class MaintenanceWindow(Section):
+    """Planned downtime: no notifications, downtime counted as planned."""
+
+    scope: Literal["device", "kind", "area", "site"]
+    value: str
+    starts: datetime
+    ends: datetime
+    reason: str = ""
+
+    @model_validator(mode="after")
+    def _order(self) -> MaintenanceWindow:
+        if self.starts.tzinfo is None or self.ends.tzinfo is None:
+            raise ValueError("starts and ends need a time zone, e.g. 2026-11-22T08:00:00+05:00")
+        if self.ends <= self.starts:
+            raise ValueError("ends must be after starts")
+        return self
 
 
 class Alerts(Section):
     kinds: dict[str, KindRules] = {}
+    maintenance: list[MaintenanceWindow] = []
 
     @field_validator("kinds")
     @classmethod
@@ -352,6 +394,7 @@ class DeviceEntry(Section):
     fault_for: Duration | None = None
     offline_for: Duration | None = None
     severity: Severity | None = None
+    thresholds: list[ThresholdRule] = []  # in addition to its kind's
 
     @field_validator("id")
     @classmethod

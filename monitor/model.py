@@ -13,6 +13,10 @@ DEVICE_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")
 # Sites and areas become tags too; the same shape keeps them safe and readable.
 NAME_RE = DEVICE_ID_RE
 EVENT_TYPE_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,63}\Z")
+# A threshold rule's condition: "<metric> <op> <number>"
+THRESHOLD_RE = re.compile(
+    r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*(>=|<=|==|!=|>|<)\s*(-?\d+(?:\.\d+)?(?:[eE]-?\d+)?)\s*$"
+)
 
 
 class State(StrEnum):
