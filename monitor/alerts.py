@@ -21,6 +21,7 @@ from monitor.rules import BROKER_DOWN, NO_DATA, SITE_SILENT, DeviceState, RuleSe
 
 AlertState = Literal["firing", "acknowledged", "resolved"]
 Event = Literal["firing", "repeat", "escalation", "acknowledged", "resolved"]
+Scope = Literal["device", "kind", "area", "site"]
 
 BROKER_DOWN_AFTER_S = 30.0
 SITE_SILENT_RATIO = 0.8
@@ -97,7 +98,7 @@ class Window:
     """A maintenance window for a device, a kind, an area or a whole site."""
 
     id: str
-    scope: Literal["device", "kind", "area", "site"]
+    scope: Scope
     value: str
     starts: float
     ends: float

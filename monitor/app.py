@@ -1,23 +1,33 @@
-"""Wiring: config -> parts, one TaskGroup, start downstream first, stop upstream first."""
+"""Wiring: config -> parts, one TaskGroup; start downstream first, stop upstream first.
+
+Start: store -> InfluxDB writer -> notifier -> alerting -> HTTP API -> MQTT source.
+Stop: stop taking messages, drain and write what was received, ack, then let the rest go.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable
+import signal
+from collections.abc import Callable
 
 from monitor import logs, schema
+from monitor.alerting import AlertService
+from monitor.alerts import AlertEngine, Route, Window
+from monitor.api import Api
 from monitor.batcher import Batcher
 from monitor.clock import Clock, SystemClock, now_ms
 from monitor.config import Config
 from monitor.influx import InfluxWriter
 from monitor.ingest import Ingest
 from monitor.liveness import Liveness
-from monitor.model import Device
 from monitor.mqtt import MqttSource
 from monitor.normalize import Normalizer
+from monitor.notify import Notifier
 from monitor.quarantine import Quarantine
+from monitor.rules import RuleBook
 from monitor.stats import Stats
+from monitor.store import Store
 
 log = logs.get(__name__)
 
@@ -26,36 +36,53 @@ log = logs.get(__name__)
 DRAIN_TIMEOUT_S = 10.0
 
 
-async def _every(interval: float, fn: Callable[[], Awaitable[None] | None]) -> None:
+async def _every(interval: float, fn: Callable[[], None]) -> None:
     while True:
         await asyncio.sleep(interval)
-        result = fn()
-        if result is not None:
-            await result
+        fn()
+
+
+def config_windows(config: Config) -> list[Window]:
+    return [
+        Window(
+            f"config-{i}",
+            w.scope,
+            w.value,
+            w.starts.timestamp(),
+            w.ends.timestamp(),
+            w.reason,
+            "config",
+        )
+        for i, w in enumerate(config.alerts.maintenance)
+    ]
+
+
+def channels_of(config: Config) -> list[str]:
+    return list(
+        dict.fromkeys(c for r in config.notify.routes for c in (*r.channels, *r.escalate_to))
+    )
 
 
 async def run(
-    config: Config, stop: asyncio.Event, clock: Clock | None = None, stats: Stats | None = None
+    config: Config,
+    stop: asyncio.Event,
+    clock: Clock | None = None,
+    stats: Stats | None = None,
+    on_api: Callable[[Api], None] | None = None,
 ) -> Stats:
     """Run until ``stop`` is set; then drain, write, ack and return the final counters."""
     clock = clock or SystemClock()
     stats = stats if stats is not None else Stats()
+    instance = config.instance_name
     normalizer = Normalizer(config)
+    rulebook = RuleBook(config)
     config.state_dir.mkdir(parents=True, exist_ok=True)
     quarantine = Quarantine(
         config.state_dir / "quarantine", int(config.ingest.quarantine_max_bytes), clock, stats
     )
-    started_ms = now_ms(clock)
-
-    def timeout_of(device: Device) -> float:
-        return config.alerts.no_data_timeout(device.kind)
-
-    liveness = Liveness(normalizer.registry.values(), timeout_of, started_ms)
     batcher = Batcher(config.influx.batch_size, config.influx.flush_interval)
-    instance = config.instance_name
-
-    def status_points() -> None:
-        batcher.add(liveness.tick(now_ms(clock)))
+    engine = AlertEngine([Route.from_config(r) for r in config.notify.routes], rulebook, instance)
+    liveness = Liveness(normalizer.registry.values(), rulebook, engine.in_maintenance)
 
     def monitor_point() -> None:
         batcher.add([schema.monitor_line(instance, stats, stats.take_latency_ms(), now_ms(clock))])
@@ -67,50 +94,93 @@ async def run(
         influx=config.influx.url,
         api=config.influx.api,
         devices=len(normalizer.registry),
+        routes=len(config.notify.routes),
     )
     try:
-        async with (
-            InfluxWriter(
-                config.influx,
-                stats,
-                clock,
-                on_refused=lambda line, err: quarantine.refuse_point(line, err, now_ms(clock)),
-            ) as writer,
-            MqttSource(
-                config.mqtt, config.mqtt.topics or normalizer.subscriptions, stats, clock
-            ) as source,
-        ):
-            ingest = Ingest(source, normalizer, writer, quarantine, liveness, batcher, stats, clock)
-            async with asyncio.TaskGroup() as tg:
-                # downstream first: the writer is ready before anything is received
-                flushing = tg.create_task(ingest.flush(), name="influx-writer")
-                periodic = [
-                    tg.create_task(
-                        _every(config.status_interval, status_points), name="device-status"
-                    ),
-                    tg.create_task(
-                        _every(config.stats_interval, monitor_point), name="monitor-stats"
-                    ),
-                ]
-                consuming = tg.create_task(ingest.consume(), name="ingest")
-                connection = tg.create_task(source.run(), name="mqtt-connection")
-                await stop.wait()
+        async with Store(config.state_dir / "state.db") as store:
+            engine.restore(
+                store.alerts(open_only=True), [*config_windows(config), *store.windows()]
+            )
+            liveness.restore(store.devices())
+            liveness.grace_from = clock.now()
 
-                # upstream first: stop taking messages, drain what was received, write, ack
-                log.info("monitor.stopping")
-                source.close_inbox()
-                await consuming
-                for task in periodic:
-                    task.cancel()
-                monitor_point()
-                batcher.close()
-                try:
-                    async with asyncio.timeout(DRAIN_TIMEOUT_S):
-                        await flushing
-                except TimeoutError:
-                    log.warning("monitor.drain_timeout", timeout_s=DRAIN_TIMEOUT_S)
-                    flushing.cancel()
-                connection.cancel()
+            def status_tick() -> None:
+                if stats.broker_connected:  # our outage is not the devices'
+                    batcher.add(liveness.status_lines(clock.now(), force=True))
+                store.save_devices(liveness.devices.values())
+
+            async with (
+                InfluxWriter(
+                    config.influx,
+                    stats,
+                    clock,
+                    on_refused=lambda line, err: quarantine.refuse_point(line, err, now_ms(clock)),
+                ) as writer,
+                Notifier(store, clock, channels_of(config)) as notifier,
+                MqttSource(
+                    config.mqtt, config.mqtt.topics or normalizer.subscriptions, stats, clock
+                ) as source,
+            ):
+                service = AlertService(
+                    engine, liveness, store, notifier, batcher, clock, lambda: source.down_since
+                )
+
+                def connection_changed(connected: bool) -> None:
+                    if connected:  # a fresh grace period for every device (SPEC 5)
+                        liveness.grace_from = clock.now()
+                    service.poke()
+
+                source.on_change = connection_changed
+                ingest = Ingest(
+                    source,
+                    normalizer,
+                    writer,
+                    quarantine,
+                    liveness,
+                    batcher,
+                    stats,
+                    clock,
+                    on_change=service.poke,
+                )
+                names = {d.id: d.name for d in config.devices if d.name}
+                async with (
+                    Api(
+                        config.http, service, store, stats, source, writer, notifier, clock, names
+                    ) as api,
+                    asyncio.TaskGroup() as tg,
+                ):
+                    if on_api is not None:
+                        on_api(api)
+                    flushing = tg.create_task(ingest.flush(), name="influx-writer")
+                    background = [
+                        tg.create_task(notifier.run(), name="notifier"),
+                        tg.create_task(service.run(), name="alerting"),
+                        tg.create_task(
+                            _every(config.status_interval, status_tick), name="device-status"
+                        ),
+                        tg.create_task(
+                            _every(config.stats_interval, monitor_point), name="monitor-stats"
+                        ),
+                    ]
+                    consuming = tg.create_task(ingest.consume(), name="ingest")
+                    connection = tg.create_task(source.run(), name="mqtt-connection")
+                    await stop.wait()
+
+                    log.info("monitor.stopping")
+                    source.close_inbox()
+                    await consuming
+                    for task in background:
+                        task.cancel()
+                    store.save_devices(liveness.devices.values())
+                    monitor_point()
+                    batcher.close()
+                    try:
+                        async with asyncio.timeout(DRAIN_TIMEOUT_S):
+                            await flushing
+                    except TimeoutError:
+                        log.warning("monitor.drain_timeout", timeout_s=DRAIN_TIMEOUT_S)
+                        flushing.cancel()
+                    connection.cancel()
     finally:
         quarantine.close()
     log.info(
@@ -123,8 +193,6 @@ async def run(
 
 
 def install_signal_handlers(stop: asyncio.Event) -> None:
-    import signal
-
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):

@@ -7,6 +7,8 @@ each, which keeps PUBACKs in the order the PUBLISHes arrived.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from monitor import schema
 from monitor.batcher import Batcher
 from monitor.clock import Clock
@@ -30,6 +32,7 @@ class Ingest:
         batcher: Batcher,
         stats: Stats,
         clock: Clock,
+        on_change: Callable[[], None] = lambda: None,
     ) -> None:
         self._source = source
         self._normalizer = normalizer
@@ -39,6 +42,7 @@ class Ingest:
         self._batcher = batcher
         self._stats = stats
         self._clock = clock
+        self._on_change = on_change
 
     async def consume(self) -> None:
         """Normalize every received batch into the batcher, until the inbox is closed."""
@@ -52,6 +56,8 @@ class Ingest:
         observe = self._liveness.observe
         reject = self._quarantine.reject
         lines: list[str] = []
+        touched: set[str] = set()
+        changed = False
         self._stats.messages_received += len(messages)
         for m in messages:
             received_ms = m.received_ms
@@ -63,14 +69,22 @@ class Ingest:
                 self._stats.clock_skew += 1
             try:
                 line = schema.reading_line(result)
-            except LineProtocolError as e:  # the normalizer should prevent this: still, never fatal
+            except LineProtocolError as e:  # the normalizer should prevent this: never fatal
                 reject(m.topic, m.payload, "invalid_value", str(e), received_ms)
                 continue
             if line is not None:
                 lines.append(line)
-            status_line = observe(result, received_ms)
+            changed |= observe(result, received_ms / 1000)
+            touched.add(result.device.id)
+        # device_status at every change: once per device per batch, not per message
+        now = self._clock.now()
+        for device_id in touched:
+            status_line = self._liveness.status_line(device_id, now)
             if status_line is not None:
                 lines.append(status_line)
+                changed = True
+        if changed:
+            self._on_change()
         return lines
 
     async def flush(self) -> None:

@@ -1,91 +1,118 @@
-"""Per-device liveness: last seen, last status, last state -> up/down with a reason.
+"""Per-device liveness: last seen (any channel), last status, canonical state.
 
-This is the ingest issue's version: ``device_status`` from last-seen, status and state.
-The alerting issue adds grace periods after broker outages and the rule engine.
+Observations come from the ingest hot path; ``device_status`` points are derived from
+them (SPEC 4): every ``status_interval`` for every known device and at every change.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 
 from monitor import schema
 from monitor.model import Device, Reading, State
+from monitor.rules import DeviceState, RuleSettings
+
+Status = tuple[bool, str, str]  # (up, state, reason)
 
 
-@dataclass(slots=True)
-class DeviceLiveness:
-    device: Device
-    last_seen_ms: int | None = None
-    state: str | None = None  # the last canonical state the device reported
-    online: bool | None = None  # from status messages (offline = its Last Will)
-    written: tuple[bool, str, str] | None = None  # the last device_status written
-
-
-def evaluate(
-    dl: DeviceLiveness, now_ms: int, timeout_s: float, started_ms: int
-) -> tuple[bool, str, str] | None:
-    """(up, state, reason), or None while a never-seen device is still in its grace."""
-    if dl.online is False or dl.state == State.OFFLINE:
-        return False, State.OFFLINE.value, "offline"
-    if dl.state == State.FAULT:
-        return False, State.FAULT.value, "fault"
-    if dl.state == State.MAINTENANCE:
+def device_status(
+    ds: DeviceState, rules: RuleSettings, grace_from: float, now: float, in_maintenance: bool
+) -> Status | None:
+    """(up, state, reason); None while a never-seen device is still within its grace."""
+    if in_maintenance or ds.state == State.MAINTENANCE:
         return False, State.MAINTENANCE.value, "maintenance"
-    timeout_ms = timeout_s * 1000
-    if dl.last_seen_ms is None:
-        if now_ms - started_ms < timeout_ms:
-            return None
+    if ds.online is False or ds.state == State.OFFLINE:
+        return False, State.OFFLINE.value, "offline"
+    if ds.state == State.FAULT:
+        return False, State.FAULT.value, "fault"
+    if ds.last_seen is None and now - grace_from < rules.no_data_timeout:
+        return None
+    if now - max(ds.last_seen or grace_from, grace_from) >= rules.no_data_timeout:
         return False, State.OFFLINE.value, "no_data"
-    if now_ms - dl.last_seen_ms > timeout_ms:
-        return False, State.OFFLINE.value, "no_data"
-    return True, dl.state or State.READY.value, "ok"
+    if ds.last_seen is None or ds.last_seen < grace_from:
+        return None  # seen before a restart, not since: unknown until it speaks or times out
+    return True, ds.state or State.READY.value, "ok"
 
 
 class Liveness:
     def __init__(
-        self, registry: Iterable[Device], timeout_of: Callable[[Device], float], started_ms: int
+        self,
+        registry: Iterable[Device],
+        rules_of: Callable[[Device], RuleSettings],
+        in_maintenance: Callable[[Device, float], bool],
     ) -> None:
-        self._timeout_of = timeout_of
-        self._started_ms = started_ms
-        self.devices: dict[str, DeviceLiveness] = {d.id: DeviceLiveness(d) for d in registry}
+        self._rules_of = rules_of
+        self._in_maintenance = in_maintenance
+        self.devices: dict[str, DeviceState] = {d.id: DeviceState(d) for d in registry}
+        self._written: dict[str, Status] = {}
+        self.grace_from = 0.0
 
-    def observe(self, reading: Reading, received_ms: int) -> str | None:
-        """Update from one message; a device_status line when the device's status changed."""
+    def restore(self, saved: Iterable[DeviceState]) -> None:
+        """Last-seen times and states from before a restart (registry changes win)."""
+        for ds in saved:
+            current = self.devices.get(ds.device.id)
+            if current is not None and current.device != ds.device:
+                ds.device = current.device
+            self.devices[ds.device.id] = ds
+
+    def observe(self, reading: Reading, received: float) -> bool:
+        """Update from one message; True when the device's state changed (rules care)."""
         device = reading.device
-        dl = self.devices.get(device.id)
-        if dl is None or dl.device != device:
-            dl = self.devices[device.id] = DeviceLiveness(device)
-        if not reading.retained:  # a retained message is old news, not a sign of life
-            dl.last_seen_ms = received_ms
-            if reading.channel != "status":
-                dl.online = True
-        if reading.online is not None:
-            dl.online = reading.online
-        if reading.state is not None:
-            dl.state = reading.state
-        elif reading.online:
-            # "online" after a Last Will: the old offline state no longer holds
-            dl.state = None if dl.state == State.OFFLINE else dl.state
-        return self._line_if_changed(dl, received_ms)
+        ds = self.devices.get(device.id)
+        if ds is None or ds.device != device:
+            ds = self.devices[device.id] = DeviceState(device)
+        changed = False
+        if not reading.retained:  # a retained status is old news, not a sign of life
+            ds.last_seen = received
+            if reading.channel != "status" and ds.online is False:
+                ds.online, ds.offline_since, changed = True, None, True
+        if reading.online is not None and reading.online != ds.online:
+            ds.online = reading.online
+            ds.offline_since = None if reading.online else received
+            changed = True
+        state = reading.state
+        if state is None and reading.online and ds.state == State.OFFLINE:
+            state = State.READY.value  # "online" after its Last Will: offline no longer holds
+        if state is not None and state != ds.state:
+            ds.state, ds.state_since, changed = state, received, True
+        if reading.code is not None:
+            ds.code = reading.code
+        if reading.fields and reading.channel == "telemetry":
+            ds.observe_metrics(reading.fields, received, self._rules_of(device).thresholds)
+        return changed
 
-    def _line_if_changed(self, dl: DeviceLiveness, now_ms: int) -> str | None:
-        status = evaluate(dl, now_ms, self._timeout_of(dl.device), self._started_ms)
-        if status is None or status == dl.written:
+    def status_line(self, device_id: str, now: float, force: bool = False) -> str | None:
+        """The device_status point, if it changed since the last one written (or force)."""
+        ds = self.devices[device_id]
+        status = device_status(
+            ds,
+            self._rules_of(ds.device),
+            self.grace_from,
+            now,
+            self._in_maintenance(ds.device, now),
+        )
+        if status is None or (not force and status == self._written.get(device_id)):
             return None
-        return self._line(dl, status, now_ms)
-
-    def _line(self, dl: DeviceLiveness, status: tuple[bool, str, str], now_ms: int) -> str:
-        dl.written = status
-        age = None if dl.last_seen_ms is None else max(0.0, (now_ms - dl.last_seen_ms) / 1000)
+        self._written[device_id] = status
         up, state, reason = status
-        return schema.device_status_line(dl.device, up, state, reason, age, now_ms)
+        age = None if ds.last_seen is None else max(0.0, now - ds.last_seen)
+        return schema.device_status_line(ds.device, up, state, reason, age, int(now * 1000))
 
-    def tick(self, now_ms: int) -> list[str]:
-        """device_status of every known device (the periodic status_interval write)."""
+    def status_lines(self, now: float, force: bool) -> list[str]:
+        """device_status of every device: all of them (force) or those that changed."""
         lines = []
-        for dl in self.devices.values():
-            status = evaluate(dl, now_ms, self._timeout_of(dl.device), self._started_ms)
-            if status is not None:
-                lines.append(self._line(dl, status, now_ms))
+        for device_id in self.devices:
+            line = self.status_line(device_id, now, force)
+            if line is not None:
+                lines.append(line)
         return lines
+
+    def status(self, device_id: str, now: float) -> Status | None:
+        ds = self.devices[device_id]
+        return device_status(
+            ds,
+            self._rules_of(ds.device),
+            self.grace_from,
+            now,
+            self._in_maintenance(ds.device, now),
+        )

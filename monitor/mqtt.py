@@ -19,7 +19,7 @@ import contextlib
 import random
 import ssl
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, cast
@@ -134,7 +134,10 @@ class MqttSource:
         self._suback: asyncio.Future[None] | None = None
         self._lost = asyncio.Event()
         self.connected = asyncio.Event()
-        self.disconnected_since: float | None = None
+        # Wall-clock time since which we have no broker (from the start until the first
+        # connection too): the rules pause device alerts meanwhile.
+        self.down_since: float | None = clock.now()
+        self.on_change: Callable[[bool], None] = lambda connected: None
 
     # -- lifecycle --
 
@@ -338,8 +341,9 @@ class MqttSource:
             raise BrokerError("no SUBACK from the broker") from None
         self._stats.broker_connected = True
         self._stats.broker_connects += 1
-        self.disconnected_since = None
+        self.down_since = None
         self.connected.set()
+        self.on_change(True)
         log.info(
             "mqtt.connected",
             host=cfg.host,
@@ -353,11 +357,11 @@ class MqttSource:
         await asyncio.to_thread(client.loop_stop)
 
     def _set_disconnected(self) -> None:
-        if self.connected.is_set() or self.disconnected_since is None:
-            assert self._loop is not None
-            self.disconnected_since = self._loop.time()
-        self.connected.clear()
-        self._stats.broker_connected = False
+        if self.connected.is_set():
+            self.down_since = self._clock.now()
+            self.connected.clear()
+            self._stats.broker_connected = False
+            self.on_change(False)
 
     # -- the message stream --
 

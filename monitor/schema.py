@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from monitor import lineproto
 from monitor.model import Device, FieldValue, Reading
 from monitor.stats import Stats
 
+if TYPE_CHECKING:
+    from monitor.alerts import Alert
+
+ALERTS = "alerts"
 DEVICE_STATUS = "device_status"
 EVENTS = "events"
 MONITOR = "monitor"
@@ -87,3 +93,25 @@ def monitor_line(instance: str, stats: Stats, latency_ms: float | None, ts_ms: i
     for reason, n in stats.rejected_by_reason.items():
         fields[f"rejected_{reason}"] = n
     return lineproto.line(MONITOR, {"instance": instance}, fields, ts_ms)
+
+
+def alert_line(alert: Alert, duration_s: float, ts_ms: int) -> str:
+    """One point per alert transition (firing, acknowledged, resolved)."""
+    return lineproto.line(
+        ALERTS,
+        {
+            "site": alert.site,
+            "area": alert.area,
+            "kind": alert.kind,
+            "device": alert.device,
+            "rule": alert.rule,
+            "severity": alert.severity,
+        },
+        {
+            "alert_id": alert.id,
+            "state": alert.state,
+            "duration_s": float(duration_s),
+            "summary": alert.summary,
+        },
+        ts_ms,
+    )

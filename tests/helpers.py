@@ -21,6 +21,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 from monitor import app
 from monitor.config import Config, load_config
+from monitor.devservers import free_port
 from monitor.stats import Stats
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -121,6 +122,9 @@ def monitor_config(
         "MONITOR_INFLUX__DATABASE": database,
         "MONITOR_INFLUX__RETRY__MAX": "1s",
         "MONITOR_STATE_DIR": str(state_dir),
+        "MONITOR_HTTP__PORT": str(free_port()),
+        # no notification route by default: the shipped one points at a webhook on :9000
+        "MONITOR_NOTIFY__ROUTES": "[]",
         **env,
     }
     for key, value in settings.items():

@@ -1,0 +1,119 @@
+"""The alerting runtime: runs the pure AlertEngine at the right moments and carries out
+what it decides (persist, write `alerts` points, hand notifications to the notifier)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import Callable
+
+from monitor import logs, schema
+from monitor.alerts import Alert, AlertEngine, Outcome, Scope, Window
+from monitor.batcher import Batcher
+from monitor.clock import Clock
+from monitor.liveness import Liveness
+from monitor.notify import Notifier
+from monitor.store import Store
+
+log = logs.get(__name__)
+
+# Evaluate at least this often, whatever the deadlines say: catches wall-clock jumps and
+# devices discovered since the last evaluation.
+MAX_SLEEP_S = 5.0
+
+
+class AlertService:
+    def __init__(
+        self,
+        engine: AlertEngine,
+        liveness: Liveness,
+        store: Store,
+        notifier: Notifier,
+        batcher: Batcher,
+        clock: Clock,
+        broker_down_since: Callable[[], float | None],
+    ) -> None:
+        self.engine = engine
+        self.liveness = liveness
+        self._store = store
+        self._notifier = notifier
+        self._batcher = batcher
+        self._clock = clock
+        self._broker_down_since = broker_down_since
+        self._wake = asyncio.Event()
+
+    def poke(self) -> None:
+        """Something changed (a device, the broker, a window): evaluate now."""
+        self._wake.set()
+
+    async def run(self) -> None:
+        while True:
+            self._wake.clear()
+            now = self._clock.now()
+            self.evaluate(now)
+            down_since = self._broker_down_since()
+            wake = self.engine.next_wakeup(
+                self.liveness.devices, now, self.liveness.grace_from, down_since
+            )
+            sleep = MAX_SLEEP_S if wake is None else min(MAX_SLEEP_S, max(0.0, wake - now))
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(sleep):
+                    await self._wake.wait()
+
+    def evaluate(self, now: float) -> None:
+        down_since = self._broker_down_since()
+        outcome = self.engine.evaluate(
+            self.liveness.devices, now, self.liveness.grace_from, down_since
+        )
+        self._apply(outcome, now)
+        if down_since is None:  # e.g. a device passing its no_data deadline
+            self._batcher.add(self.liveness.status_lines(now, force=False))
+
+    def _apply(self, outcome: Outcome, now: float, extra: dict[str, str] | None = None) -> None:
+        self._store.save_alerts(outcome.changed.values())
+        ts_ms = int(now * 1000)
+        self._batcher.add(
+            [schema.alert_line(a, a.duration(now), ts_ms) for a in outcome.transitions]
+        )
+        for a in outcome.transitions:
+            log.info(
+                "alert." + a.state,
+                alert_id=a.id,
+                rule=a.rule,
+                device=a.device,
+                site=a.site,
+                severity=a.severity,
+                summary=a.summary,
+            )
+        self._notifier.submit(outcome.notifications, extra)
+
+    # -- operators' actions (HTTP API) --
+
+    def acknowledge(self, alert_id: str, by: str) -> Alert | None:
+        now = self._clock.now()
+        outcome = self.engine.acknowledge(alert_id, now, by)
+        if outcome is None:
+            return None
+        self._apply(outcome, now, {"acked_by": by})
+        return self._store.alert(alert_id)
+
+    def add_window(
+        self, scope: Scope, value: str, starts: float, ends: float, reason: str, created_by: str
+    ) -> Window:
+        window = Window(uuid.uuid4().hex[:10], scope, value, starts, ends, reason, created_by)
+        self.engine.windows[window.id] = window
+        self._store.save_window(window)
+        self._window_changed()
+        return window
+
+    def remove_window(self, window_id: str) -> bool:
+        if self.engine.windows.pop(window_id, None) is None:
+            return False
+        self._store.delete_window(window_id)
+        self._window_changed()
+        return True
+
+    def _window_changed(self) -> None:
+        self._batcher.add(self.liveness.status_lines(self._clock.now(), force=False))
+        self.poke()
