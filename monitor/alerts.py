@@ -196,8 +196,10 @@ class AlertEngine:
         settings_of: Callable[[Device], RuleSettings],
         instance: str,
         new_id: Callable[[], str] = lambda: uuid.uuid4().hex[:12],
+        broker_down_after: float = BROKER_DOWN_AFTER_S,
     ) -> None:
         self.routes = list(routes)
+        self.broker_down_after = broker_down_after
         self.settings_of = settings_of
         self.instance = instance
         self.new_id = new_id
@@ -226,8 +228,8 @@ class AlertEngine:
         broker_key = (BROKER_DOWN, self.instance)
         if broker_down_since is not None:
             # Data is stale while we cannot hear the broker: no device alert fires or
-            # resolves; after BROKER_DOWN_AFTER_S one alert says so.
-            if now - broker_down_since >= BROKER_DOWN_AFTER_S and broker_key not in self.open:
+            # resolves; after broker_down_after one alert says so.
+            if now - broker_down_since >= self.broker_down_after and broker_key not in self.open:
                 self._fire(
                     out,
                     Alert(
@@ -450,7 +452,7 @@ class AlertEngine:
         """The earliest moment evaluate() could have something new to say."""
         times: list[float] = []
         if broker_down_since is not None:
-            times.append(broker_down_since + BROKER_DOWN_AFTER_S)
+            times.append(broker_down_since + self.broker_down_after)
         else:
             for ds in devices.values():
                 t = rules.next_deadline(ds, self.settings_of(ds.device), grace_from, now)

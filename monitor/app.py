@@ -81,7 +81,12 @@ async def run(
         config.state_dir / "quarantine", int(config.ingest.quarantine_max_bytes), clock, stats
     )
     batcher = Batcher(config.influx.batch_size, config.influx.flush_interval)
-    engine = AlertEngine([Route.from_config(r) for r in config.notify.routes], rulebook, instance)
+    engine = AlertEngine(
+        [Route.from_config(r) for r in config.notify.routes],
+        rulebook,
+        instance,
+        broker_down_after=config.alerts.broker_down_after,
+    )
     liveness = Liveness(normalizer.registry.values(), rulebook, engine.in_maintenance)
 
     def monitor_point() -> None:

@@ -249,6 +249,8 @@ class MaintenanceWindow(Section):
 class Alerts(Section):
     kinds: dict[str, KindRules] = {}
     maintenance: list[MaintenanceWindow] = []
+    # the monitor's own broker outage becomes one alert after this long (SPEC 5: 30 s)
+    broker_down_after: Duration = 30.0
 
     @field_validator("kinds")
     @classmethod
