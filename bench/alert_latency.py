@@ -1,0 +1,110 @@
+"""Alert latency: a device goes silent -> its webhook arrives, minus its no_data timeout.
+
+    python -m bench.alert_latency [--trials 20] [--devices 25] [--timeout 2]
+
+Private mosquitto + influxd, the monitor in-process, a webhook receiver on loopback. All
+devices publish every 200 ms; each trial silences one (one of many, so it is not a site
+outage), measures from its last message to the webhook, then lets it speak again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from aiohttp import web
+
+from monitor import app
+from monitor.config import load_config
+from monitor.devservers import InfluxDB, Mosquitto, free_port
+from monitor.stats import Stats
+from tests.helpers import Publisher
+
+
+async def main(trials: int, devices: int, timeout: float) -> None:
+    tmp = Path(tempfile.mkdtemp(prefix="bench-alerts-"))
+    broker, influx = Mosquitto(tmp / "mosquitto"), InfluxDB(tmp / "influxd")
+    broker.start()
+    influx.start()
+    got: asyncio.Queue[tuple[float, dict]] = asyncio.Queue()
+
+    async def hook(request: web.Request) -> web.Response:
+        await got.put((time.time(), await request.json()))
+        return web.Response(status=204)
+
+    wapp = web.Application()
+    wapp.router.add_post("/", hook)
+    runner = web.AppRunner(wapp)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    ids = [f"xs-{i:03d}" for i in range(devices)]
+    cfg = tmp / "monitor.yaml"
+    cfg.write_text(f"""
+mqtt: {{port: {broker.port}, client_id: bench-alerts}}
+influx: {{url: "{influx.url}", database: bench}}
+state_dir: {tmp / "state"}
+http: {{port: {free_port()}}}
+alerts: {{kinds: {{xray_scanner: {{no_data_timeout: {timeout}s}}}}}}
+notify: {{routes: [{{name: bench, channels: ["webhook:http://127.0.0.1:{port}/"]}}]}}
+devices:
+""" + "".join(f"  - {{id: {d}, kind: xray_scanner, site: aktau, area: a}}\n" for d in ids))
+    stop = asyncio.Event()
+    stats = Stats()
+    monitor = asyncio.create_task(app.run(load_config(cfg), stop, stats=stats))
+    pub = Publisher(broker.port, "bench-devices")
+    talking = set(ids)
+    last: dict[str, float] = {}
+
+    async def talk() -> None:
+        while True:
+            for d in sorted(talking):
+                pub.publish(f"customs/aktau/a/xray_scanner/{d}/telemetry", '{"scans_total": 1}')
+                last[d] = time.time()
+            await asyncio.sleep(0.2)
+
+    talker = asyncio.create_task(talk())
+    await asyncio.sleep(timeout + 1)
+    latencies = []
+    for i in range(trials):
+        device = ids[i % devices]
+        talking.discard(device)
+        while True:
+            at, payload = await asyncio.wait_for(got.get(), timeout + 30)
+            if payload["device"] == device and payload["state"] == "firing":
+                break
+        latencies.append(at - last[device] - timeout)
+        talking.add(device)
+        while True:  # its resolution
+            _, payload = await asyncio.wait_for(got.get(), 30)
+            if payload["device"] == device and payload["state"] == "resolved":
+                break
+    talker.cancel()
+    stop.set()
+    await monitor
+    pub.close()
+    await runner.cleanup()
+    influx.stop()
+    broker.stop()
+    latencies.sort()
+    print(json.dumps({
+        "trials": trials, "devices": devices, "no_data_timeout_s": timeout,
+        "latency_beyond_timeout_s": {
+            "median": round(statistics.median(latencies), 3),
+            "worst": round(latencies[-1], 3), "best": round(latencies[0], 3),
+        },
+    }, indent=2))
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--trials", type=int, default=20)
+    ap.add_argument("--devices", type=int, default=25)
+    ap.add_argument("--timeout", type=float, default=2.0)
+    a = ap.parse_args()
+    asyncio.run(main(a.trials, a.devices, a.timeout))
