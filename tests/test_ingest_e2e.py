@@ -399,10 +399,11 @@ async def test_device_status_and_monitor_measurements(
 
         def wb_states() -> dict[str, dict] | None:
             got = {r["device"]: r for r in rows(influxd.url, database, query)}
-            # wb-01 spoke once and then went quiet; wb-02 never spoke
-            return (
-                got if got.get("wb-01", {}).get("reason") == "no_data" and "wb-02" in got else None
-            )
+            # wb-01 spoke once and then went quiet; wb-02 never spoke. InfluxDB 1.x stores
+            # each field as its own series, so a query racing a write may see one field of
+            # the newest point before the other: wait for a consistent view.
+            down = {d: r for d, r in got.items() if (r["reason"], r["up"]) == ("no_data", 0)}
+            return got if {"wb-01", "wb-02"} <= set(down) else None
 
         got = await wait_for(wb_states, timeout=10)
         # registered devices of other kinds are still within their (longer) grace: not written
