@@ -71,6 +71,77 @@ def run(
     asyncio.run(main())
 
 
+@app.command()
+def simulate(
+    config: ConfigOption = None,
+    rate: Annotated[float, typer.Option(help="Reports per second per device.")] = 1.0,
+    duration: Annotated[
+        float | None, typer.Option(help="Seconds to run (default: until Ctrl-C).")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Same seed, same readings.")] = 1,
+    devices: Annotated[
+        int | None,
+        typer.Option(
+            "--devices", help="Simulate N generated devices instead of the config's registry."
+        ),
+    ] = None,
+    fail: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="DEVICE=MODE@SECONDS, MODE: silent, offline, fault, flap, recover (repeatable)."
+        ),
+    ] = None,
+) -> None:
+    """A customs post publishing telemetry (canonical and vendor formats), with failures."""
+    from monitor import simulate as sim
+    from monitor.model import Device
+
+    cfg = _load(config)
+    try:
+        failures = [sim.Failure.parse(f) for f in fail or []]
+    except ValueError as e:
+        err_console.print(f"[red]{e}[/]")
+        raise typer.Exit(2) from None
+    registry = (
+        sim.generated_devices(devices)
+        if devices
+        else [Device(d.id, d.kind, d.site, d.area) for d in cfg.devices]
+    )
+    if not registry:
+        err_console.print("[red]no devices: register some in the config or use --devices N[/]")
+        raise typer.Exit(2)
+    simulation = sim.Simulation(
+        sim.build(registry, seed),
+        cfg.mqtt.host,
+        cfg.mqtt.port,
+        rate,
+        duration,
+        failures,
+        progress=sim.ProgressLine(),
+    )
+
+    async def main() -> None:
+        from monitor import app as monitor_app
+
+        stop = asyncio.Event()
+        monitor_app.install_signal_handlers(stop)
+        await simulation.run(stop)
+
+    err_console.print(
+        f"simulating {len(registry)} devices on {cfg.mqtt.host}:{cfg.mqtt.port}"
+        f" at {rate:g}/s each (seed {seed})"
+    )
+    try:
+        asyncio.run(main())
+    except ValueError as e:
+        err_console.print(f"[red]{e}[/]")
+        raise typer.Exit(2) from None
+    except OSError as e:
+        err_console.print(f"[red]cannot reach the broker {cfg.mqtt.host}:{cfg.mqtt.port}: {e}[/]")
+        raise typer.Exit(1) from None
+    err_console.print(f"\nsent {simulation.sent} messages")
+
+
 def _secret_state(value: object) -> str:
     return "set (hidden)" if value is not None else "not set"
 
