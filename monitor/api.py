@@ -9,6 +9,7 @@ from __future__ import annotations
 import hmac
 from collections.abc import Awaitable, Callable
 from datetime import datetime
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, TypeVar
 
@@ -31,6 +32,7 @@ from monitor.store import Store
 log = logs.get(__name__)
 
 MAX_BODY_BYTES = 64 * 1024
+STATIC = Path(__file__).parent / "static"
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -115,6 +117,8 @@ class Api:
     def app(self) -> web.Application:
         app = web.Application(client_max_size=MAX_BODY_BYTES)
         r = app.router
+        r.add_get("/", self.board)
+        r.add_static("/static/", STATIC, show_index=False)
         r.add_get("/health", self.health)
         r.add_get("/metrics", self.metrics)
         r.add_get("/api/devices", self.devices)
@@ -167,6 +171,11 @@ class Api:
 
         return guarded
 
+    # -- the status board --
+
+    async def board(self, request: web.Request) -> web.FileResponse:
+        return web.FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
+
     # -- health and metrics --
 
     async def health(self, request: web.Request) -> web.Response:
@@ -217,6 +226,11 @@ class Api:
             "last_seen_age_s": None if ds.last_seen is None else round(now - ds.last_seen, 3),
             "in_maintenance": self._service.engine.in_maintenance(d, now),
             "open_alerts": open_alerts,
+            "pending": liveness.pending(device_id, now) if status and status[0] else [],
+            "since": rfc3339(liveness.since.get(device_id)),
+            "for_s": (
+                round(now - liveness.since[device_id], 1) if device_id in liveness.since else None
+            ),
         }
 
     async def devices(self, request: web.Request) -> web.Response:

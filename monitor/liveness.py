@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterable
 
 from monitor import schema
 from monitor.model import Device, Reading, State
-from monitor.rules import DeviceState, RuleSettings
+from monitor.rules import NO_DATA, DeviceState, RuleSettings, conditions
 
 Status = tuple[bool, str, str]  # (up, state, reason)
 
@@ -45,6 +45,7 @@ class Liveness:
         self._in_maintenance = in_maintenance
         self.devices: dict[str, DeviceState] = {d.id: DeviceState(d) for d in registry}
         self._written: dict[str, Status] = {}
+        self.since: dict[str, float] = {}  # since when each device is up / down (and why)
         self.grace_from = 0.0
 
     def restore(self, saved: Iterable[DeviceState]) -> None:
@@ -93,6 +94,9 @@ class Liveness:
         )
         if status is None or (not force and status == self._written.get(device_id)):
             return None
+        previous = self._written.get(device_id)
+        if previous is None or (previous[0], previous[2]) != (status[0], status[2]):
+            self.since[device_id] = now  # up/down/why changed (not just ready <-> busy)
         self._written[device_id] = status
         up, state, reason = status
         age = None if ds.last_seen is None else max(0.0, now - ds.last_seen)
@@ -116,3 +120,15 @@ class Liveness:
             now,
             self._in_maintenance(ds.device, now),
         )
+
+    def pending(self, device_id: str, now: float) -> list[str]:
+        """Conditions on their way to an alert: a fault or Last Will still within its
+        `for`, or a silence past half the no_data timeout (the board shows these amber)."""
+        ds = self.devices[device_id]
+        rules = self._rules_of(ds.device)
+        silent = now - max(ds.last_seen or self.grace_from, self.grace_from)
+        return [
+            c.rule
+            for c in conditions(ds, rules, self.grace_from)
+            if c.fires_at > now and (c.rule != NO_DATA or silent >= rules.no_data_timeout / 2)
+        ]
