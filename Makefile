@@ -36,8 +36,10 @@ lint: venv
 test: deps venv lint
 	$(BIN)/pytest -q -ra
 
-demo:
-	@echo "make demo is coming with the simulator (issue 4). Meanwhile: monitor run -c config/monitor.yaml"
+# The local demo: private broker + InfluxDB under var/demo, the monitor, the simulator with a
+# scripted incident. Ctrl-C stops everything.
+demo: deps venv
+	$(BIN)/python -m monitor.demo
 
 bench:
 	@echo "the benchmark harness is coming (issue 7)"
