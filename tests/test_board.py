@@ -37,8 +37,11 @@ async def test_board_turns_a_tile_red_on_failure_and_green_on_recovery(
     influxd: InfluxDB,
     database: str,
     webhook: Webhook,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from playwright.async_api import async_playwright
+    from playwright.async_api import Dialog, async_playwright
+
+    monkeypatch.setenv("MONITOR_HTTP__TOKEN", "board-token")
 
     ids = ["xs-a", "xs-b", "xs-c", "xs-d"]
     profiles = {"profiles": yaml.safe_load(SHIPPED_CONFIG.read_text())["profiles"]}
@@ -79,6 +82,21 @@ async def test_board_turns_a_tile_red_on_failure_and_green_on_recovery(
             await page.wait_for_selector("#alert-list li", timeout=10_000)
             assert "xs-a" in await page.locator("#alert-list").inner_text()
             await page.screenshot(path=str(ARTIFACTS / "board-down.png"))
+
+            # Acknowledge from the board: token and name are asked once, then kept
+            answers = iter(["board-token", "Dana (night shift)"])
+
+            async def answer(dialog: Dialog) -> None:
+                await dialog.accept(next(answers))
+
+            page.on("dialog", answer)
+            await page.locator("#alert-list button.ack").click()
+            await page.wait_for_selector("#alert-list .acked", timeout=10_000)
+            assert (
+                "acknowledged by Dana (night shift)"
+                in await page.locator("#alert-list").inner_text()
+            )
+            assert ("xs-a", "no_data", "acknowledged") in webhook.events()
             phone = await browser.new_page(viewport={"width": 390, "height": 844})
             await phone.goto(f"http://127.0.0.1:{api.port}/")
             await phone.wait_for_selector('.tile[data-device="xs-a"][data-status="down"]')

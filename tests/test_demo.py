@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 import time
@@ -39,16 +40,23 @@ def test_demo_runs_the_incident_and_stops_cleanly(tmp_path: Path) -> None:
     board = None
     deadline = time.monotonic() + 90
     assert proc.stdout is not None
-    for line in proc.stdout:
-        lines.append(line)
-        if "Status board" in line:
-            board = line.split()[2].rstrip("/")
-            with urllib.request.urlopen(f"{board}/", timeout=5) as r:
-                assert b"Inspection equipment" in r.read()
-        if time.monotonic() > deadline:
-            proc.kill()
-            break
-    assert proc.wait(30) == 0, "".join(lines)
+    try:
+        for line in proc.stdout:
+            lines.append(line)
+            if "Status board" in line:
+                board = line.split()[2].rstrip("/")
+                with urllib.request.urlopen(f"{board}/", timeout=5) as r:
+                    assert b"Inspection equipment" in r.read()
+            if time.monotonic() > deadline:
+                break
+        assert proc.wait(30) == 0, "".join(lines)
+    finally:
+        if proc.poll() is None:  # Ctrl-C: the demo stops its servers and processes itself
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
     out = "".join(lines)
     assert board is not None, out
     assert "ALERT FIRING xs-01 (xray_scanner, inspection-1) sent no data for 20 s" in out
