@@ -6,9 +6,9 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-DEBS   := mosquitto mosquitto-clients influxdb influxdb-client victoria-metrics chromium
+DEBS   := mosquitto mosquitto-clients influxdb influxdb-client victoria-metrics chromium docker-compose
 
-.PHONY: test lint deps venv demo bench clean
+.PHONY: test lint deps venv demo bench clean mqtt-passwords
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
@@ -43,6 +43,14 @@ demo: deps venv
 
 bench:
 	@echo "the benchmark harness is coming (issue 7)"
+
+# config/mosquitto/passwords for the compose stack, from the passwords in .env
+mqtt-passwords: deps
+	@set -a; . ./.env; set +a; \
+	rm -f config/mosquitto/passwords; touch config/mosquitto/passwords; \
+	mosquitto_passwd -b config/mosquitto/passwords monitor-aktau-1 "$$MONITOR_MQTT_PASSWORD"; \
+	mosquitto_passwd -b config/mosquitto/passwords simulator "$$SIMULATOR_MQTT_PASSWORD"; \
+	chmod 644 config/mosquitto/passwords; echo "wrote config/mosquitto/passwords"
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -118,6 +118,8 @@ def simulate(
         duration,
         failures,
         progress=sim.ProgressLine(),
+        username=cfg.mqtt.username,
+        password=cfg.mqtt.password.get_secret_value() if cfg.mqtt.password else None,
     )
 
     async def main() -> None:

@@ -298,6 +298,8 @@ class Connection:
     sim: SimDevice
     host: str
     port: int
+    username: str | None = None
+    password: str | None = None
     client: paho.Client | None = None
 
     def open(self) -> None:
@@ -308,6 +310,8 @@ class Connection:
             protocol=MQTTProtocolVersion.MQTTv311,
         )
         client.will_set(canonical_topic(d, "status"), "offline", qos=1, retain=True)
+        if self.username:
+            client.username_pw_set(self.username, self.password)
         client.max_inflight_messages_set(100)
         client.connect(self.host, self.port, keepalive=10)
         client.loop_start()
@@ -356,12 +360,17 @@ class Simulation:
     duration: float | None = None
     failures: list[Failure] = field(default_factory=list)
     progress: Callable[[str], None] | None = None
+    username: str | None = None
+    password: str | None = None
     sent: int = 0
     _teardowns: list[asyncio.Future[None]] = field(default_factory=list)
 
     async def run(self, stop: asyncio.Event | None = None) -> int:
         stop = stop or asyncio.Event()
-        conns = {s.device.id: Connection(s, self.host, self.port) for s in self.sims}
+        conns = {
+            s.device.id: Connection(s, self.host, self.port, self.username, self.password)
+            for s in self.sims
+        }
         unknown = {f.device for f in self.failures} - set(conns)
         if unknown:
             raise ValueError(f"--fail names unknown devices: {', '.join(sorted(unknown))}")
