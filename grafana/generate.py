@@ -581,15 +581,19 @@ def health() -> Board:
     )
     b.panel(
         "timeseries",
-        "Alert notifications (transitions)",
+        "Notifications: delivered and failed attempts",
         [
-            'SELECT count("alert_id") FROM "alerts" WHERE $timeFilter'
-            ' GROUP BY time($__interval), "state" fill(none)'
+            'SELECT non_negative_derivative(last("notifications_sent"), 1m) AS "delivered",'
+            ' non_negative_derivative(last("notifications_failed"), 1m) AS "failed attempts"'
+            ' FROM "monitor" WHERE $timeFilter GROUP BY time($__interval), "instance"'
+            " fill(none)",
+            'SELECT count("alert_id") AS "alert transitions" FROM "alerts" WHERE $timeFilter'
+            ' GROUP BY time($__interval), "state" fill(none)',
         ],
         w=12,
         h=8,
-        defaults={"unit": "short", "custom": {"drawStyle": "bars"}},
-        description="Delivery failures per channel: /metrics monitor_notifications_total.",
+        defaults={"unit": "short"},
+        description="Per minute. Failures by channel: /metrics monitor_notifications_total.",
     )
     return b
 

@@ -121,7 +121,7 @@ async def run(
                     clock,
                     on_refused=lambda line, err: quarantine.refuse_point(line, err, now_ms(clock)),
                 ) as writer,
-                Notifier(store, clock, channels_of(config)) as notifier,
+                Notifier(store, stats, clock, channels_of(config)) as notifier,
                 MqttSource(
                     config.mqtt, config.mqtt.topics or normalizer.subscriptions, stats, clock
                 ) as source,

@@ -25,6 +25,7 @@ from monitor.alerts import Notification
 from monitor.backoff import backoff_delay
 from monitor.clock import Clock
 from monitor.config import mask_url
+from monitor.stats import Stats
 from monitor.store import OutboxItem, Store
 
 log = logs.get(__name__)
@@ -92,6 +93,7 @@ class Notifier:
     def __init__(
         self,
         store: Store,
+        stats: Stats,
         clock: Clock,
         channels: Iterable[str],
         timezone: str = "Asia/Aqtau",
@@ -100,6 +102,7 @@ class Notifier:
         rng: random.Random | None = None,
     ) -> None:
         self._store = store
+        self._stats = stats
         self._clock = clock
         self._channels = list(dict.fromkeys([*channels, *store.outbox_channels()]))
         self._wake = {c: asyncio.Event() for c in self._channels}
@@ -169,12 +172,14 @@ class Notifier:
             if error is None:
                 self._store.outbox_done(item, now, True, None)
                 self.outcomes[(kind, "sent")] += 1
+                self._stats.notifications_sent += 1
                 if channel in self.failing:
                     self.failing.discard(channel)
                     log.info("notify.channel_recovered", channel=mask_url(channel))
                 attempt = 0
                 continue
             self.outcomes[(kind, "failed_attempt")] += 1
+            self._stats.notifications_failed += 1
             self._store.outbox_attempted(item.id)
             if channel not in self.failing:
                 self.failing.add(channel)

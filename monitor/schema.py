@@ -87,6 +87,8 @@ def monitor_line(instance: str, stats: Stats, latency_ms: float | None, ts_ms: i
         "quarantine_bytes": stats.quarantine_bytes,
         "broker_connected": int(stats.broker_connected),
         "clock_skew": stats.clock_skew,
+        "notifications_sent": stats.notifications_sent,
+        "notifications_failed": stats.notifications_failed,
     }
     if latency_ms is not None:
         fields["write_latency_ms"] = float(latency_ms)

@@ -18,6 +18,8 @@ class Stats:
     write_errors: int = 0
     broker_connected: bool = False
     broker_connects: int = 0
+    notifications_sent: int = 0
+    notifications_failed: int = 0  # failed delivery attempts (each retry counts)
     spool_bytes: int = 0
     quarantine_bytes: int = 0
     # write latency of the batches since the last `monitor` point

@@ -261,6 +261,9 @@ async def test_silent_lastwill_and_fault_each_give_one_firing_and_one_resolved_w
     )
     assert by[("xs-a", "firing")]["alert_id"] == by[("xs-a", "resolved")]["alert_id"]
 
+    # deliveries are counted in the monitor measurement (the health dashboard plots them)
+    sent = rows(influxd.url, database, 'SELECT last("notifications_sent") AS n FROM monitor')
+    assert sent[0]["n"] == 6
     # the transitions are in InfluxDB too
     got = rows(
         influxd.url,
