@@ -33,6 +33,7 @@ class AlertService:
         batcher: Batcher,
         clock: Clock,
         broker_down_since: Callable[[], float | None],
+        monitor_conditions: Callable[[], dict[str, str | None]] = dict,
     ) -> None:
         self.engine = engine
         self.liveness = liveness
@@ -41,6 +42,7 @@ class AlertService:
         self._batcher = batcher
         self._clock = clock
         self._broker_down_since = broker_down_since
+        self._monitor_conditions = monitor_conditions
         self._wake = asyncio.Event()
 
     def poke(self) -> None:
@@ -64,7 +66,11 @@ class AlertService:
     def evaluate(self, now: float) -> None:
         down_since = self._broker_down_since()
         outcome = self.engine.evaluate(
-            self.liveness.devices, now, self.liveness.grace_from, down_since
+            self.liveness.devices,
+            now,
+            self.liveness.grace_from,
+            down_since,
+            self._monitor_conditions(),
         )
         self._apply(outcome, now)
         if down_since is None:  # e.g. a device passing its no_data deadline

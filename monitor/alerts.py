@@ -223,8 +223,31 @@ class AlertEngine:
         now: float,
         grace_from: float,
         broker_down_since: float | None,
+        monitor_conditions: Mapping[str, str | None] | None = None,
     ) -> Outcome:
+        """``monitor_conditions``: the monitor's own troubles (e.g. ``monitor_spool_high``)
+        -> a summary while it holds, None when it does not."""
         out = Outcome()
+        for rule, summary in (monitor_conditions or {}).items():
+            key = (rule, self.instance)
+            if summary is not None and key not in self.open:
+                self._fire(
+                    out,
+                    Alert(
+                        self.new_id(),
+                        rule,
+                        "*",
+                        "*",
+                        "monitor",
+                        self.instance,
+                        "warning",
+                        summary,
+                        now,
+                        now,
+                    ),
+                )
+            elif summary is None and key in self.open:
+                self._resolve(out, self.open[key], now)
         broker_key = (BROKER_DOWN, self.instance)
         if broker_down_since is not None:
             # Data is stale while we cannot hear the broker: no device alert fires or
@@ -259,7 +282,7 @@ class AlertEngine:
         new_no_data: list[Alert] = []
         open_by_device: dict[str, list[Alert]] = {}
         for a in self.open.values():
-            if a.rule not in (SITE_SILENT, BROKER_DOWN):
+            if a.kind not in ("site", "monitor"):
                 open_by_device.setdefault(a.device, []).append(a)
         for ds in devices.values():
             d = ds.device

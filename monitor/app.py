@@ -26,6 +26,7 @@ from monitor.normalize import Normalizer
 from monitor.notify import Notifier
 from monitor.quarantine import Quarantine
 from monitor.rules import RuleBook
+from monitor.spool import Spool, SpoolingWriter
 from monitor.stats import Stats
 from monitor.store import Store
 
@@ -34,6 +35,7 @@ log = logs.get(__name__)
 # How long a stop may spend writing what it holds before giving up on it (those messages
 # are not acknowledged, so the broker redelivers them to the next run).
 DRAIN_TIMEOUT_S = 10.0
+SPOOL_ALERT_FILL = 0.8
 
 
 async def _every(interval: float, fn: Callable[[], None]) -> None:
@@ -101,6 +103,11 @@ async def run(
         devices=len(normalizer.registry),
         routes=len(config.notify.routes),
     )
+    spool = (
+        Spool(config.state_dir / "spool.db", int(config.spool_max_bytes), stats)
+        if config.spool_max_bytes
+        else None
+    )
     try:
         async with Store(config.state_dir / "state.db") as store:
             engine.restore(
@@ -126,8 +133,28 @@ async def run(
                     config.mqtt, config.mqtt.topics or normalizer.subscriptions, stats, clock
                 ) as source,
             ):
+                sink = SpoolingWriter(writer, spool, stats, retry_max=config.influx.retry.max)
+
+                def monitor_conditions() -> dict[str, str | None]:
+                    high = spool is not None and spool.fill >= SPOOL_ALERT_FILL
+                    return {
+                        "monitor_spool_high": (
+                            f"monitor {instance}: the disk spool is {spool.fill:.0%} full"
+                            f" ({spool.points} points waiting for InfluxDB); at 100% acks stop"
+                        )
+                        if high and spool is not None
+                        else None
+                    }
+
                 service = AlertService(
-                    engine, liveness, store, notifier, batcher, clock, lambda: source.down_since
+                    engine,
+                    liveness,
+                    store,
+                    notifier,
+                    batcher,
+                    clock,
+                    lambda: source.down_since,
+                    monitor_conditions,
                 )
 
                 def connection_changed(connected: bool) -> None:
@@ -139,7 +166,7 @@ async def run(
                 ingest = Ingest(
                     source,
                     normalizer,
-                    writer,
+                    sink,
                     quarantine,
                     liveness,
                     batcher,
@@ -159,6 +186,7 @@ async def run(
                     flushing = tg.create_task(ingest.flush(), name="influx-writer")
                     background = [
                         tg.create_task(notifier.run(), name="notifier"),
+                        tg.create_task(sink.replay(), name="spool-replay"),
                         tg.create_task(service.run(), name="alerting"),
                         tg.create_task(
                             _every(config.status_interval, status_tick), name="device-status"
@@ -188,6 +216,8 @@ async def run(
                     connection.cancel()
     finally:
         quarantine.close()
+        if spool is not None:
+            spool.close()
     log.info(
         "monitor.stopped",
         received=stats.messages_received,

@@ -444,6 +444,9 @@ class Config(BaseSettings):
     instance: str | None = None  # the `monitor` measurement's tag; default: mqtt.client_id
     status_interval: Duration = 15.0
     stats_interval: Duration = 10.0
+    # Disk spool for batches InfluxDB cannot take (0 turns it off: then nothing is acked
+    # until InfluxDB is back). An alert fires at 80 %; when full, acks stop.
+    spool_max_bytes: ByteSize = ByteSize(1024**3)
     ingest: Ingest = Ingest()
     alerts: Alerts = Alerts()
     notify: Notify = Notify()

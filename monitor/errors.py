@@ -40,6 +40,13 @@ class WriteError(MonitorError):
         self.retry_after = retry_after
 
 
+class InfluxUnavailable(WriteError):
+    """InfluxDB kept failing (connection, 5xx, 429) until the caller's deadline."""
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message, status=status, retryable=True)
+
+
 class BrokerError(MonitorError):
     """The MQTT broker could not be reached or refused the connection."""
 

@@ -22,7 +22,7 @@ from monitor import logs
 from monitor.backoff import backoff_delay
 from monitor.clock import Clock
 from monitor.config import Influx
-from monitor.errors import WriteError
+from monitor.errors import InfluxUnavailable, WriteError
 from monitor.stats import Stats
 
 log = logs.get(__name__)
@@ -132,23 +132,34 @@ class InfluxWriter:
 
     # -- writing --
 
-    async def write(self, lines: list[str]) -> None:
-        """Store all lines; returns when each is written or was refused and handed over."""
+    async def write(self, lines: list[str], give_up_after: float | None = None) -> None:
+        """Store all lines; returns when each is written or was refused and handed over.
+
+        Retryable failures are retried until ``give_up_after`` seconds have passed (then
+        InfluxUnavailable), or forever when it is None.
+        """
         if not lines:
             return
+        deadline = None if give_up_after is None else time.monotonic() + give_up_after
+        await self._write_split(lines, deadline)
+
+    async def _write_split(self, lines: list[str], deadline: float | None) -> None:
         try:
-            await self._write_with_retry(lines)
+            await self._write_with_retry(lines, deadline)
+        except InfluxUnavailable:
+            raise
         except WriteError as e:
             if len(lines) == 1:
                 self._stats.points_quarantined += 1
                 self._on_refused(lines[0], str(e))
                 return
             half = len(lines) // 2
-            await self.write(lines[:half])
-            await self.write(lines[half:])
+            await self._write_split(lines[:half], deadline)
+            await self._write_split(lines[half:], deadline)
 
-    async def _write_with_retry(self, lines: list[str]) -> None:
-        """Post until it succeeds; raises WriteError only for a batch InfluxDB refuses."""
+    async def _write_with_retry(self, lines: list[str], deadline: float | None) -> None:
+        """Post until it succeeds; raises WriteError for a batch InfluxDB refuses, and
+        InfluxUnavailable when still failing at the deadline."""
         body = "\n".join(lines).encode("utf-8")
         if self._config.gzip:
             body = gzip.compress(body, compresslevel=1)
@@ -161,11 +172,16 @@ class InfluxWriter:
                 self._stats.write_errors += 1
                 if not e.retryable:
                     raise
+                if deadline is not None and time.monotonic() >= deadline:
+                    self._note_failure(e, 0.0)
+                    raise InfluxUnavailable(str(e), status=e.status) from None
                 delay = backoff_delay(
                     attempt, self._config.retry.initial, self._config.retry.max, self._rng
                 )
                 if e.retry_after is not None:  # the server knows best, within reason
                     delay = max(delay, min(e.retry_after, MAX_RETRY_AFTER_S))
+                if deadline is not None:
+                    delay = max(0.0, min(delay, deadline - time.monotonic()))
                 self._note_failure(e, delay)
                 attempt += 1
                 if e.status == 404 and self._config.api == "v1" and self._config.create_database:

@@ -8,12 +8,12 @@ each, which keeps PUBACKs in the order the PUBLISHes arrived.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Protocol
 
 from monitor import schema
 from monitor.batcher import Batcher
 from monitor.clock import Clock
 from monitor.errors import LineProtocolError
-from monitor.influx import InfluxWriter
 from monitor.liveness import Liveness
 from monitor.mqtt import Message, MqttSource
 from monitor.normalize import Normalizer, Rejected
@@ -21,12 +21,16 @@ from monitor.quarantine import Quarantine
 from monitor.stats import Stats
 
 
+class Sink(Protocol):
+    async def write(self, lines: list[str]) -> None: ...
+
+
 class Ingest:
     def __init__(
         self,
         source: MqttSource,
         normalizer: Normalizer,
-        writer: InfluxWriter,
+        writer: Sink,
         quarantine: Quarantine,
         liveness: Liveness,
         batcher: Batcher,

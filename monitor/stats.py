@@ -21,6 +21,9 @@ class Stats:
     notifications_sent: int = 0
     notifications_failed: int = 0  # failed delivery attempts (each retry counts)
     spool_bytes: int = 0
+    spool_points: int = 0
+    spool_refusals: int = 0  # batches that found the spool full (acks held back)
+    points_replayed: int = 0
     quarantine_bytes: int = 0
     # write latency of the batches since the last `monitor` point
     _latency_sum_ms: float = 0.0
