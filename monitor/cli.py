@@ -17,7 +17,7 @@ from rich.table import Table
 
 from monitor import logs
 from monitor.config import Config, format_duration, load_config, mask_url
-from monitor.errors import ConfigError
+from monitor.errors import ConfigError, MonitorError
 from monitor.model import KINDS
 from monitor.normalize import Normalizer
 
@@ -68,7 +68,11 @@ def run(
         monitor_app.install_signal_handlers(stop)
         await monitor_app.run(cfg, stop)
 
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    except MonitorError as e:  # e.g. unusable TLS files: one clear line, not a traceback
+        err_console.print(f"[red]error:[/] {e}", highlight=False)
+        raise typer.Exit(1) from None
 
 
 @app.command()

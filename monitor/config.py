@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ByteSize,
@@ -276,7 +277,19 @@ def _check_channel(url: str) -> str:
     return url
 
 
-Channel = Annotated[str, BeforeValidator(lambda v: _check_channel(str(v)))]
+class ChannelURL(str):
+    """A notification channel URL: it carries tokens and passwords, so its repr is masked
+    (a config printed in a traceback or a debug line does not leak them)."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return repr(mask_url(self))
+
+
+Channel = Annotated[
+    str, BeforeValidator(lambda v: _check_channel(str(v))), AfterValidator(ChannelURL)
+]
 
 
 class RouteMatch(Section):

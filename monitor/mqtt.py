@@ -147,7 +147,10 @@ class MqttSource:
         self._inbox = Inbox(
             self._loop, self._config.receive_maximum + 10_000, self._inbox_max_bytes
         )
-        self._client = self._make_client()
+        try:
+            self._client = self._make_client()
+        except (ssl.SSLError, OSError, ValueError) as e:
+            raise BrokerError(f"TLS set-up failed (mqtt.tls files): {e}") from None
         return self
 
     async def __aexit__(
@@ -212,6 +215,7 @@ class MqttSource:
         properties: Properties | None,
     ) -> None:
         self._call_soon(self._lost.set)
+        self._call_soon(self._fail_connack, reason)
 
     def _on_message(self, client: paho.Client, userdata: Any, message: paho.MQTTMessage) -> None:
         assert self._inbox is not None
@@ -251,6 +255,16 @@ class MqttSource:
         with contextlib.suppress(RuntimeError):  # loop already closed at shutdown
             self._loop.call_soon_threadsafe(fn, *args)
 
+    def _fail_connack(self, reason: ReasonCode) -> None:
+        """Closed before CONNACK: say so now instead of waiting for a timeout."""
+        if self._connack is not None and not self._connack.done():
+            self._connack.set_exception(
+                BrokerError(
+                    f"the broker closed the connection before CONNACK ({reason}); with TLS: is a"
+                    " client certificate required (mqtt.tls.cert_file/key_file)?"
+                )
+            )
+
     def _resolve_suback(self) -> None:
         if self._suback is not None and not self._suback.done():
             self._suback.set_result(None)
@@ -270,6 +284,7 @@ class MqttSource:
             try:
                 await self._connect()
             except BrokerError as e:
+                self._stats.broker_connect_failures += 1
                 delay = backoff_delay(attempt, cfg.reconnect.initial, cfg.reconnect.max, self._rng)
                 attempt += 1
                 # One line per distinct error, not one per retry.
@@ -318,6 +333,11 @@ class MqttSource:
                 clean_start=False,
                 properties=props,
             )
+        except ssl.SSLCertVerificationError as e:
+            raise BrokerError(
+                f"TLS: the broker's certificate was not accepted ({e.verify_message});"
+                " check mqtt.tls.ca_file and that mqtt.host matches the certificate"
+            ) from None
         except ssl.SSLError as e:
             raise BrokerError(f"TLS handshake failed: {e.reason or e}") from None
         except OSError as e:
@@ -329,6 +349,9 @@ class MqttSource:
         except TimeoutError:
             await self._drop(client)
             raise BrokerError("no CONNACK from the broker") from None
+        except BrokerError:
+            await self._drop(client)
+            raise
         if reason.is_failure:
             await self._drop(client)
             raise BrokerError(f"connection refused: {reason}", reason_code=str(reason))

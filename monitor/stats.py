@@ -18,6 +18,7 @@ class Stats:
     write_errors: int = 0
     broker_connected: bool = False
     broker_connects: int = 0
+    broker_connect_failures: int = 0
     notifications_sent: int = 0
     notifications_failed: int = 0  # failed delivery attempts (each retry counts)
     spool_bytes: int = 0
