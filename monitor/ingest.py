@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Protocol
 
-from monitor import schema
+from monitor import logs, schema
 from monitor.batcher import Batcher
 from monitor.clock import Clock
 from monitor.errors import LineProtocolError
@@ -19,6 +19,8 @@ from monitor.mqtt import Message, MqttSource
 from monitor.normalize import Normalizer, Rejected
 from monitor.quarantine import Quarantine
 from monitor.stats import Stats
+
+log = logs.get(__name__)
 
 
 class Sink(Protocol):
@@ -65,16 +67,19 @@ class Ingest:
         self._stats.messages_received += len(messages)
         for m in messages:
             received_ms = m.received_ms
-            result = normalize(m.topic, m.payload, received_ms, m.retain)
-            if isinstance(result, Rejected):
-                reject(m.topic, m.payload, result.reason, result.detail, received_ms)
-                continue
-            if result.clock_skew:
-                self._stats.clock_skew += 1
             try:
+                result = normalize(m.topic, m.payload, received_ms, m.retain)
+                if isinstance(result, Rejected):
+                    reject(m.topic, m.payload, result.reason, result.detail, received_ms)
+                    continue
+                if result.clock_skew:
+                    self._stats.clock_skew += 1
                 line = schema.reading_line(result)
-            except LineProtocolError as e:  # the normalizer should prevent this: never fatal
+            except LineProtocolError as e:  # the normalizer should prevent this
                 reject(m.topic, m.payload, "invalid_value", str(e), received_ms)
+                continue
+            except Exception as e:
+                self._internal_error(m, e, received_ms)
                 continue
             if line is not None:
                 lines.append(line)
@@ -90,6 +95,13 @@ class Ingest:
         if changed:
             self._on_change()
         return lines
+
+    def _internal_error(self, m: Message, e: Exception, received_ms: int) -> None:
+        if not self._stats.rejected_by_reason["internal_error"]:
+            log.error("ingest.internal_error", topic=m.topic[:200], exc_info=True)
+        self._quarantine.reject(
+            m.topic, m.payload, "internal_error", f"{type(e).__name__}: {e}"[:300], received_ms
+        )
 
     async def flush(self) -> None:
         """Write batches in order; ack each batch's messages once it is stored."""

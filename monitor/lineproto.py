@@ -28,6 +28,15 @@ _PLAIN = re.compile(r"[A-Za-z0-9_.\-:/]+\Z")  # needs no escaping at all (the co
 RESERVED_KEYS = frozenset({"time"})  # InfluxDB refuses a field or tag named "time"
 
 
+def check_utf8(text: str, what: str) -> None:
+    """JSON escapes can make lone surrogates ("\\ud800"), which UTF-8 cannot carry."""
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise LineProtocolError(f"{what} is not valid Unicode (a lone surrogate)") from None
+
+
 def check_name(name: str, what: str) -> None:
     """Refuse a measurement, tag key, tag value or field key that cannot round-trip."""
     if not name:
@@ -36,6 +45,7 @@ def check_name(name: str, what: str) -> None:
         return
     if _FORBIDDEN_IN_NAMES.search(name):
         raise LineProtocolError(f"{what} {name!r} contains a backslash or control character")
+    check_utf8(name, what)
 
 
 def _name(name: str, what: str, table: dict[int, str]) -> str:
@@ -60,6 +70,7 @@ def format_value(value: FieldValue) -> str:
             raise LineProtocolError(f"{value} cannot be written to InfluxDB")
         return repr(value)
     if isinstance(value, str):
+        check_utf8(value, "string field value")
         if len(value) > MAX_STRING_BYTES // 4 and len(value.encode()) > MAX_STRING_BYTES:
             raise LineProtocolError("string field value longer than 64 KiB")
         return '"' + value.translate(_STR_ESC) + '"'

@@ -16,7 +16,14 @@ from typing import Any
 
 from monitor.config import Config, FieldMap, Profile
 from monitor.errors import LineProtocolError
-from monitor.lineproto import INT64_MAX, INT64_MIN, MAX_STRING_BYTES, RESERVED_KEYS, check_name
+from monitor.lineproto import (
+    INT64_MAX,
+    INT64_MIN,
+    MAX_STRING_BYTES,
+    RESERVED_KEYS,
+    check_name,
+    check_utf8,
+)
 from monitor.model import (
     CONVERSIONS,
     DEVICE_ID_RE,
@@ -56,6 +63,7 @@ REASONS: dict[str, str] = {
     "unknown_device": "device not in the registry and the topic does not say its site/kind",
     "invalid_event": "event without a valid type",
     "influx_rejected": "InfluxDB refused the point (e.g. a field type conflict)",
+    "internal_error": "the monitor failed on this message (a bug: see the log once)",
 }
 
 
@@ -145,6 +153,10 @@ def _to_str(key: str, value: Any, choices: frozenset[str] | None = None) -> str:
         raise _Reject("wrong_type", f"{key}: expected text, got {type(value).__name__}")
     if choices is not None and value not in choices:
         raise _Reject("invalid_value", f"{key}: {value!r:.40} not one of {sorted(choices)}")
+    try:
+        check_utf8(value, key)
+    except LineProtocolError:
+        raise _Reject("invalid_value", f"{key[:40]!r}: not valid Unicode") from None
     if len(value) * 4 > MAX_STRING_BYTES and len(value.encode()) > MAX_STRING_BYTES:
         raise _Reject("invalid_value", f"{key}: text longer than 64 KiB")
     return value
@@ -562,6 +574,8 @@ def _status(device: Device, payload: bytes, received_ms: int, retained: bool) ->
     code = obj.get("code")
     if code is not None and (isinstance(code, bool) or not isinstance(code, str | int)):
         raise _Reject("wrong_type", "code: expected text or an integer")
+    if isinstance(code, str):
+        _to_str("code", code)
     return Reading(
         device,
         "status",

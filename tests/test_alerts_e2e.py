@@ -465,6 +465,11 @@ async def test_api_token_ack_and_maintenance(
             text = await r.text()
         assert "monitor_messages_received_total" in text
         assert 'monitor_notifications_total{channel_type="webhook",outcome="sent"}' in text
+        async with http.post("/api/maintenance", headers=auth, data=b"x" * 100_000) as r:
+            assert r.status == 413  # bodies are capped
+        async with http.post("/api/maintenance", headers=auth, json={"scope": "planet"}) as r:
+            assert r.status == 400
+            assert any(p.startswith("scope:") for p in (await r.json())["problems"])
         async with http.delete(f"/api/maintenance/{window['id']}", headers=auth) as r:
             assert r.status == 200
         # out of maintenance and still silent: now the crew is told

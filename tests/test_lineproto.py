@@ -50,6 +50,8 @@ def test_tags_are_sorted() -> None:
         ({"dev": ""}, {"v": 1}),
         ({}, {"bad\nkey": 1}),
         ({}, {"v": None}),
+        ({}, {"v": "lone \ud800 surrogate"}),
+        ({"dev": "x\udfff"}, {"v": 1}),
     ],
 )
 def test_refuses_what_influxdb_would_misread(tags: dict, fields: dict) -> None:
