@@ -294,10 +294,24 @@ async def test_spool_full_holds_acks_and_the_broker_keeps_the_rest(
     await asyncio.sleep(2)
     influxd.start()
     await wait_for(lambda: stored(influxd, database) >= stream.n, timeout=120)
+
+    def spool_alert() -> list[str]:
+        series = influx_query(
+            influxd.url, database, "SELECT state FROM alerts WHERE rule = 'monitor_spool_high'"
+        )
+        return [v[1] for s in series for v in s["values"]]
+
+    # the 80 % alert fired while the spool filled, and resolves once it has drained
+    await wait_for(lambda: spool_alert() == ["firing", "resolved"], timeout=20)
     rss = peak_rss_kib(mon.proc.pid)
     assert await asyncio.to_thread(mon.terminate) == 0
     stream.close()
     assert "event=spool.drained" in mon.log()
+    # the 80 % alert fired while it filled, and resolved once it drained
+    spool_alerts = influx_query(
+        influxd.url, database, "SELECT state FROM alerts WHERE rule = 'monitor_spool_high'"
+    )
+    assert [v[1] for v in spool_alerts[0]["values"]] == ["firing", "resolved"]
     record("disk spool full (64 KiB) while InfluxDB is down", stream.n, influxd, database, rss)
     assert stored(influxd, database) == stream.n
 

@@ -349,3 +349,15 @@ def test_threshold_expressions(expr: str, ok: bool) -> None:
     else:
         with pytest.raises(ValueError, match="metric"):
             Threshold.parse("t", expr, 0, "warning")
+
+
+def test_monitor_conditions_fire_and_resolve_once() -> None:
+    w = World()
+    spool = {"monitor_spool_high": "monitor monitor-1: the disk spool is 83% full"}
+    out = w.engine.evaluate(w.devices, T0 + 1, w.grace_from, None, spool)
+    assert events(out) == [("monitor_spool_high", "monitor-1", "firing")]
+    assert out.notifications[0].payload["severity"] == "warning"
+    again = w.engine.evaluate(w.devices, T0 + 2, w.grace_from, None, spool)
+    assert events(again) == []
+    done = w.engine.evaluate(w.devices, T0 + 3, w.grace_from, None, {"monitor_spool_high": None})
+    assert events(done) == [("monitor_spool_high", "monitor-1", "resolved")]
