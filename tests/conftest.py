@@ -32,3 +32,16 @@ def mosquitto(tmp_path: Path) -> Iterator[Mosquitto]:
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture(autouse=True)
+def _no_stray_monitors() -> Iterator[None]:
+    """Whatever a test asserted, the monitor processes it started are gone afterwards."""
+    from tests.helpers import MonitorProcess
+
+    yield
+    while MonitorProcess.alive:
+        proc = MonitorProcess.alive.pop()
+        if proc.proc.poll() is None:
+            proc.proc.kill()
+            proc.proc.wait()

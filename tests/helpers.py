@@ -14,7 +14,7 @@ import urllib.parse
 import urllib.request
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
@@ -166,7 +166,10 @@ async def running_monitor(
 class MonitorProcess:
     """``python -m monitor run`` as a real process (for SIGKILL and exit-code tests).
 
-    Configure it through MONITOR_* variables (monitor_config sets them in os.environ)."""
+    Configure it through MONITOR_* variables (monitor_config sets them in os.environ).
+    Every instance is tracked, so a failing test cannot leave one running (conftest)."""
+
+    alive: ClassVar[list[MonitorProcess]] = []
 
     def __init__(self, log_path: Path, *args: str, config: Path = SHIPPED_CONFIG) -> None:
         self.log_path = log_path
@@ -178,6 +181,7 @@ class MonitorProcess:
             env=dict(os.environ),
             cwd=ROOT,
         )
+        MonitorProcess.alive.append(self)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
