@@ -17,7 +17,6 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -210,15 +209,6 @@ bind-address = "{self.host}:{self.backup_port}"
     def restart(self) -> None:
         self.stop()
         self.start()
-
-
-@contextlib.contextmanager
-def running(server: Mosquitto | InfluxDB) -> Iterator[Mosquitto | InfluxDB]:
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 @dataclass

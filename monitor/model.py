@@ -30,7 +30,6 @@ class State(StrEnum):
 
 
 STATES: frozenset[str] = frozenset(s.value for s in State)
-DOWN_STATES: frozenset[str] = frozenset({State.FAULT.value, State.OFFLINE.value})
 
 MetricType = Literal["float", "int", "bool", "str"]
 
