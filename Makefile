@@ -41,8 +41,9 @@ test: deps venv lint
 demo: deps venv
 	$(BIN)/python -m monitor.demo
 
-bench:
-	@echo "the benchmark harness is coming (issue 7)"
+# Measured, never asserted: prints a table and writes bench/results.json (see bench/README.md)
+bench: deps venv
+	$(BIN)/python -m bench
 
 # config/mosquitto/passwords for the compose stack, from the passwords in .env
 mqtt-passwords: deps

@@ -26,7 +26,7 @@ from monitor.stats import Stats
 from tests.helpers import Publisher
 
 
-async def main(trials: int, devices: int, timeout: float) -> None:
+async def main(trials: int, devices: int, timeout_s: float, interval: float) -> None:
     tmp = Path(tempfile.mkdtemp(prefix="bench-alerts-"))
     broker, influx = Mosquitto(tmp / "mosquitto"), InfluxDB(tmp / "influxd")
     broker.start()
@@ -45,15 +45,18 @@ async def main(trials: int, devices: int, timeout: float) -> None:
     await web.TCPSite(runner, "127.0.0.1", port).start()
     ids = [f"xs-{i:03d}" for i in range(devices)]
     cfg = tmp / "monitor.yaml"
-    cfg.write_text(f"""
+    cfg.write_text(
+        f"""
 mqtt: {{port: {broker.port}, client_id: bench-alerts}}
 influx: {{url: "{influx.url}", database: bench}}
 state_dir: {tmp / "state"}
 http: {{port: {free_port()}}}
-alerts: {{kinds: {{xray_scanner: {{no_data_timeout: {timeout}s}}}}}}
+alerts: {{kinds: {{xray_scanner: {{no_data_timeout: {timeout_s}s}}}}}}
 notify: {{routes: [{{name: bench, channels: ["webhook:http://127.0.0.1:{port}/"]}}]}}
 devices:
-""" + "".join(f"  - {{id: {d}, kind: xray_scanner, site: aktau, area: a}}\n" for d in ids))
+"""
+        + "".join(f"  - {{id: {d}, kind: xray_scanner, site: aktau, area: a}}\n" for d in ids)
+    )
     stop = asyncio.Event()
     stats = Stats()
     monitor = asyncio.create_task(app.run(load_config(cfg), stop, stats=stats))
@@ -66,19 +69,19 @@ devices:
             for d in sorted(talking):
                 pub.publish(f"customs/aktau/a/xray_scanner/{d}/telemetry", '{"scans_total": 1}')
                 last[d] = time.time()
-            await asyncio.sleep(0.2)
+            await asyncio.sleep(interval)
 
     talker = asyncio.create_task(talk())
-    await asyncio.sleep(timeout + 1)
+    await asyncio.sleep(timeout_s + 1)
     latencies = []
     for i in range(trials):
         device = ids[i % devices]
         talking.discard(device)
         while True:
-            at, payload = await asyncio.wait_for(got.get(), timeout + 30)
+            at, payload = await asyncio.wait_for(got.get(), timeout_s + 30)
             if payload["device"] == device and payload["state"] == "firing":
                 break
-        latencies.append(at - last[device] - timeout)
+        latencies.append(at - last[device] - timeout_s)
         talking.add(device)
         while True:  # its resolution
             _, payload = await asyncio.wait_for(got.get(), 30)
@@ -92,13 +95,21 @@ devices:
     influx.stop()
     broker.stop()
     latencies.sort()
-    print(json.dumps({
-        "trials": trials, "devices": devices, "no_data_timeout_s": timeout,
-        "latency_beyond_timeout_s": {
-            "median": round(statistics.median(latencies), 3),
-            "worst": round(latencies[-1], 3), "best": round(latencies[0], 3),
-        },
-    }, indent=2))
+    print(
+        json.dumps(
+            {
+                "trials": trials,
+                "devices": devices,
+                "no_data_timeout_s": timeout_s,
+                "latency_beyond_timeout_s": {
+                    "median": round(statistics.median(latencies), 3),
+                    "worst": round(latencies[-1], 3),
+                    "best": round(latencies[0], 3),
+                },
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":
@@ -106,5 +117,6 @@ if __name__ == "__main__":
     ap.add_argument("--trials", type=int, default=20)
     ap.add_argument("--devices", type=int, default=25)
     ap.add_argument("--timeout", type=float, default=2.0)
+    ap.add_argument("--interval", type=float, default=0.2, help="each device reports this often")
     a = ap.parse_args()
-    asyncio.run(main(a.trials, a.devices, a.timeout))
+    asyncio.run(main(a.trials, a.devices, a.timeout, a.interval))

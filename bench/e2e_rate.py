@@ -32,20 +32,30 @@ def payloads(device: int, n: int, base_ms: int) -> bytes:
     rng = random.Random(device)
     lines = []
     for i in range(n):
-        lines.append(json.dumps({
-            "ts": base_ms + i, "state": "busy" if i % 3 else "ready",
-            "tube_voltage_kv": round(rng.uniform(120, 160), 2),
-            "tube_current_ma": round(rng.uniform(0.5, 1.5), 3),
-            "detector_temp_c": round(rng.uniform(25, 40), 2), "scans_total": i,
-            "scan_duration_s": round(rng.uniform(20, 60), 1), "interlock_ok": True,
-        }, separators=(",", ":")))
+        lines.append(
+            json.dumps(
+                {
+                    "ts": base_ms + i,
+                    "state": "busy" if i % 3 else "ready",
+                    "tube_voltage_kv": round(rng.uniform(120, 160), 2),
+                    "tube_current_ma": round(rng.uniform(0.5, 1.5), 3),
+                    "detector_temp_c": round(rng.uniform(25, 40), 2),
+                    "scans_total": i,
+                    "scan_duration_s": round(rng.uniform(20, 60), 1),
+                    "interlock_ok": True,
+                },
+                separators=(",", ":"),
+            )
+        )
     return ("\n".join(lines) + "\n").encode()
 
 
 def publish(port: int, streams: list[tuple[str, bytes]]) -> None:
     procs = [
-        subprocess.Popen(["mosquitto_pub", "-p", str(port), "-q", "1", "-t", topic, "-l",
-                          "-V", "mqttv311"], stdin=subprocess.PIPE)
+        subprocess.Popen(
+            ["mosquitto_pub", "-p", str(port), "-q", "1", "-t", topic, "-l", "-V", "mqttv311"],
+            stdin=subprocess.PIPE,
+        )
         for topic, _ in streams
     ]
     for proc, (_, data) in zip(procs, streams, strict=True):
@@ -71,8 +81,10 @@ def main() -> None:
     per = args.messages // args.publishers
     total = per * args.publishers
     base = int(time.time() * 1000) - 3_600_000
-    streams = [(f"customs/aktau/inspection-1/xray_scanner/bench-{d:02d}/telemetry",
-                payloads(d, per, base)) for d in range(args.publishers)]
+    streams = [
+        (f"customs/aktau/inspection-1/xray_scanner/bench-{d:02d}/telemetry", payloads(d, per, base))
+        for d in range(args.publishers)
+    ]
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-"))
     broker, influx = Mosquitto(tmp / "mosquitto"), InfluxDB(tmp / "influxd")
@@ -80,8 +92,20 @@ def main() -> None:
     influx.start()
     try:
         # 1. the ceiling: mosquitto_sub receiving the same stream
-        sub = subprocess.Popen(["mosquitto_sub", "-p", str(broker.port), "-q", "1",
-                                "-t", "customs/#", "-C", str(total)], stdout=subprocess.DEVNULL)
+        sub = subprocess.Popen(
+            [
+                "mosquitto_sub",
+                "-p",
+                str(broker.port),
+                "-q",
+                "1",
+                "-t",
+                "customs/#",
+                "-C",
+                str(total),
+            ],
+            stdout=subprocess.DEVNULL,
+        )
         time.sleep(0.5)
         t0 = time.perf_counter()
         publish(broker.port, streams)
@@ -89,19 +113,51 @@ def main() -> None:
         sub_rate = total / (time.perf_counter() - t0)
 
         # 2. the monitor end to end
-        env = dict(os.environ, MONITOR_MQTT__PORT=str(broker.port), MONITOR_INFLUX__URL=influx.url,
-                   MONITOR_INFLUX__DATABASE="bench", MONITOR_STATE_DIR=str(tmp / "state"),
-                   MONITOR_MQTT__CLIENT_ID="bench-monitor")
+        env = dict(
+            os.environ,
+            MONITOR_MQTT__PORT=str(broker.port),
+            MONITOR_INFLUX__URL=influx.url,
+            MONITOR_INFLUX__DATABASE="bench",
+            MONITOR_STATE_DIR=str(tmp / "state"),
+            MONITOR_MQTT__CLIENT_ID="bench-monitor",
+        )
         log = open(tmp / "monitor.log", "wb")  # noqa: SIM115
-        mon = subprocess.Popen([sys.executable, "-m", "monitor", "run", "-c",
-                                str(ROOT / "config/monitor.yaml"), "--log-level", "warning"],
-                               env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+        mon = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "monitor",
+                "run",
+                "-c",
+                str(ROOT / "config/monitor.yaml"),
+                "--log-level",
+                "warning",
+            ],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+        )
         time.sleep(2)
         spy = None
         if os.environ.get("BENCH_PYSPY"):
-            spy = subprocess.Popen(["py-spy", "record", "-p", str(mon.pid), "-o",
-                                    os.environ["BENCH_PYSPY"], "-f", "raw", "-t", "-r", "200"],
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            spy = subprocess.Popen(
+                [
+                    "py-spy",
+                    "record",
+                    "-p",
+                    str(mon.pid),
+                    "-o",
+                    os.environ["BENCH_PYSPY"],
+                    "-f",
+                    "raw",
+                    "-t",
+                    "-r",
+                    "200",
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
             time.sleep(1)
         t0 = time.perf_counter()
         cpu0 = os.times()
@@ -121,10 +177,14 @@ def main() -> None:
         rate = total / elapsed
         print(f"messages            {total}  ({args.publishers} QoS 1 publishers)")
         print(f"mosquitto_sub       {sub_rate:10.0f} msg/s")
-        print(f"monitor end-to-end  {rate:10.0f} msg/s  (publish done after {published_at:.1f} s,"
-              f" all queryable after {elapsed:.1f} s)  = {rate / sub_rate:.2f} of mosquitto_sub")
-        print(f"monitor CPU         {cpu.children_user - cpu0.children_user:.1f} s user,"
-              f" {cpu.children_system - cpu0.children_system:.1f} s system (incl. publishers)")
+        print(
+            f"monitor end-to-end  {rate:10.0f} msg/s  (publish done after {published_at:.1f} s,"
+            f" all queryable after {elapsed:.1f} s)  = {rate / sub_rate:.2f} of mosquitto_sub"
+        )
+        print(
+            f"monitor CPU         {cpu.children_user - cpu0.children_user:.1f} s user,"
+            f" {cpu.children_system - cpu0.children_system:.1f} s system (incl. publishers)"
+        )
     finally:
         influx.stop()
         broker.stop()
