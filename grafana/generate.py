@@ -153,6 +153,28 @@ class Board:
         self._x += w
         self._row_h = max(self._row_h, h)
 
+    def table(self, title: str, queries: list[str], w: int, h: int, **kw: Any) -> None:
+        defaults = {"custom": {"align": "auto"}, **kw.pop("defaults", {})}
+        self.panel("table", title, queries, w, h, fmt="table", defaults=defaults, **kw)
+
+    def availability_bars(
+        self, title: str, query: str, w: int, h: int, description: str = ""
+    ) -> None:
+        self.panel(
+            "bargauge",
+            title,
+            [query],
+            w,
+            h,
+            defaults={**PCT, "displayName": "${__field.labels.device}"},
+            options={
+                "orientation": "horizontal",
+                "displayMode": "lcd",
+                "reduceOptions": {"calcs": ["lastNotNull"]},
+            },
+            description=description,
+        )
+
     def json(self) -> dict[str, Any]:
         return {
             "uid": self.uid,
@@ -229,8 +251,7 @@ def overview() -> Board:
         },
         options={"showValue": "never", "mergeValues": True},
     )
-    b.panel(
-        "table",
+    b.table(
         "Open alerts",
         [
             f'SELECT last("state") AS "state", last("summary") AS "summary",'
@@ -239,8 +260,6 @@ def overview() -> Board:
         ],
         w=12,
         h=8,
-        fmt="table",
-        defaults={"custom": {"align": "auto"}},
         transformations=[
             {
                 "id": "filterByValue",
@@ -258,38 +277,24 @@ def overview() -> Board:
         ],
         description="Alerts whose last transition is not 'resolved'.",
     )
-    b.panel(
+    b.availability_bars(
         "bargauge",
-        "Availability, last 24 h",
-        [
+        (
             'SELECT mean("up") * 100 FROM "device_status" WHERE time > now() - 24h AND'
             f' "reason" != \'maintenance\' AND {SITE_AREA} GROUP BY "device"'
-        ],
+        ),
         w=6,
         h=8,
-        defaults={**PCT, "displayName": "${__field.labels.device}"},
-        options={
-            "orientation": "horizontal",
-            "displayMode": "lcd",
-            "reduceOptions": {"calcs": ["lastNotNull"]},
-        },
         description="Up time over monitored time, planned maintenance excluded.",
     )
-    b.panel(
+    b.availability_bars(
         "bargauge",
-        "Availability, last 7 days",
-        [
+        (
             'SELECT mean("up") * 100 FROM "device_status" WHERE time > now() - 7d AND'
             f' "reason" != \'maintenance\' AND {SITE_AREA} GROUP BY "device"'
-        ],
+        ),
         w=6,
         h=8,
-        defaults={**PCT, "displayName": "${__field.labels.device}"},
-        options={
-            "orientation": "horizontal",
-            "displayMode": "lcd",
-            "reduceOptions": {"calcs": ["lastNotNull"]},
-        },
     )
     b.panel(
         "timeseries",
@@ -374,8 +379,7 @@ def device() -> Board:
         defaults={"unit": "short"},
         description="Every numeric metric of the device; units are in the names.",
     )
-    b.panel(
-        "table",
+    b.table(
         "Alerts",
         [
             f'SELECT "state", "rule", "severity", "duration_s", "summary" FROM "alerts"'
@@ -383,11 +387,8 @@ def device() -> Board:
         ],
         w=14,
         h=8,
-        fmt="table",
-        defaults={"custom": {"align": "auto"}},
     )
-    b.panel(
-        "table",
+    b.table(
         "Outages (unplanned)",
         [
             f'SELECT "duration_s", "rule", "summary" FROM "alerts" WHERE $timeFilter AND {one}'
@@ -395,8 +396,6 @@ def device() -> Board:
         ],
         w=10,
         h=8,
-        fmt="table",
-        defaults={"custom": {"align": "auto"}},
     )
     return b
 
@@ -413,24 +412,16 @@ def availability() -> Board:
         refresh="5m",
     )
     where = f'$timeFilter AND {SITE_AREA} AND "kind" =~ /^$kind$/'
-    b.panel(
+    b.availability_bars(
         "bargauge",
-        "Availability",
-        [
+        (
             f'SELECT mean("up") * 100 FROM "device_status" WHERE {where} AND'
             ' "reason" != \'maintenance\' GROUP BY "device"'
-        ],
+        ),
         w=8,
         h=12,
-        defaults={**PCT, "displayName": "${__field.labels.device}"},
-        options={
-            "orientation": "horizontal",
-            "displayMode": "lcd",
-            "reduceOptions": {"calcs": ["lastNotNull"]},
-        },
     )
-    b.panel(
-        "table",
+    b.table(
         "Downtime, outages, MTTR, MTBF per device",
         [
             f'SELECT count("up") * $status_interval AS "unplanned" FROM "device_status" WHERE'
@@ -444,8 +435,7 @@ def availability() -> Board:
         ],
         w=16,
         h=12,
-        fmt="table",
-        defaults={"unit": "s", "custom": {"align": "auto"}},
+        defaults={"unit": "s"},
         transformations=[
             {"id": "merge", "options": {}},
             {
@@ -474,8 +464,7 @@ def availability() -> Board:
         h=9,
         defaults={"unit": "m", "custom": {"drawStyle": "bars", "stacking": {"mode": "normal"}}},
     )
-    b.panel(
-        "table",
+    b.table(
         "Longest outages",
         [
             f'SELECT top("duration_s", "device", 20) AS "duration_s", "rule", "summary"'
@@ -483,8 +472,6 @@ def availability() -> Board:
         ],
         w=12,
         h=9,
-        fmt="table",
-        defaults={"custom": {"align": "auto"}},
     )
     return b
 
