@@ -278,7 +278,7 @@ def overview() -> Board:
         description="Alerts whose last transition is not 'resolved'.",
     )
     b.availability_bars(
-        "bargauge",
+        "Availability, last 24 h",
         (
             'SELECT mean("up") * 100 FROM "device_status" WHERE time > now() - 24h AND'
             f' "reason" != \'maintenance\' AND {SITE_AREA} GROUP BY "device"'
@@ -288,7 +288,7 @@ def overview() -> Board:
         description="Up time over monitored time, planned maintenance excluded.",
     )
     b.availability_bars(
-        "bargauge",
+        "Availability, last 7 days",
         (
             'SELECT mean("up") * 100 FROM "device_status" WHERE time > now() - 7d AND'
             f' "reason" != \'maintenance\' AND {SITE_AREA} GROUP BY "device"'
@@ -413,7 +413,7 @@ def availability() -> Board:
     )
     where = f'$timeFilter AND {SITE_AREA} AND "kind" =~ /^$kind$/'
     b.availability_bars(
-        "bargauge",
+        "Availability",
         (
             f'SELECT mean("up") * 100 FROM "device_status" WHERE {where} AND'
             ' "reason" != \'maintenance\' GROUP BY "device"'
