@@ -1,11 +1,17 @@
-"""The MQTT source: paho-mqtt 2.x behind a small asyncio adapter.
+"""The MQTT source: an asyncio MQTT 5 subscriber with manual, in-order acknowledgement.
 
-paho's network thread appends incoming PUBLISHes to a bounded inbox and wakes the event
-loop at most once per batch (a hand-off per message would halve throughput). The asyncio
-side takes whole batches, and acknowledges messages (manual ack, QoS 1) only once their
-points are stored. The broker's unacknowledged window (MQTT 5 Receive Maximum) bounds
-what is in flight; the inbox additionally blocks paho's thread, and so the socket, if
-QoS 0 traffic ever outruns us.
+A protocol on the event loop receives whatever the socket has (often hundreds of
+PUBLISHes per read), frames and decodes them in one pass (``mqtt_wire.parse``) and
+appends them to a bounded inbox that ingest takes in batches. Messages are acknowledged
+(QoS 1 PUBACK) only once their points are stored, all of a batch's PUBACKs in one write.
+The broker's unacknowledged window (our Receive Maximum) bounds what is in flight; when
+the inbox is full anyway (QoS 0 outrunning us) the socket stops being read, which pushes
+back on the broker instead of growing memory.
+
+Why not paho's client (still used to publish, by the simulator and the tests): its
+network thread reads each packet with several small ``recv`` calls, builds a message
+object and calls back per packet, and queues each PUBACK with a lock and a wake-up
+write; measured, that alone took about half of the collector's CPU (bench/README.md).
 
 Acks are only valid on the connection that delivered the message: each message carries
 its connection's generation, and a message from an earlier connection is never acked
@@ -15,100 +21,189 @@ its connection's generation, and a message from an earlier connection is never a
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import random
 import ssl
-import threading
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, cast
+from typing import Any
 
-import paho.mqtt.client as paho
-from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
-from paho.mqtt.reasoncodes import ReasonCode
-from paho.mqtt.subscribeoptions import SubscribeOptions
-
-from monitor import logs
+from monitor import logs, mqtt_wire
 from monitor.backoff import backoff_delay
 from monitor.clock import Clock
-from monitor.config import MQTT
+from monitor.config import MQTT, TLS
 from monitor.errors import BrokerError
+from monitor.mqtt_wire import Message
 from monitor.stats import Stats
+
+__all__ = ["Inbox", "Message", "MqttSource"]
 
 log = logs.get(__name__)
 
 CONNACK_TIMEOUT_S = 10.0
-
-
-@dataclass(slots=True)
-class Message:
-    topic: str
-    payload: bytes
-    qos: int
-    mid: int
-    retain: bool
-    generation: int  # which connection delivered it: acks are valid only on that one
-    received_ms: int  # per message: two values of one PLC signal in a batch must not collide
+CLOSE_TIMEOUT_S = 2.0
 
 
 class Inbox:
-    """Thread -> asyncio hand-off in batches, bounded by message count and bytes."""
+    """Received messages waiting for ingest, bounded by message count and bytes."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, max_items: int, max_bytes: int) -> None:
-        self._loop = loop
+    def __init__(self, max_items: int, max_bytes: int) -> None:
         self._max_items = max_items
         self._max_bytes = max_bytes
         self._items: list[Message] = []
         self._bytes = 0
-        self._cond = threading.Condition()
-        self._wake_pending = False
         self._closed = False
         self._ready = asyncio.Event()
+        self.on_room: Callable[[], None] = lambda: None
 
-    def put(self, msg: Message) -> None:
-        """Called on paho's thread; blocks it while the inbox is full."""
-        with self._cond:
-            while (
-                len(self._items) >= self._max_items or self._bytes >= self._max_bytes
-            ) and not self._closed:
-                self._cond.wait(0.5)
-            if self._closed:
-                return  # not acked: the broker redelivers it on the next session
-            self._items.append(msg)
-            self._bytes += len(msg.payload)
-            if self._wake_pending:
-                return
-            self._wake_pending = True
-        with contextlib.suppress(RuntimeError):  # the loop is closing: nothing to wake
-            self._loop.call_soon_threadsafe(self._ready.set)
+    def full(self) -> bool:
+        return len(self._items) >= self._max_items or self._bytes >= self._max_bytes
+
+    def extend(self, messages: list[Message], nbytes: int) -> None:
+        if self._closed:
+            return  # not acked: the broker redelivers them on the next session
+        self._items.extend(messages)
+        self._bytes += nbytes
+        self._ready.set()
 
     async def get(self) -> list[Message] | None:
-        """The next batch, or None once closed and drained."""
+        """The next batch (everything waiting), or None once closed and drained."""
         while True:
-            with self._cond:
-                if self._items:
-                    items, self._items, self._bytes = self._items, [], 0
-                    self._wake_pending = False
-                    self._cond.notify_all()
-                    return items
-                if self._closed:
-                    return None
-                self._wake_pending = False
-            await self._ready.wait()
+            if self._items:
+                items, self._items, self._bytes = self._items, [], 0
+                self.on_room()
+                return items
+            if self._closed:
+                return None
             self._ready.clear()
+            await self._ready.wait()
 
     def close(self) -> None:
-        with self._cond:
-            self._closed = True
-            self._cond.notify_all()
+        self._closed = True
         self._ready.set()
 
 
+class _Connection(asyncio.Protocol):
+    """One TCP/TLS connection to the broker: framing in, packets out."""
+
+    def __init__(
+        self, generation: int, clock: Clock, inbox: Inbox, loop: asyncio.AbstractEventLoop
+    ) -> None:
+        self.generation = generation
+        self._clock = clock
+        self._inbox = inbox
+        self._loop = loop
+        self._rest = b""
+        self.transport: asyncio.Transport | None = None
+        self.connack: asyncio.Future[mqtt_wire.ConnAck] = loop.create_future()
+        self.suback: asyncio.Future[list[int]] = loop.create_future()
+        self.lost = asyncio.Event()
+        self.last_received = loop.time()
+        self.paused = False
+        self.disconnect_reason: str | None = None
+
+    # -- asyncio.Protocol --
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self.last_received = self._loop.time()
+        buf = self._rest + data if self._rest else data
+        messages: list[Message] = []
+        controls: list[mqtt_wire.Control] = []
+        try:
+            used = mqtt_wire.parse(
+                buf, self.generation, int(self._clock.now() * 1000), messages, controls
+            )
+        except (mqtt_wire.ProtocolError, IndexError) as e:
+            log.error("mqtt.protocol_error", error=str(e) or "truncated packet")
+            self.abort()
+            return
+        self._rest = buf[used:]
+        if messages:
+            self._inbox.extend(messages, used)
+            if self._inbox.full() and self.transport is not None:
+                self.transport.pause_reading()
+                self.paused = True
+        for control in controls:
+            self._control(control)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost.set()
+        # Not the socket error itself: a TLS alert or a reset, by timing, for one cause,
+        # and the reconnect loop logs each distinct message once.
+        why = f" ({self.disconnect_reason})" if self.disconnect_reason else ""
+        _fail(
+            self.connack,
+            BrokerError(
+                f"the broker closed the connection before CONNACK{why}; with TLS: is a"
+                " client certificate required (mqtt.tls.cert_file/key_file)?"
+            ),
+        )
+        _fail(self.suback, BrokerError(f"the broker closed the connection before SUBACK{why}"))
+
+    # -- packets --
+
+    def _control(self, packet: mqtt_wire.Control) -> None:
+        try:
+            if packet.type == mqtt_wire.CONNACK and not self.connack.done():
+                self.connack.set_result(mqtt_wire.connack(packet.body))
+            elif packet.type == mqtt_wire.SUBACK and not self.suback.done():
+                self.suback.set_result(mqtt_wire.suback(packet.body)[1])
+            elif packet.type == mqtt_wire.DISCONNECT:
+                self.disconnect_reason = mqtt_wire.disconnect_reason(packet.body)
+                log.warning("mqtt.disconnected_by_broker", reason=self.disconnect_reason)
+        except mqtt_wire.ProtocolError as e:
+            log.error("mqtt.protocol_error", error=str(e))
+            self.abort()
+        # PINGRESP needs nothing: any byte received proves the broker alive.
+
+    def write(self, data: bytes) -> bool:
+        if self.transport is None or self.transport.is_closing():
+            return False
+        self.transport.write(data)
+        return True
+
+    def resume(self) -> None:
+        if self.paused and self.transport is not None and not self.transport.is_closing():
+            self.paused = False
+            self.last_received = self._loop.time()  # we were not listening meanwhile
+            self.transport.resume_reading()
+
+    def abort(self) -> None:
+        if self.transport is not None:
+            self.transport.abort()
+
+    async def close(self) -> None:
+        """DISCONNECT after whatever was written (acks), then close once it is flushed."""
+        if self.write(mqtt_wire.DISCONNECT_PACKET):
+            assert self.transport is not None
+            self.transport.close()
+        try:
+            async with asyncio.timeout(CLOSE_TIMEOUT_S):
+                await self.lost.wait()
+        except TimeoutError:
+            self.abort()
+
+
+def _fail(future: asyncio.Future[Any], error: BrokerError) -> None:
+    if not future.done():
+        future.set_exception(error)
+        future.exception()  # nobody may await it any more: not an unretrieved error
+
+
+def _tls_context(tls: TLS) -> ssl.SSLContext:
+    ctx = ssl.create_default_context(cafile=str(tls.ca_file) if tls.ca_file else None)
+    if tls.cert_file is not None:
+        ctx.load_cert_chain(str(tls.cert_file), str(tls.key_file) if tls.key_file else None)
+    if tls.insecure:
+        ctx.check_hostname = False  # the certificate is still verified against the CA
+    return ctx
+
+
 class MqttSource:
-    """Owns the paho client, the reconnect loop, the inbox and the ack stream."""
+    """Owns the connection, the reconnect loop, the inbox and the ack stream."""
 
     def __init__(
         self,
@@ -124,15 +219,13 @@ class MqttSource:
         self._subscriptions = subscriptions
         self._stats = stats
         self._clock = clock
-        self._inbox_max_bytes = inbox_max_bytes
         self._rng = rng or random.Random()
         self._generation = 0
-        self._client: paho.Client | None = None
-        self._inbox: Inbox | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._connack: asyncio.Future[ReasonCode] | None = None
-        self._suback: asyncio.Future[None] | None = None
-        self._lost = asyncio.Event()
+        self._tls: ssl.SSLContext | None = None
+        # The inbox holds the whole unacknowledged window plus room for QoS 0 traffic.
+        self._inbox = Inbox(config.receive_maximum + 10_000, inbox_max_bytes)
+        self._inbox.on_room = self._resume
+        self._conn: _Connection | None = None
         self.connected = asyncio.Event()
         # Wall-clock time since which we have no broker (from the start until the first
         # connection too): the rules pause device alerts meanwhile.
@@ -142,15 +235,11 @@ class MqttSource:
     # -- lifecycle --
 
     async def __aenter__(self) -> MqttSource:
-        self._loop = asyncio.get_running_loop()
-        # The inbox holds the whole unacknowledged window plus room for QoS 0 traffic.
-        self._inbox = Inbox(
-            self._loop, self._config.receive_maximum + 10_000, self._inbox_max_bytes
-        )
-        try:
-            self._client = self._make_client()
-        except (ssl.SSLError, OSError, ValueError) as e:
-            raise BrokerError(f"TLS set-up failed (mqtt.tls files): {e}") from None
+        if self._config.tls.enabled:
+            try:
+                self._tls = _tls_context(self._config.tls)
+            except (ssl.SSLError, OSError, ValueError) as e:
+                raise BrokerError(f"TLS set-up failed (mqtt.tls files): {e}") from None
         return self
 
     async def __aexit__(
@@ -159,121 +248,12 @@ class MqttSource:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        assert self._client is not None
-        assert self._inbox is not None
         self._inbox.close()
-        client = self._client
-        if client.is_connected():
-            client.disconnect()  # queued after any acks, so those still reach the broker
-        await asyncio.to_thread(client.loop_stop)
+        if self._conn is not None:
+            await self._conn.close()  # the DISCONNECT goes after any acks already written
         self._set_disconnected()
 
-    def _make_client(self) -> paho.Client:
-        cfg = self._config
-        client = paho.Client(
-            callback_api_version=CallbackAPIVersion.VERSION2,
-            client_id=cfg.client_id,
-            protocol=MQTTProtocolVersion.MQTTv5,
-            manual_ack=True,
-            reconnect_on_failure=False,  # the asyncio side owns reconnecting, with jitter
-        )
-        if cfg.username is not None:
-            password = cfg.password.get_secret_value() if cfg.password else None
-            client.username_pw_set(cfg.username, password)
-        if cfg.tls.enabled:
-            client.tls_set(
-                ca_certs=str(cfg.tls.ca_file) if cfg.tls.ca_file else None,
-                certfile=str(cfg.tls.cert_file) if cfg.tls.cert_file else None,
-                keyfile=str(cfg.tls.key_file) if cfg.tls.key_file else None,
-                cert_reqs=ssl.CERT_REQUIRED,
-            )
-            client.tls_insecure_set(cfg.tls.insecure)
-        client.on_connect = self._on_connect
-        client.on_disconnect = self._on_disconnect
-        client.on_message = self._on_message
-        client.on_subscribe = self._on_subscribe
-        return client
-
-    # -- paho callbacks (paho's thread) --
-
-    def _on_connect(
-        self,
-        client: paho.Client,
-        userdata: Any,
-        flags: Any,
-        reason: ReasonCode,
-        properties: Properties | None,
-    ) -> None:
-        self._call_soon(self._resolve_connack, reason)
-
-    def _on_disconnect(
-        self,
-        client: paho.Client,
-        userdata: Any,
-        flags: Any,
-        reason: ReasonCode,
-        properties: Properties | None,
-    ) -> None:
-        self._call_soon(self._lost.set)
-        self._call_soon(self._fail_connack, reason)
-
-    def _on_message(self, client: paho.Client, userdata: Any, message: paho.MQTTMessage) -> None:
-        assert self._inbox is not None
-        try:
-            topic = message.topic
-        except UnicodeDecodeError:  # brokers validate UTF-8; never trust that blindly
-            topic = message._topic.decode("utf-8", "replace")
-        # paho hands over bytes for received messages (bytearray only when publishing)
-        payload = cast(bytes, message.payload)
-        self._inbox.put(
-            Message(
-                topic,
-                payload,
-                message.qos,
-                message.mid,
-                message.retain,
-                self._generation,
-                int(self._clock.now() * 1000),
-            )
-        )
-
-    def _on_subscribe(
-        self,
-        client: paho.Client,
-        userdata: Any,
-        mid: int,
-        reasons: list[ReasonCode],
-        properties: Properties | None,
-    ) -> None:
-        for topic, reason in zip(self._subscriptions, reasons, strict=False):
-            if reason.is_failure:
-                log.error("mqtt.subscribe_refused", topic=topic, reason=str(reason))
-        self._call_soon(self._resolve_suback)
-
-    def _call_soon(self, fn: Any, *args: Any) -> None:
-        assert self._loop is not None
-        with contextlib.suppress(RuntimeError):  # loop already closed at shutdown
-            self._loop.call_soon_threadsafe(fn, *args)
-
-    def _fail_connack(self, reason: ReasonCode) -> None:
-        """Closed before CONNACK: say so now instead of waiting for a timeout."""
-        if self._connack is not None and not self._connack.done():
-            self._connack.set_exception(
-                BrokerError(
-                    f"the broker closed the connection before CONNACK ({reason}); with TLS: is a"
-                    " client certificate required (mqtt.tls.cert_file/key_file)?"
-                )
-            )
-
-    def _resolve_suback(self) -> None:
-        if self._suback is not None and not self._suback.done():
-            self._suback.set_result(None)
-
-    def _resolve_connack(self, reason: ReasonCode) -> None:
-        if self._connack is not None and not self._connack.done():
-            self._connack.set_result(reason)
-
-    # -- the connection loop (asyncio) --
+    # -- the connection loop --
 
     async def run(self) -> None:
         """Connect, stay connected, reconnect with jittered backoff; until cancelled."""
@@ -282,7 +262,7 @@ class MqttSource:
         last_error = ""
         while True:
             try:
-                await self._connect()
+                conn, keepalive = await self._connect()
             except BrokerError as e:
                 self._stats.broker_connect_failures += 1
                 delay = backoff_delay(attempt, cfg.reconnect.initial, cfg.reconnect.max, self._rng)
@@ -300,39 +280,30 @@ class MqttSource:
                 await asyncio.sleep(delay)
                 continue
             attempt, last_error = 0, ""
-            await self._lost.wait()
+            await self._keep_alive(conn, keepalive)
             self._set_disconnected()
-            log.warning("mqtt.disconnected", host=cfg.host, port=cfg.port)
-            await asyncio.to_thread(self._client_or_fail().loop_stop)
+            log.warning(
+                "mqtt.disconnected",
+                host=cfg.host,
+                port=cfg.port,
+                reason=conn.disconnect_reason or "connection lost",
+            )
             await asyncio.sleep(
                 backoff_delay(0, cfg.reconnect.initial, cfg.reconnect.max, self._rng)
             )
 
-    def _client_or_fail(self) -> paho.Client:
-        if self._client is None:
-            raise RuntimeError("MqttSource used outside its context")
-        return self._client
-
-    async def _connect(self) -> None:
-        client = self._client_or_fail()
+    async def _open(self, conn: _Connection) -> None:
         cfg = self._config
-        assert self._loop is not None
-        self._generation += 1
-        self._lost.clear()
-        self._connack = self._loop.create_future()
-        self._suback = self._loop.create_future()
-        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-        props.SessionExpiryInterval = int(cfg.session_expiry)
-        props.ReceiveMaximum = cfg.receive_maximum
+        loop = asyncio.get_running_loop()
         try:
-            await asyncio.to_thread(
-                client.connect,
-                cfg.host,
-                cfg.port,
-                int(cfg.keepalive),
-                clean_start=False,
-                properties=props,
-            )
+            async with asyncio.timeout(CONNACK_TIMEOUT_S):
+                await loop.create_connection(
+                    lambda: conn,
+                    cfg.host,
+                    cfg.port,
+                    ssl=self._tls,
+                    server_hostname=cfg.host if self._tls else None,
+                )
         except ssl.SSLCertVerificationError as e:
             raise BrokerError(
                 f"TLS: the broker's certificate was not accepted ({e.verify_message});"
@@ -340,28 +311,54 @@ class MqttSource:
             ) from None
         except ssl.SSLError as e:
             raise BrokerError(f"TLS handshake failed: {e.reason or e}") from None
+        except TimeoutError:
+            raise BrokerError("cannot connect: timed out") from None
         except OSError as e:
             raise BrokerError(f"cannot connect: {e.strerror or e}") from None
-        client.loop_start()
+
+    async def _connect(self) -> tuple[_Connection, float]:
+        cfg = self._config
+        self._generation += 1
+        conn = _Connection(self._generation, self._clock, self._inbox, asyncio.get_running_loop())
+        await self._open(conn)
+        self._conn = conn
+        password = cfg.password.get_secret_value() if cfg.password else None
+        conn.write(
+            mqtt_wire.connect(
+                cfg.client_id,
+                keepalive=int(cfg.keepalive),
+                session_expiry=int(cfg.session_expiry),
+                receive_maximum=cfg.receive_maximum,
+                username=cfg.username,
+                password=password,
+            )
+        )
         try:
             async with asyncio.timeout(CONNACK_TIMEOUT_S):
-                reason = await self._connack
+                connack = await conn.connack
         except TimeoutError:
-            await self._drop(client)
+            conn.abort()
             raise BrokerError("no CONNACK from the broker") from None
-        except BrokerError:
-            await self._drop(client)
-            raise
-        if reason.is_failure:
-            await self._drop(client)
-            raise BrokerError(f"connection refused: {reason}", reason_code=str(reason))
-        client.subscribe([(t, SubscribeOptions(qos=1)) for t in self._subscriptions])
+        if connack.failed:
+            conn.abort()
+            raise BrokerError(f"connection refused: {connack.reason}", reason_code=connack.reason)
+        server_keepalive = connack.properties.get(mqtt_wire.SERVER_KEEP_ALIVE)
+        keepalive = float(server_keepalive) if isinstance(server_keepalive, int) else cfg.keepalive
+        # Subscribed again on every connection: harmless with a session, needed without.
+        conn.write(mqtt_wire.subscribe(1, self._subscriptions))
         try:
             async with asyncio.timeout(CONNACK_TIMEOUT_S):
-                await self._suback
+                codes = await conn.suback
         except TimeoutError:
-            await self._drop(client)
+            conn.abort()
             raise BrokerError("no SUBACK from the broker") from None
+        for topic, code in zip(self._subscriptions, codes, strict=False):
+            if code >= 0x80:
+                log.error(
+                    "mqtt.subscribe_refused",
+                    topic=topic,
+                    reason=mqtt_wire.reason_name(mqtt_wire.SUBACK, code),
+                )
         self._stats.broker_connected = True
         self._stats.broker_connects += 1
         self.down_since = None
@@ -372,12 +369,34 @@ class MqttSource:
             host=cfg.host,
             port=cfg.port,
             client_id=cfg.client_id,
+            session_present=connack.session_present,
             subscriptions=",".join(self._subscriptions),
         )
+        return conn, keepalive
 
-    async def _drop(self, client: paho.Client) -> None:
-        client.disconnect()
-        await asyncio.to_thread(client.loop_stop)
+    async def _keep_alive(self, conn: _Connection, keepalive: float) -> None:
+        """PINGREQ every half keepalive; drop a connection silent for 1.5 keepalives."""
+        if keepalive <= 0:
+            await conn.lost.wait()
+            return
+        loop = asyncio.get_running_loop()
+        while not conn.lost.is_set():
+            try:
+                async with asyncio.timeout(keepalive / 2):
+                    await conn.lost.wait()
+            except TimeoutError:
+                pass
+            if conn.lost.is_set():
+                return
+            if not conn.paused and loop.time() - conn.last_received > keepalive * 1.5:
+                log.warning("mqtt.keepalive_timeout", silent_for_s=round(keepalive * 1.5, 1))
+                conn.abort()
+                continue
+            conn.write(mqtt_wire.PINGREQ_PACKET)
+
+    def _resume(self) -> None:
+        if self._conn is not None:
+            self._conn.resume()
 
     def _set_disconnected(self) -> None:
         if self.connected.is_set():
@@ -390,21 +409,19 @@ class MqttSource:
 
     async def batches(self) -> AsyncIterator[list[Message]]:
         """Batches of received messages, in arrival order, until close_inbox()."""
-        assert self._inbox is not None
         while (batch := await self._inbox.get()) is not None:
             yield batch
 
     def close_inbox(self) -> None:
         """Stop delivering: batches() ends once what was received is taken."""
-        assert self._inbox is not None
         self._inbox.close()
 
     def ack(self, messages: list[Message]) -> None:
         """PUBACK these messages, in the order given (the order they arrived)."""
-        client = self._client_or_fail()
-        generation = self._generation
-        if not self.connected.is_set():
+        conn = self._conn
+        if conn is None or conn.lost.is_set():
             return
-        for m in messages:
-            if m.qos and m.generation == generation:
-                client.ack(m.mid, m.qos)
+        generation = conn.generation
+        mids = [m.mid for m in messages if m.qos and m.generation == generation]
+        if mids:
+            conn.write(mqtt_wire.pubacks(mids))
