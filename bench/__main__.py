@@ -128,15 +128,13 @@ def ceiling_and_e2e(
         stdout=subprocess.DEVNULL,
     )
     time.sleep(0.5)
-    t0 = time.perf_counter()
-    publish(broker.port, streams)
+    t0 = publish(broker.port, streams)
     sub.wait()
     ceiling = total / (time.perf_counter() - t0)
 
     mon = Monitor(tmp, broker, influx, "e2e", "bench-e2e")
     cpu0 = proc_cpu_s(mon.proc.pid)
-    t0 = time.perf_counter()
-    publish(broker.port, streams)
+    t0 = publish(broker.port, streams)
     while count(influx.url, "e2e") < total:
         time.sleep(0.05)
     elapsed = time.perf_counter() - t0

@@ -3,7 +3,7 @@
     python -m bench.e2e_rate [--messages 200000] [--publishers 4]
 
 Starts a private mosquitto and influxd, the monitor as its own process, and several
-`mosquitto_pub -l -q 1` publishers (one per device topic, realistic scanner JSON). Prints
+`bench.load` QoS 1 publisher processes (one per device topic, realistic scanner JSON). Prints
 messages/s from the first publish to the last point being queryable, next to what
 `mosquitto_sub` alone receives of the same stream on the same broker.
 """
@@ -24,6 +24,12 @@ import urllib.request
 from pathlib import Path
 
 from monitor.devservers import InfluxDB, Mosquitto
+
+
+def proc_cpu_s(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -50,20 +56,47 @@ def payloads(device: int, n: int, base_ms: int) -> bytes:
     return ("\n".join(lines) + "\n").encode()
 
 
-def publish(port: int, streams: list[tuple[str, bytes]]) -> None:
+def publish(port: int, streams: list[tuple[str, bytes]]) -> float:
+    """Publish each stream from its own `bench.load` process, all at once; return when
+    every message is acknowledged by the broker, with the moment publishing started."""
     procs = [
         subprocess.Popen(
-            ["mosquitto_pub", "-p", str(port), "-q", "1", "-t", topic, "-l", "-V", "mqttv311"],
+            [
+                sys.executable,
+                "-m",
+                "bench.load",
+                "--port",
+                str(port),
+                "--topic",
+                topic,
+                "--client-id",
+                f"bench-load-{i}",
+            ],
             stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            cwd=ROOT,
         )
-        for topic, _ in streams
+        for i, (topic, _) in enumerate(streams)
     ]
     for proc, (_, data) in zip(procs, streams, strict=True):
         assert proc.stdin is not None
-        proc.stdin.write(data)
+        proc.stdin.write(data + b"\n")
+        proc.stdin.flush()
+    for proc in procs:  # every payload encoded, every publisher connected
+        assert proc.stdout is not None
+        if proc.stdout.readline().strip() != b"ready":
+            raise SystemExit("a load generator failed to start")
+    started = time.perf_counter()
+    for proc in procs:
+        assert proc.stdin is not None
+        proc.stdin.write(b"go\n")
         proc.stdin.close()
     for proc in procs:
+        assert proc.stdout is not None
+        if not proc.stdout.readline().startswith(b"done"):
+            raise SystemExit("a load generator failed")
         proc.wait()
+    return started
 
 
 def count(url: str, db: str) -> int:
@@ -107,8 +140,7 @@ def main() -> None:
             stdout=subprocess.DEVNULL,
         )
         time.sleep(0.5)
-        t0 = time.perf_counter()
-        publish(broker.port, streams)
+        t0 = publish(broker.port, streams)
         sub.wait()
         sub_rate = total / (time.perf_counter() - t0)
 
@@ -159,21 +191,25 @@ def main() -> None:
                 stderr=subprocess.DEVNULL,
             )
             time.sleep(1)
-        t0 = time.perf_counter()
         cpu0 = os.times()
-        publish(broker.port, streams)
+        procs = {"monitor": mon.pid, "mosquitto": broker.proc.pid, "influxd": influx.proc.pid}
+        busy0 = {name: proc_cpu_s(pid) for name, pid in procs.items()}
+        t0 = publish(broker.port, streams)
         published_at = time.perf_counter() - t0
+        loaders = os.times()  # the load generators are the only children reaped meanwhile
+        loaders_cpu = loaders.children_user + loaders.children_system
+        loaders_cpu -= cpu0.children_user + cpu0.children_system
         while (n := count(influx.url, "bench")) < total:
             if time.perf_counter() - t0 > 600:
                 raise SystemExit(f"only {n} of {total} stored after 600 s")
             time.sleep(0.05)
         elapsed = time.perf_counter() - t0
+        busy = {name: proc_cpu_s(pid) - busy0[name] for name, pid in procs.items()}
         if spy is not None:
             spy.send_signal(signal.SIGINT)  # py-spy writes its profile on SIGINT
             spy.wait()
         mon.terminate()
         mon.wait(30)
-        cpu = os.times()
         rate = total / elapsed
         print(f"messages            {total}  ({args.publishers} QoS 1 publishers)")
         print(f"mosquitto_sub       {sub_rate:10.0f} msg/s")
@@ -182,8 +218,10 @@ def main() -> None:
             f" all queryable after {elapsed:.1f} s)  = {rate / sub_rate:.2f} of mosquitto_sub"
         )
         print(
-            f"monitor CPU         {cpu.children_user - cpu0.children_user:.1f} s user,"
-            f" {cpu.children_system - cpu0.children_system:.1f} s system (incl. publishers)"
+            "CPU seconds         "
+            + ", ".join(f"{name} {v:.1f}" for name, v in busy.items())
+            + f", load generators {loaders_cpu:.1f}"
+            + f"  (wall {elapsed:.1f} s, 2 cores)"
         )
     finally:
         influx.stop()

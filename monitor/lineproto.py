@@ -56,8 +56,12 @@ def _name(name: str, what: str, table: dict[int, str]) -> str:
 
 
 def format_value(value: FieldValue) -> str:
-    # bool first: it is a subclass of int.
-    if value is True:
+    kind = type(value)
+    if kind is float:  # the common case first; bool is not a float
+        if math.isfinite(value):  # type: ignore[arg-type]
+            return repr(value)
+        raise LineProtocolError(f"{value} cannot be written to InfluxDB")
+    if value is True:  # before int: bool is a subclass of int
         return "true"
     if value is False:
         return "false"
@@ -65,10 +69,8 @@ def format_value(value: FieldValue) -> str:
         if not INT64_MIN <= value <= INT64_MAX:
             raise LineProtocolError(f"integer {value} is outside int64")
         return f"{value}i"
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            raise LineProtocolError(f"{value} cannot be written to InfluxDB")
-        return repr(value)
+    if isinstance(value, float):  # a float subclass
+        return format_value(float(value))
     if isinstance(value, str):
         check_utf8(value, "string field value")
         if len(value) > MAX_STRING_BYTES // 4 and len(value.encode()) > MAX_STRING_BYTES:
@@ -92,7 +94,8 @@ def head(measurement: str, tags: Mapping[str, str]) -> str:
 def field_set(fields: Mapping[str, FieldValue]) -> str:
     if not fields:
         raise LineProtocolError("a point needs at least one field")
-    return ",".join(f"{field_key(k)}={format_value(v)}" for k, v in fields.items())
+    keys = _field_keys
+    return ",".join([f"{keys.get(k) or field_key(k)}={format_value(v)}" for k, v in fields.items()])
 
 
 def line(
@@ -105,7 +108,16 @@ def line(
     return f"{head(measurement, tags)} {field_set(fields)} {int(ts_ms)}"
 
 
+# Field keys already checked and escaped: a handful per kind, looked up per field.
+# Bounded, because unknown metrics bring keys chosen by whoever publishes.
+_field_keys: dict[str, str] = {}
+_FIELD_KEYS_MAX = 10_000
+
+
 def field_key(key: str) -> str:
     if key in RESERVED_KEYS:
         raise LineProtocolError(f"field key {key!r} is reserved")
-    return _name(key, "field key", _KEY_ESC)
+    escaped = _name(key, "field key", _KEY_ESC)
+    if len(_field_keys) < _FIELD_KEYS_MAX:
+        _field_keys[key] = escaped
+    return escaped

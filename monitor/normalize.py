@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import orjson
+
 from monitor.config import Config, FieldMap, Profile
 from monitor.errors import LineProtocolError
 from monitor.lineproto import (
@@ -87,6 +89,13 @@ _DECODER = json.JSONDecoder(parse_constant=_reject_constant)
 
 
 def parse_json(payload: bytes) -> Any:
+    # orjson is about 3x faster. Whatever it refuses (invalid UTF-8, NaN, integers beyond
+    # 64 bits, lone surrogates, deep nesting) goes to the standard library, which decides
+    # and names the reason, so both parsers accept and reject alike.
+    try:
+        return orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        pass
     try:
         text = payload.decode("utf-8")
     except UnicodeDecodeError as e:
@@ -122,6 +131,8 @@ def _number(key: str, value: Any) -> float | int:
 
 
 def _to_float(key: str, value: Any) -> float:
+    if type(value) is float and math.isfinite(value):  # the common case, checked cheaply
+        return value
     num = _number(key, value)
     try:
         return float(num)
@@ -130,6 +141,8 @@ def _to_float(key: str, value: Any) -> float:
 
 
 def _to_int(key: str, value: Any) -> int:
+    if type(value) is int and INT64_MIN <= value <= INT64_MAX:
+        return value
     num = _number(key, value)
     if isinstance(num, float):
         if not num.is_integer():
@@ -163,15 +176,13 @@ def _to_str(key: str, value: Any, choices: frozenset[str] | None = None) -> str:
 
 
 def _coerce(metric: Metric, key: str, value: Any) -> FieldValue:
-    match metric.type:
-        case "float":
-            return _to_float(key, value)
-        case "int":
-            return _to_int(key, value)
-        case "bool":
-            return _to_bool(key, value)
-        case _:
-            return _to_str(key, value, metric.choices)
+    if metric.type == "float":
+        return _to_float(key, value)
+    if metric.type == "int":
+        return _to_int(key, value)
+    if metric.type == "bool":
+        return _to_bool(key, value)
+    return _to_str(key, value, metric.choices)
 
 
 def _check_field_key(key: str) -> None:
@@ -222,6 +233,8 @@ def _epoch_to_ms(value: float | int, unit: str) -> int:
 
 def parse_ts(value: Any, unit: str) -> int:
     """A payload timestamp -> epoch milliseconds; `unit` is ms, s, us, ns, rfc3339 or auto."""
+    if type(value) is int and unit == "ms" and INT64_MIN <= value <= INT64_MAX:
+        return value
     if isinstance(value, str) and unit in ("rfc3339", "auto", "ms"):
         try:
             dt = datetime.fromisoformat(value)
