@@ -60,7 +60,7 @@ class Liveness:
         """Update from one message; True when the device's state changed (rules care)."""
         device = reading.device
         ds = self.devices.get(device.id)
-        if ds is None or ds.device != device:
+        if ds is None or (ds.device is not device and ds.device != device):
             ds = self.devices[device.id] = DeviceState(device)
         changed = False
         if not reading.retained:  # a retained status is old news, not a sign of life

@@ -398,7 +398,7 @@ class Normalizer:
         self.registry: dict[str, Device] = {
             d.id: Device(d.id, d.kind, d.site, d.area) for d in config.devices
         }
-        self._discovered: dict[tuple[str, str, str, str], Device] = {}
+        self._discovered: dict[tuple[str | None, str, str | None, str], Device] = {}
         self._routes: list[tuple[TopicPattern, Decoder]] = []
         if config.canonical:
             pattern = TopicPattern.compile(
@@ -449,24 +449,25 @@ class Normalizer:
     # -- devices --
 
     def _device(self, segments: dict[str, str], profile: Profile | None) -> Device:
-        device_id = _device_id(segments["device"])
-        registered = self.registry.get(device_id)
-        if registered is not None:
+        registered = self.registry.get(segments["device"])
+        if registered is not None:  # its id was validated with the configuration
             return registered
         kind = segments.get("kind") or (profile.kind if profile else None)
         site = segments.get("site") or (profile.site if profile else None)
+        area = segments.get("area") or (profile.area if profile else None) or DEFAULT_AREA
+        key = (site, area, kind, segments["device"])
+        device = self._discovered.get(key)
+        if device is not None:  # validated when first seen
+            return device
+        device_id = _device_id(segments["device"])
         if kind is None or site is None:
             raise _Reject("unknown_device", f"{device_id} is not registered")
         if kind not in KINDS:
             raise _Reject("unknown_kind", f"kind {kind[:70]!r}")
-        area = segments.get("area") or (profile.area if profile else None) or DEFAULT_AREA
-        key = (site, area, kind, device_id)
-        device = self._discovered.get(key)
-        if device is None:
-            if len(self._discovered) >= self._max_discovered:
-                raise _Reject("unknown_device", "ingest.max_devices discovered devices reached")
-            device = Device(device_id, kind, _name(site, "site"), _name(area, "area"))
-            self._discovered[key] = device
+        if len(self._discovered) >= self._max_discovered:
+            raise _Reject("unknown_device", "ingest.max_devices discovered devices reached")
+        device = Device(device_id, kind, _name(site, "site"), _name(area, "area"))
+        self._discovered[key] = device
         return device
 
     # -- canonical profile (SPEC 3.1) --

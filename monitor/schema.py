@@ -17,16 +17,18 @@ EVENTS = "events"
 MONITOR = "monitor"
 
 # The tag part of a device's telemetry line never changes: escape it once per device.
-_heads: dict[Device, str] = {}
+# Keyed by id and checked by identity: hashing the Device itself costs more than the rest.
+_heads: dict[str, tuple[Device, str]] = {}
 
 
 def _telemetry_head(device: Device) -> str:
-    head = _heads.get(device)
-    if head is None:
-        head = lineproto.head(
-            device.kind, {"site": device.site, "area": device.area, "device": device.id}
-        )
-        _heads[device] = head
+    cached = _heads.get(device.id)
+    if cached is not None and cached[0] is device:
+        return cached[1]
+    head = lineproto.head(
+        device.kind, {"site": device.site, "area": device.area, "device": device.id}
+    )
+    _heads[device.id] = (device, head)
     return head
 
 
