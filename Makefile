@@ -29,8 +29,8 @@ deps:
 	fi
 
 lint: venv
-	$(BIN)/ruff check monitor tests
-	$(BIN)/ruff format --check monitor tests
+	$(BIN)/ruff check monitor tests bench
+	$(BIN)/ruff format --check monitor tests bench
 	$(BIN)/mypy
 
 test: deps venv lint

@@ -16,6 +16,7 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 
@@ -31,7 +32,7 @@ async def main(trials: int, devices: int, timeout_s: float, interval: float) -> 
     broker, influx = Mosquitto(tmp / "mosquitto"), InfluxDB(tmp / "influxd")
     broker.start()
     influx.start()
-    got: asyncio.Queue[tuple[float, dict]] = asyncio.Queue()
+    got: asyncio.Queue[tuple[float, dict[str, Any]]] = asyncio.Queue()
 
     async def hook(request: web.Request) -> web.Response:
         await got.put((time.time(), await request.json()))

@@ -192,6 +192,8 @@ def main() -> None:
             )
             time.sleep(1)
         cpu0 = os.times()
+        assert broker.proc is not None
+        assert influx.proc is not None
         procs = {"monitor": mon.pid, "mosquitto": broker.proc.pid, "influxd": influx.proc.pid}
         busy0 = {name: proc_cpu_s(pid) for name, pid in procs.items()}
         t0 = publish(broker.port, streams)

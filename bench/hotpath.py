@@ -65,11 +65,11 @@ def main(n: int = 50_000, rounds: int = 5) -> None:
     liveness = Liveness(normalizer.registry.values(), rules, engine.in_maintenance)
     quarantine = Quarantine(Path(tempfile.mkdtemp()), 1 << 20, clock, stats)
     ingest = Ingest(
-        None,
+        None,  # type: ignore[arg-type]  # process() needs neither source nor sink
         normalizer,
-        None,
+        None,  # type: ignore[arg-type]
         quarantine,
-        liveness,  # type: ignore[arg-type]
+        liveness,
         Batcher(5000, 0.1),
         stats,
         clock,

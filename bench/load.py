@@ -62,18 +62,9 @@ def connect(port: int, client_id: str) -> tuple[socket.socket, int]:
     return sock, int(window) if isinstance(window, int) else 65535
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--port", type=int, required=True)
-    ap.add_argument("--topic", required=True)
-    ap.add_argument("--client-id", default="bench-load")
-    args = ap.parse_args()
-    payloads = sys.stdin.buffer.readline  # payloads first, then the go line
-    topic = args.topic.encode()
-    packets: list[bytes] = []
-    while (line := payloads()) not in (b"\n", b""):
-        packets.append(publish_packet(topic, line.rstrip(b"\n"), len(packets) % 65535 + 1))
-    sock, window = connect(args.port, args.client_id)
+def send_all(sock: socket.socket, window: int, packets: list[bytes]) -> float:
+    """Send the PUBLISHes in large writes, at most `window` unacknowledged; return the
+    seconds until the last PUBACK."""
     acked = 0
     room = threading.Condition()
 
@@ -92,8 +83,6 @@ def main() -> None:
                 acked += sum(1 for c in controls if c.type == mqtt_wire.PUBACK)
                 room.notify()
 
-    print("ready", flush=True)
-    sys.stdin.buffer.readline()  # go
     reader = threading.Thread(target=count_acks, daemon=True)
     reader.start()
     t0 = time.perf_counter()
@@ -104,11 +93,42 @@ def main() -> None:
                 room.wait(1)
         sock.sendall(b"".join(packets[i : i + step]))
     reader.join()
-    elapsed = time.perf_counter() - t0
-    sock.sendall(mqtt_wire.DISCONNECT_PACKET)
-    sock.close()
     if acked < len(packets):
         raise SystemExit(f"only {acked} of {len(packets)} acknowledged")
+    return time.perf_counter() - t0
+
+
+def publish_all(port: int, messages: list[tuple[str, bytes]], client_id: str) -> float:
+    """One connection publishing these (topic, payload) pairs at QoS 1, acks awaited."""
+    packets = [
+        publish_packet(topic.encode(), payload, i % 65535 + 1)
+        for i, (topic, payload) in enumerate(messages)
+    ]
+    sock, window = connect(port, client_id)
+    try:
+        return send_all(sock, window, packets)
+    finally:
+        sock.sendall(mqtt_wire.DISCONNECT_PACKET)
+        sock.close()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--port", type=int, required=True)
+    ap.add_argument("--topic", required=True)
+    ap.add_argument("--client-id", default="bench-load")
+    args = ap.parse_args()
+    payloads = sys.stdin.buffer.readline  # payloads first, then the go line
+    topic = args.topic.encode()
+    packets: list[bytes] = []
+    while (line := payloads()) not in (b"\n", b""):
+        packets.append(publish_packet(topic, line.rstrip(b"\n"), len(packets) % 65535 + 1))
+    sock, window = connect(args.port, args.client_id)
+    print("ready", flush=True)
+    sys.stdin.buffer.readline()  # go
+    elapsed = send_all(sock, window, packets)
+    sock.sendall(mqtt_wire.DISCONNECT_PACKET)
+    sock.close()
     print(f"done {elapsed:.3f}", flush=True)
 
 

@@ -77,7 +77,7 @@ class Publisher:
         )
         self.client.max_inflight_messages_set(1000)
         self.client.max_queued_messages_set(0)
-        self.client.reconnect_delay_set(0.1, 1)
+        self.client.reconnect_delay_set(0.1, 1)  # type: ignore[arg-type]  # floats work
         self.client.connect("127.0.0.1", port)
         self.client.loop_start()
         deadline = time.monotonic() + 10
