@@ -7,8 +7,10 @@ password, InfluxDB token/password, API token) come only from the environment or 
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
+import urllib.parse
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -140,6 +142,19 @@ class MQTT(Section):
 
 
 class Influx(Section):
+    @property
+    def compress(self) -> bool:
+        """Whether to gzip request bodies (``gzip`` resolved)."""
+        if self.gzip != "auto":
+            return self.gzip
+        host = urllib.parse.urlsplit(self.url).hostname or ""
+        if host == "localhost":
+            return False
+        try:
+            return not ipaddress.ip_address(host).is_loopback
+        except ValueError:  # a name: another host (compose service, cluster)
+            return True
+
     url: str = "http://127.0.0.1:8086"
     api: Literal["v1", "v2"] = "v1"
     database: str = "customs"
@@ -155,7 +170,9 @@ class Influx(Section):
     batch_size: int = Field(5000, ge=1, le=100_000)
     flush_interval: Duration = 0.1
     timeout: Duration = 10.0
-    gzip: bool = True
+    # "auto": compress unless InfluxDB is on this host. Over loopback gzip saves nothing
+    # and costs both sides CPU (measured: influxd -25 % CPU at 40k points/s, bench/README).
+    gzip: bool | Literal["auto"] = "auto"
     retry: Backoff = Backoff(initial=0.2, max=30.0)
 
     @field_validator("url")

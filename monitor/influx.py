@@ -60,7 +60,7 @@ class InfluxWriter:
         self._session: aiohttp.ClientSession | None = None
         self._url, self._params = self._endpoint()
         self._headers = {"Content-Type": "text/plain; charset=utf-8"}
-        if config.gzip:
+        if config.compress:
             self._headers["Content-Encoding"] = "gzip"
         if config.token is not None:
             self._headers["Authorization"] = f"Token {config.token.get_secret_value()}"
@@ -161,7 +161,7 @@ class InfluxWriter:
         """Post until it succeeds; raises WriteError for a batch InfluxDB refuses, and
         InfluxUnavailable when still failing at the deadline."""
         body = "\n".join(lines).encode("utf-8")
-        if self._config.gzip:
+        if self._config.compress:
             body = gzip.compress(body, compresslevel=1)
         attempt = 0
         while True:

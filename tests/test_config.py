@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from monitor.config import load_config, mask_url, parse_duration
+from monitor.config import Influx, load_config, mask_url, parse_duration
 from monitor.errors import ConfigError
 from monitor.model import KINDS
 from tests.helpers import ROOT, SHIPPED_CONFIG
@@ -241,3 +241,21 @@ def test_bad_durations(text: object) -> None:
 )
 def test_channel_urls_are_masked(url: str, masked: str) -> None:
     assert mask_url(url) == masked
+
+
+@pytest.mark.parametrize(
+    ("url", "gzip", "compress"),
+    [
+        ("http://127.0.0.1:8086", "auto", False),
+        ("http://localhost:8086", "auto", False),
+        ("http://[::1]:8086", "auto", False),
+        ("http://influxdb:8086", "auto", True),
+        ("https://10.20.0.5:8086", "auto", True),
+        ("http://127.0.0.1:8086", True, True),
+        ("http://influxdb:8086", False, False),
+    ],
+)
+def test_writes_are_compressed_unless_influxdb_is_on_this_host(
+    url: str, gzip: bool | str, compress: bool
+) -> None:
+    assert Influx(url=url, gzip=gzip).compress is compress  # type: ignore[arg-type]

@@ -162,6 +162,7 @@ async def test_v2_api_writes_to_a_real_api_v2_peer(
         org="customs-kz",
         bucket="aktau",
         token="t0k3n",
+        gzip=True,  # "auto" would not compress for a peer on loopback
     )
     ts = int(time.time() * 1000) - 1000
     async with InfluxWriter(cfg, Stats(), SystemClock(), lambda _, err: pytest.fail(err)) as w:
