@@ -75,6 +75,7 @@ class Monitor:
         **env: str,
     ) -> None:
         self.http_port = free_port()
+        self.broker_port, self.client_id = broker.port, name
         self.log = tmp / f"{name}.log"
         e = {
             **os.environ,
@@ -118,6 +119,7 @@ class Monitor:
     def stop(self) -> None:
         self.proc.terminate()
         self.proc.wait(60)
+        load.forget_session(self.broker_port, self.client_id)
 
 
 # -- the measurements ---------------------------------------------------------------------

@@ -42,6 +42,7 @@ def read_exact(sock: socket.socket, n: int) -> bytes:
 
 
 def connect(port: int, client_id: str) -> tuple[socket.socket, int]:
+    """A clean MQTT 5 session (none kept after it); returns it and the broker's window."""
     sock = socket.create_connection(("127.0.0.1", port))
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     sock.sendall(
@@ -60,6 +61,14 @@ def connect(port: int, client_id: str) -> tuple[socket.socket, int]:
         raise SystemExit(f"not connected: {connack.reason}")
     window = connack.properties.get(0x21, 65535)  # the broker's Receive Maximum
     return sock, int(window) if isinstance(window, int) else 65535
+
+
+def forget_session(port: int, client_id: str) -> None:
+    """End a stopped client's persistent session, or the broker queues every later
+    message for it (gigabytes over a bench run, and a slower broker for the next stage)."""
+    sock, _ = connect(port, client_id)
+    sock.sendall(mqtt_wire.DISCONNECT_PACKET)
+    sock.close()
 
 
 def send_all(sock: socket.socket, window: int, packets: list[bytes]) -> float:
