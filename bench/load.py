@@ -86,10 +86,15 @@ def send_all(sock: socket.socket, window: int, packets: list[bytes]) -> float:
             if not data:
                 return
             buf = rest + data
-            controls.clear()
-            rest = buf[mqtt_wire.parse(buf, 0, 0, [], controls) :]
+            n = len(buf) // 4
+            if buf[0 : 4 * n : 4] == b"\x40" * n and buf[1 : 4 * n : 4] == b"\x02" * n:
+                got, rest = n, buf[4 * n :]  # only short PUBACKs: count them at C speed
+            else:
+                controls.clear()
+                rest = buf[mqtt_wire.parse(buf, 0, 0, [], controls) :]
+                got = sum(1 for c in controls if c.type == mqtt_wire.PUBACK)
             with room:
-                acked += sum(1 for c in controls if c.type == mqtt_wire.PUBACK)
+                acked += got
                 room.notify()
 
     reader = threading.Thread(target=count_acks, daemon=True)
