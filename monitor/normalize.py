@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -466,8 +467,10 @@ class Normalizer:
             raise _Reject("unknown_kind", f"kind {kind[:70]!r}")
         if len(self._discovered) >= self._max_discovered:
             raise _Reject("unknown_device", "ingest.max_devices discovered devices reached")
-        device = Device(device_id, kind, _name(site, "site"), _name(area, "area"))
-        self._discovered[key] = device
+        # Interned: thousands of devices share a handful of sites, areas and kinds.
+        site, area = sys.intern(_name(site, "site")), sys.intern(_name(area, "area"))
+        device = Device(device_id, sys.intern(kind), site, area)
+        self._discovered[(site, area, device.kind, device_id)] = device
         return device
 
     # -- canonical profile (SPEC 3.1) --
