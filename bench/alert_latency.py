@@ -3,8 +3,9 @@
     python -m bench.alert_latency [--trials 20] [--devices 25] [--timeout 2]
 
 Private mosquitto + influxd, the monitor in-process, a webhook receiver on loopback. All
-devices publish every 200 ms; each trial silences one (one of many, so it is not a site
-outage), measures from its last message to the webhook, then lets it speak again.
+devices publish, from their own process, every 200 ms; each trial silences one (one of
+many, so it is not a site outage), measures from its last message to the webhook, then
+lets it speak again.
 """
 
 from __future__ import annotations
@@ -12,9 +13,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import multiprocessing
 import statistics
 import tempfile
 import time
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +28,31 @@ from monitor.config import load_config
 from monitor.devservers import InfluxDB, Mosquitto, free_port
 from monitor.stats import Stats
 from tests.helpers import Publisher
+
+
+def talk(port: int, ids: list[str], interval: float, commands: Connection) -> None:
+    """The devices, in their own process: every one reports each interval, but those
+    silenced. "silence" answers with the device's last publish time."""
+    pub = Publisher(port, "bench-devices")
+    talking, last = set(ids), {}
+    while True:
+        started = time.monotonic()
+        for d in ids:
+            if d in talking:
+                pub.publish(f"customs/aktau/a/xray_scanner/{d}/telemetry", '{"scans_total": 1}')
+                last[d] = time.time()
+        while (left := interval - (time.monotonic() - started)) > 0:
+            if not commands.poll(left):
+                continue
+            cmd, device = commands.recv()
+            if cmd == "stop":
+                pub.close()
+                return
+            if cmd == "silence":
+                talking.discard(device)
+            else:
+                talking.add(device)
+            commands.send(last.get(device))
 
 
 async def main(trials: int, devices: int, timeout_s: float, interval: float) -> None:
@@ -61,37 +89,34 @@ devices:
     stop = asyncio.Event()
     stats = Stats()
     monitor = asyncio.create_task(app.run(load_config(cfg), stop, stats=stats))
-    pub = Publisher(broker.port, "bench-devices")
-    talking = set(ids)
-    last: dict[str, float] = {}
+    commands, child = multiprocessing.Pipe()
+    talker = multiprocessing.Process(target=talk, args=(broker.port, ids, interval, child))
+    talker.start()
 
-    async def talk() -> None:
-        while True:
-            for d in sorted(talking):
-                pub.publish(f"customs/aktau/a/xray_scanner/{d}/telemetry", '{"scans_total": 1}')
-                last[d] = time.time()
-            await asyncio.sleep(interval)
+    async def command(cmd: str, device: str) -> float | None:
+        commands.send((cmd, device))
+        return await asyncio.to_thread(commands.recv)
 
-    talker = asyncio.create_task(talk())
     await asyncio.sleep(timeout_s + 1)
     latencies = []
     for i in range(trials):
         device = ids[i % devices]
-        talking.discard(device)
+        last = await command("silence", device)
+        assert last is not None
         while True:
             at, payload = await asyncio.wait_for(got.get(), timeout_s + 30)
             if payload["device"] == device and payload["state"] == "firing":
                 break
-        latencies.append(at - last[device] - timeout_s)
-        talking.add(device)
+        latencies.append(at - last - timeout_s)
+        await command("talk", device)
         while True:  # its resolution
             _, payload = await asyncio.wait_for(got.get(), 30)
             if payload["device"] == device and payload["state"] == "resolved":
                 break
-    talker.cancel()
+    commands.send(("stop", ""))
+    talker.join(30)
     stop.set()
     await monitor
-    pub.close()
     await runner.cleanup()
     influx.stop()
     broker.stop()
