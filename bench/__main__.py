@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import load
-from bench.e2e_rate import count, payloads, publish
+from bench.e2e_rate import count, payloads, proc_cpu_s, publish
 from monitor.devservers import InfluxDB, Mosquitto, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -47,11 +47,6 @@ def drop(influx: InfluxDB, db: str) -> None:
     """Drop a finished stage's data, so that compacting it does not slow the next stage."""
     q = urllib.parse.urlencode({"q": f'DROP DATABASE "{db}"'})
     urllib.request.urlopen(f"{influx.url}/query?{q}", data=b"", timeout=60).read()
-
-
-def proc_cpu_s(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def proc_rss_mib(pid: int, key: str = "VmRSS") -> float:

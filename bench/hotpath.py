@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import gzip
 import json
-import struct
 import tempfile
 import time
 from pathlib import Path
 
 from bench.e2e_rate import payloads
+from bench.load import publish_packet
 from monitor import mqtt_wire
 from monitor.alerts import AlertEngine
 from monitor.batcher import Batcher
@@ -28,19 +28,6 @@ from monitor.rules import RuleBook
 from monitor.stats import Stats
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def publish_packet(topic: str, payload: bytes, mid: int) -> bytes:
-    """QoS 1 PUBLISH, MQTT 5, no properties (as mosquitto forwards a plain publish)."""
-    body = struct.pack("!H", len(topic)) + topic.encode() + struct.pack("!H", mid) + b"\x00"
-    body += payload
-    n, length = len(body), bytearray()
-    while True:
-        n, byte = divmod(n, 128)
-        length.append(byte + 128 if n else byte)
-        if not n:
-            break
-    return b"\x32" + bytes(length) + body
 
 
 def best_of(rounds: int, fn: object) -> float:
@@ -88,7 +75,7 @@ def main(n: int = 50_000, rounds: int = 5) -> None:
         )
         for i in range(n)
     ]
-    stream = b"".join(publish_packet(m.topic, m.payload, m.mid) for m in messages)
+    stream = b"".join(publish_packet(m.topic.encode(), m.payload, m.mid) for m in messages)
     chunks = [stream[i : i + 65536] for i in range(0, len(stream), 65536)]
 
     def receive() -> list[Message]:

@@ -22,23 +22,9 @@ from monitor import mqtt_wire
 
 
 def publish_packet(topic: bytes, payload: bytes, mid: int) -> bytes:
+    """QoS 1 PUBLISH, no properties (as mosquitto forwards a plain publish)."""
     body = struct.pack("!H", len(topic)) + topic + struct.pack("!H", mid) + b"\x00" + payload
-    n, length = len(body), bytearray()
-    while True:
-        n, byte = divmod(n, 128)
-        length.append(byte + 128 if n else byte)
-        if not n:
-            return b"\x32" + bytes(length) + body
-
-
-def read_exact(sock: socket.socket, n: int) -> bytes:
-    data = b""
-    while len(data) < n:
-        chunk = sock.recv(n - len(data))
-        if not chunk:
-            raise SystemExit("broker closed the connection")
-        data += chunk
-    return data
+    return mqtt_wire.packet(0x32, body)
 
 
 def connect(port: int, client_id: str) -> tuple[socket.socket, int]:
@@ -50,14 +36,16 @@ def connect(port: int, client_id: str) -> tuple[socket.socket, int]:
             client_id, keepalive=60, session_expiry=0, receive_maximum=100, clean_start=True
         )
     )
-    head = read_exact(sock, 2)
-    length, shift, byte = head[1] & 0x7F, 7, head[1]
-    while byte & 0x80:
-        byte = read_exact(sock, 1)[0]
-        length |= (byte & 0x7F) << shift
-        shift += 7
-    connack = mqtt_wire.connack(read_exact(sock, length))
-    if head[0] >> 4 != mqtt_wire.CONNACK or connack.failed:
+    buf = b""
+    controls: list[mqtt_wire.Control] = []
+    while not controls:
+        chunk = sock.recv(4096)
+        if not chunk:
+            raise SystemExit("the broker closed the connection")
+        buf += chunk
+        mqtt_wire.parse(buf, 0, 0, [], controls)
+    connack = mqtt_wire.connack(controls[0].body)
+    if controls[0].type != mqtt_wire.CONNACK or connack.failed:
         raise SystemExit(f"not connected: {connack.reason}")
     window = connack.properties.get(0x21, 65535)  # the broker's Receive Maximum
     return sock, int(window) if isinstance(window, int) else 65535

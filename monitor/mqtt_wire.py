@@ -56,10 +56,9 @@ class Message:
 
 @dataclass(slots=True)
 class Control:
-    """Any packet but PUBLISH: its type, the fixed header's flags, and its body."""
+    """Any packet but PUBLISH: its type and its body."""
 
     type: int
-    flags: int
     body: bytes
 
 
@@ -102,7 +101,8 @@ def _utf8(s: str) -> bytes:
     return _U16.pack(len(b)) + b
 
 
-def _packet(first_byte: int, body: bytes) -> bytes:
+def packet(first_byte: int, body: bytes) -> bytes:
+    """A packet from its fixed header's first byte and its body."""
     return bytes([first_byte]) + _varint(len(body)) + body
 
 
@@ -125,12 +125,12 @@ def connect(
         body += _utf8(username)
     if password is not None:
         body += _U16.pack(len(password.encode())) + password.encode()
-    return _packet(CONNECT << 4, body)
+    return packet(CONNECT << 4, body)
 
 
 def subscribe(mid: int, topics: list[str], qos: int = 1) -> bytes:
     body = _U16.pack(mid) + b"\x00" + b"".join(_utf8(t) + bytes([qos]) for t in topics)
-    return _packet(SUBSCRIBE << 4 | 0x02, body)
+    return packet(SUBSCRIBE << 4 | 0x02, body)
 
 
 def pubacks(mids: list[int]) -> bytes:
@@ -282,6 +282,6 @@ def parse(
                 topic = raw_topic.decode("utf-8", "replace")
             append(Message(topic, buf[j:end], qos, mid, bool(first & 1), generation, received_ms))
         else:
-            controls.append(Control(first >> 4, first & 0x0F, buf[start:end]))
+            controls.append(Control(first >> 4, buf[start:end]))
         pos = end
     return pos
