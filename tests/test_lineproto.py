@@ -10,6 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from monitor import lineproto
 from monitor.devservers import InfluxDB
 from monitor.errors import LineProtocolError
 from monitor.lineproto import INT64_MAX, INT64_MIN, line
@@ -28,6 +29,13 @@ def test_value_types() -> None:
     assert line("m", {}, {"max": INT64_MAX, "min": INT64_MIN}, 1).endswith(
         f"max={INT64_MAX}i,min={INT64_MIN}i 1"
     )
+
+
+def test_field_keys_from_payloads_do_not_grow_memory_without_bound() -> None:
+    """Escaped keys are cached for speed; keys chosen by publishers must not fill memory."""
+    for i in range(lineproto._FIELD_KEYS_MAX + 5000):
+        assert line("m", {}, {f"k{i} x": 1.0}, 0) == f"m k{i}\\ x=1.0 0"
+    assert len(lineproto._field_keys) <= lineproto._FIELD_KEYS_MAX
 
 
 def test_tags_are_sorted() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import signal
 import struct
@@ -132,9 +133,9 @@ def test_malformed_packets_are_refused(packet: bytes) -> None:
 # -- the source against a real mosquitto --
 
 
-def source_for(port: int, **overrides: object) -> MqttSource:
+def source_for(port: int, stats: Stats | None = None, **overrides: object) -> MqttSource:
     config = MQTT(port=port, client_id="test-source", **overrides)  # type: ignore[arg-type]
-    return MqttSource(config, ["t/#"], Stats(), SystemClock(), inbox_max_bytes=4096)
+    return MqttSource(config, ["t/#"], stats or Stats(), SystemClock(), inbox_max_bytes=4096)
 
 
 async def stop(task: asyncio.Task[None]) -> None:
@@ -211,3 +212,56 @@ async def test_unacked_messages_come_back_on_the_next_connection(
         await stop(runner)
         pub.client.disconnect()
         pub.client.loop_stop()
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+async def test_the_brokers_keepalive_overrides_ours(tmp_path: Path) -> None:
+    """A broker capping keepalive at 10 s (MQTT 5 Server Keep Alive; mosquitto's minimum):
+    we ping at its pace, so it never drops us for silence although we asked for 60 s."""
+    broker = Mosquitto(tmp_path / "mosquitto", extra_conf="max_keepalive 10\n")
+    broker.start()
+    stats = Stats()
+    try:
+        async with source_for(broker.port, stats, keepalive=60) as source:
+            runner = asyncio.create_task(source.run())
+            await asyncio.wait_for(source.connected.wait(), 10)
+            await asyncio.sleep(25)  # mosquitto drops a client silent for 1.5 x 10 s (+ 2 s)
+            assert source.connected.is_set()
+            assert stats.broker_connects == 1
+            await stop(runner)
+    finally:
+        broker.stop()
+
+
+async def test_the_brokers_reason_for_disconnecting_us_is_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """mosquitto 2.0 closes without a DISCONNECT (even on a session take-over), so a
+    scripted MQTT 5 peer says it: CONNACK, SUBACK, then DISCONNECT "Session taken over"."""
+    reason = b"\x1f" + utf8("another monitor-aktau-1 connected")
+    disconnect = b"\xe0" + varint(len(reason) + 2) + b"\x8e" + varint(len(reason)) + reason
+
+    async def peer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(1024)  # CONNECT
+        writer.write(b"\x20\x03\x00\x00\x00")
+        await reader.read(1024)  # SUBSCRIBE
+        writer.write(b"\x90\x04\x00\x01\x00\x01" + disconnect)
+        await writer.drain()
+        writer.close()
+
+    caplog.set_level(logging.WARNING, logger="monitor.mqtt")
+    server = await asyncio.start_server(peer, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    async with server, source_for(port) as source:
+        runner = asyncio.create_task(source.run())
+        await wait_for(
+            lambda: any(r.getMessage() == "mqtt.disconnected" for r in caplog.records),
+            timeout=10,
+            interval=0.05,
+        )
+        await stop(runner)
+    reasons = [
+        getattr(r, "reason", None) for r in caplog.records if r.getMessage() == "mqtt.disconnected"
+    ]
+    assert reasons[0] == "Session taken over: another monitor-aktau-1 connected"

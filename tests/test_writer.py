@@ -143,6 +143,23 @@ async def test_retries_5xx_429_and_timeouts_honouring_retry_after(
     assert after_429 >= 1.0  # Retry-After: 1 was honoured although our backoff is 0.2 s max
 
 
+async def test_writes_to_a_local_influxdb_are_not_compressed_by_default(
+    influxd: InfluxDB, database: str, proxy_factory
+) -> None:
+    proxy = await proxy_factory(influxd.url, [])
+    urllib.request.urlopen(
+        f"{influxd.url}/query?" + urllib.parse.urlencode({"q": f'CREATE DATABASE "{database}"'}),
+        data=b"",
+    )
+    cfg = Influx(url=f"http://127.0.0.1:{proxy.port}", database=database, create_database=False)
+    async with InfluxWriter(cfg, Stats(), SystemClock(), lambda _, err: pytest.fail(err)) as w:
+        await w.write(points(10, int(time.time() * 1000) - 5000))
+    assert proxy.requests[-1].endswith(" enc=None")  # gzip: auto, and InfluxDB is on loopback
+    assert (
+        rows(influxd.url, database, "SELECT count(scans_total) FROM xray_scanner")[0]["count"] == 10
+    )
+
+
 @pytest.fixture
 def victoria(tmp_path: Path):
     server = VictoriaMetrics(tmp_path / "vm")
