@@ -1,12 +1,14 @@
 from __future__ import annotations
 
+import functools
 import itertools
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from monitor.config import Config
 from monitor.devservers import InfluxDB, Mosquitto
 
 _db_counter = itertools.count()
@@ -32,6 +34,28 @@ def mosquitto(tmp_path: Path) -> Iterator[Mosquitto]:
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture
+def configure(
+    monkeypatch: pytest.MonkeyPatch,
+    mosquitto: Mosquitto,
+    influxd: InfluxDB,
+    database: str,
+    tmp_path: Path,
+) -> Callable[..., Config]:
+    """``monitor_config`` for this test's broker, InfluxDB database and state dir; keyword
+    arguments (client_id, MONITOR_* overrides) pass through."""
+    from tests.helpers import monitor_config
+
+    return functools.partial(
+        monitor_config,
+        monkeypatch,
+        mqtt_port=mosquitto.port,
+        influx_url=influxd.url,
+        database=database,
+        state_dir=tmp_path / "state",
+    )
 
 
 @pytest.fixture(autouse=True)

@@ -6,10 +6,12 @@ import asyncio
 import json
 import socket
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from monitor.config import Config
 from monitor.devservers import InfluxDB, Mosquitto, free_port
 from tests.helpers import (
     MonitorProcess,
@@ -37,19 +39,12 @@ def count(influxd: InfluxDB, database: str) -> int:
 
 @pytest.mark.slow
 async def test_broker_restart_during_qos1_stream_loses_nothing(
-    monkeypatch: pytest.MonkeyPatch,
+    configure: Callable[..., Config],
     mosquitto: Mosquitto,
     influxd: InfluxDB,
     database: str,
-    tmp_path: Path,
 ) -> None:
-    config = monitor_config(
-        monkeypatch,
-        mqtt_port=mosquitto.port,
-        influx_url=influxd.url,
-        database=database,
-        state_dir=tmp_path / "state",
-    )
+    config = configure()
     n = 3000
     messages = stream(int(time.time() * 1000) - 600_000, n)
     pub = Publisher(mosquitto.port)
@@ -70,6 +65,7 @@ async def test_broker_restart_during_qos1_stream_loses_nothing(
 
 
 async def test_unacknowledged_messages_are_redelivered_after_sigkill(
+    configure: Callable[..., Config],
     monkeypatch: pytest.MonkeyPatch,
     mosquitto: Mosquitto,
     influxd: InfluxDB,
@@ -109,12 +105,7 @@ async def test_unacknowledged_messages_are_redelivered_after_sigkill(
     blackhole.close()
 
     # Same client id, a working database: the broker redelivers every unacked message.
-    config = monitor_config(
-        monkeypatch,
-        mqtt_port=mosquitto.port,
-        influx_url=influxd.url,
-        database=database,
-        state_dir=tmp_path / "state",
+    config = configure(
         client_id="monitor-kill",
         MONITOR_INFLUX__CREATE_DATABASE="true",
         MONITOR_INFLUX__TIMEOUT="10s",
@@ -124,18 +115,13 @@ async def test_unacknowledged_messages_are_redelivered_after_sigkill(
 
 
 async def test_sigterm_flushes_acks_and_exits_zero(
-    monkeypatch: pytest.MonkeyPatch,
+    configure: Callable[..., Config],
     mosquitto: Mosquitto,
     influxd: InfluxDB,
     database: str,
     tmp_path: Path,
 ) -> None:
-    monitor_config(
-        monkeypatch,
-        mqtt_port=mosquitto.port,
-        influx_url=influxd.url,
-        database=database,
-        state_dir=tmp_path / "state",
+    configure(
         client_id="monitor-term",
         MONITOR_INFLUX__FLUSH_INTERVAL="5s",
         MONITOR_INFLUX__BATCH_SIZE="100000",

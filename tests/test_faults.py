@@ -13,15 +13,16 @@ import json
 import random
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from aiohttp import web
 
+from monitor.config import Config
 from monitor.devservers import InfluxDB, Mosquitto, free_port
-from tests.helpers import ROOT, MonitorProcess, Publisher, influx_query, monitor_config, wait_for
+from tests.helpers import ROOT, MonitorProcess, Publisher, influx_query, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -107,27 +108,14 @@ def record(name: str, published: int, influxd: InfluxDB, db: str, rss_kib: int) 
 
 
 @pytest.fixture
-def env(
-    monkeypatch: pytest.MonkeyPatch,
-    mosquitto: Mosquitto,
-    influxd: InfluxDB,
-    database: str,
-    tmp_path: Path,
-) -> dict[str, str]:
+def env(configure: Callable[..., Config]) -> dict[str, str]:
     settings = {
         "MONITOR_STATS_INTERVAL": "1s",
         "MONITOR_INFLUX__RETRY__MAX": "2s",
         "MONITOR_INFLUX__TIMEOUT": "3s",
         "MONITOR_MQTT__CLIENT_ID": "monitor-faults",
     }
-    monitor_config(
-        monkeypatch,
-        mqtt_port=mosquitto.port,
-        influx_url=influxd.url,
-        database=database,
-        state_dir=tmp_path / "state",
-        **settings,
-    )
+    configure(**settings)
     return settings
 
 

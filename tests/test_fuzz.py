@@ -8,13 +8,15 @@ import random
 import socket
 import struct
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from monitor.config import Config
 from monitor.devservers import InfluxDB, Mosquitto
 from monitor.model import DEVICE_ID_RE, KINDS, NAME_RE
-from tests.helpers import Publisher, monitor_config, rows, running_monitor, wait_for
+from tests.helpers import Publisher, rows, running_monitor, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -148,18 +150,13 @@ def raw_publish(port: int, topic: bytes) -> bool:
 
 
 async def test_fuzz_battery_through_the_real_broker(
-    monkeypatch: pytest.MonkeyPatch,
+    configure: Callable[..., Config],
     mosquitto: Mosquitto,
     influxd: InfluxDB,
     database: str,
     tmp_path: Path,
 ) -> None:
-    config = monitor_config(
-        monkeypatch,
-        mqtt_port=mosquitto.port,
-        influx_url=influxd.url,
-        database=database,
-        state_dir=tmp_path / "state",
+    config = configure(
         MONITOR_INGEST__QUARANTINE_MAX_BYTES="2MiB",
     )
     rng = random.Random(2026)

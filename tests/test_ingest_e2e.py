@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 
+from monitor.config import Config
 from monitor.devservers import InfluxDB, Mosquitto
-from tests.helpers import Publisher, monitor_config, rows, running_monitor, wait_for
+from tests.helpers import Publisher, rows, running_monitor, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -22,20 +24,8 @@ def now_ms() -> int:
 
 
 @pytest.fixture
-def config(
-    monkeypatch: pytest.MonkeyPatch,
-    mosquitto: Mosquitto,
-    influxd: InfluxDB,
-    database: str,
-    tmp_path: Path,
-):
-    return monitor_config(
-        monkeypatch,
-        mqtt_port=mosquitto.port,
-        influx_url=influxd.url,
-        database=database,
-        state_dir=tmp_path / "state",
-    )
+def config(configure: Callable[..., Config]) -> Config:
+    return configure()
 
 
 async def test_canonical_telemetry_arrives_with_exact_tags_types_and_values(
@@ -365,18 +355,12 @@ async def test_bad_input_is_rejected_counted_quarantined_and_never_stored(
 
 
 async def test_device_status_and_monitor_measurements(
-    monkeypatch: pytest.MonkeyPatch,
+    configure: Callable[..., Config],
     mosquitto: Mosquitto,
     influxd: InfluxDB,
     database: str,
-    tmp_path: Path,
 ) -> None:
-    config = monitor_config(
-        monkeypatch,
-        mqtt_port=mosquitto.port,
-        influx_url=influxd.url,
-        database=database,
-        state_dir=tmp_path / "state",
+    config = configure(
         MONITOR_STATUS_INTERVAL="300ms",
         MONITOR_STATS_INTERVAL="300ms",
         MONITOR_ALERTS__KINDS__WEIGHBRIDGE__NO_DATA_TIMEOUT="1s",

@@ -10,13 +10,14 @@ import shutil
 import subprocess
 import sys
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 import paho.mqtt.client as paho
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
-from monitor.config import load_config
+from monitor.config import Config, load_config
 from monitor.devservers import InfluxDB, Mosquitto, free_port
 from tests.helpers import (
     ROOT,
@@ -298,10 +299,7 @@ async def test_shipped_acl_lets_a_device_publish_only_under_its_own_topics(
 
 @pytest.mark.slow
 async def test_secrets_never_appear_in_logs_output_or_api(
-    monkeypatch: pytest.MonkeyPatch,
-    mosquitto: Mosquitto,
-    influxd: InfluxDB,
-    database: str,
+    configure: Callable[..., Config],
     tmp_path: Path,
 ) -> None:
     secrets = {
@@ -310,12 +308,7 @@ async def test_secrets_never_appear_in_logs_output_or_api(
         "MONITOR_HTTP__TOKEN": "S3cret-api-token",
     }
     http_port = free_port()
-    monitor_config(
-        monkeypatch,
-        mqtt_port=mosquitto.port,
-        influx_url=influxd.url,
-        database=database,
-        state_dir=tmp_path / "state",
+    configure(
         MONITOR_MQTT__USERNAME="monitor",
         MONITOR_HTTP__PORT=str(http_port),
         MONITOR_NOTIFY__ROUTES=json.dumps(
