@@ -3,7 +3,7 @@ FROM python:3.11-slim AS build
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY monitor ./monitor
-RUN pip wheel --no-cache-dir --wheel-dir /wheels .
+RUN pip wheel --no-cache-dir --no-deps --wheel-dir /wheels .
 
 FROM python:3.11-slim
 # tzdata: alert messages are in Aktau local time
@@ -13,8 +13,12 @@ RUN apt-get update \
     && useradd --system --uid 10001 --home-dir /var/lib/monitor monitor \
     && mkdir -p /var/lib/monitor /etc/monitor \
     && chown monitor /var/lib/monitor
+# The dependencies exactly as locked (versions and hashes), then the monitor itself.
+COPY requirements.lock /tmp/requirements.lock
 COPY --from=build /wheels /wheels
-RUN pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels
+RUN pip install --no-cache-dir --require-hashes -r /tmp/requirements.lock \
+    && pip install --no-cache-dir --no-deps /wheels/*.whl \
+    && rm -rf /wheels /tmp/requirements.lock
 COPY config/monitor.yaml /etc/monitor/monitor.yaml
 USER monitor
 ENV MONITOR_CONFIG=/etc/monitor/monitor.yaml \

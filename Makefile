@@ -1,6 +1,7 @@
 # make test : everything a fresh Debian/Ubuntu machine needs, then the whole test suite
 # make demo : the local demo (broker, InfluxDB, simulator, monitor, status page)
 # make lint : ruff + mypy
+# make lock : refresh requirements.lock / requirements-dev.lock from pyproject.toml's ranges
 
 PYTHON ?= python3
 VENV   := .venv
@@ -8,14 +9,29 @@ BIN    := $(VENV)/bin
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 DEBS   := mosquitto mosquitto-clients influxdb influxdb-client victoria-metrics chromium docker-compose openssl
 
-.PHONY: test lint deps venv demo bench clean mqtt-passwords
+.PHONY: test lint deps venv demo bench clean mqtt-passwords lock
+
+# Installs are reproducible: exact versions and hashes from the lock files; pyproject.toml
+# keeps the ranges (what the code supports), the locks what was tested.
+LOCK     := requirements.lock
+DEV_LOCK := requirements-dev.lock
+UV       := uv==0.13.9
+COMPILE   = .venv-lock/bin/uv pip compile pyproject.toml --universal --python-version 3.11 --generate-hashes --quiet
 
 venv: $(VENV)/.installed
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml $(DEV_LOCK)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet --require-hashes -r $(DEV_LOCK)
+	$(BIN)/pip install --quiet --no-deps -e .
 	touch $@
+
+# The newest versions pyproject.toml allows, pinned with hashes: the service's (the Docker
+# image installs these) and, constrained by them, the service's plus the test tools'.
+lock:
+	$(PYTHON) -m venv .venv-lock && .venv-lock/bin/pip install --quiet $(UV)
+	$(COMPILE) -o $(LOCK)
+	$(COMPILE) --extra test -c $(LOCK) -o $(DEV_LOCK)
 
 # Debian's mosquitto and influxdb, installed only when missing. No service is started:
 # tests and the demo run private servers on loopback.
@@ -39,7 +55,7 @@ test: deps venv lint
 # The local demo: private broker + InfluxDB under var/demo, the monitor, the simulator with a
 # scripted incident. Ctrl-C stops everything.
 demo: deps venv
-	$(BIN)/python -m monitor.demo
+	$(BIN)/python -m monitor.sim.demo
 
 # Measured, never asserted: prints a table and writes bench/results.json (see bench/README.md)
 bench: deps venv
@@ -54,4 +70,4 @@ mqtt-passwords: deps
 	chmod 644 config/mosquitto/passwords; echo "wrote config/mosquitto/passwords"
 
 clean:
-	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .venv-lock var .pytest_cache .mypy_cache .ruff_cache

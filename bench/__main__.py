@@ -30,8 +30,8 @@ from pathlib import Path
 from typing import Any
 
 from bench import load
-from bench.e2e_rate import count, payloads, proc_cpu_s, publish
-from monitor.devservers import InfluxDB, Mosquitto, free_port
+from bench.e2e_rate import ceiling_rate, count, payloads, proc_cpu_s, publish
+from monitor.sim.devservers import InfluxDB, Mosquitto, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 TOPIC = "customs/aktau/inspection-1/xray_scanner/{device}/telemetry"
@@ -131,24 +131,7 @@ def ceiling_and_e2e(
     streams = [(TOPIC.format(device=f"bench-{d:02d}"), payloads(d, per, base)) for d in range(pubs)]
     ceilings, rates, cpus = [], [], []
     for r in range(rounds):
-        sub = subprocess.Popen(
-            [
-                "mosquitto_sub",
-                "-p",
-                str(broker.port),
-                "-q",
-                "1",
-                "-t",
-                "customs/#",
-                "-C",
-                str(total),
-            ],
-            stdout=subprocess.DEVNULL,
-        )
-        time.sleep(0.5)
-        t0 = publish(broker.port, streams)
-        sub.wait()
-        ceilings.append(total / (time.perf_counter() - t0))
+        ceilings.append(ceiling_rate(broker.port, streams, total))
 
         db = f"e2e{r}"
         mon = Monitor(tmp, broker, influx, db, f"bench-e2e-{r}")

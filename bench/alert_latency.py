@@ -25,7 +25,7 @@ from aiohttp import web
 
 from monitor import app
 from monitor.config import load_config
-from monitor.devservers import InfluxDB, Mosquitto, free_port
+from monitor.sim.devservers import InfluxDB, Mosquitto, free_port
 from monitor.stats import Stats
 from tests.helpers import Publisher
 

@@ -23,7 +23,7 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
-from monitor.devservers import InfluxDB, Mosquitto
+from monitor.sim.devservers import InfluxDB, Mosquitto
 
 
 def proc_cpu_s(pid: int) -> float:
@@ -99,6 +99,18 @@ def publish(port: int, streams: list[tuple[str, bytes]]) -> float:
     return started
 
 
+def ceiling_rate(port: int, streams: list[tuple[str, bytes]], total: int) -> float:
+    """msg/s that ``mosquitto_sub`` alone receives of these QoS 1 streams on this broker."""
+    sub = subprocess.Popen(
+        ["mosquitto_sub", "-p", str(port), "-q", "1", "-t", "customs/#", "-C", str(total)],
+        stdout=subprocess.DEVNULL,
+    )
+    time.sleep(0.5)  # subscribed
+    t0 = publish(port, streams)
+    sub.wait()
+    return total / (time.perf_counter() - t0)
+
+
 def count(url: str, db: str) -> int:
     q = urllib.parse.urlencode({"db": db, "q": "SELECT count(scans_total) FROM xray_scanner"})
     with urllib.request.urlopen(f"{url}/query?{q}") as r:
@@ -125,24 +137,7 @@ def main() -> None:
     influx.start()
     try:
         # 1. the ceiling: mosquitto_sub receiving the same stream
-        sub = subprocess.Popen(
-            [
-                "mosquitto_sub",
-                "-p",
-                str(broker.port),
-                "-q",
-                "1",
-                "-t",
-                "customs/#",
-                "-C",
-                str(total),
-            ],
-            stdout=subprocess.DEVNULL,
-        )
-        time.sleep(0.5)
-        t0 = publish(broker.port, streams)
-        sub.wait()
-        sub_rate = total / (time.perf_counter() - t0)
+        sub_rate = ceiling_rate(broker.port, streams, total)
 
         # 2. the monitor end to end
         env = dict(

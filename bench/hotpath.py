@@ -1,7 +1,7 @@
 """CPU cost of the monitor's own per-message work without the network:
 `python -m bench.hotpath`. Stable enough to compare changes.
 
-receive: framing and decoding PUBLISH packets from 64 KiB reads (``mqtt_wire.parse``);
+receive: framing and decoding PUBLISH packets from 64 KiB reads (``wire.parse``);
 process: normalize, liveness, line protocol; gzip: compressing the lines for the write;
 ack: encoding the PUBACKs."""
 
@@ -15,16 +15,16 @@ from pathlib import Path
 
 from bench.e2e_rate import payloads
 from bench.load import publish_packet
-from monitor import mqtt_wire
-from monitor.alerts import AlertEngine
-from monitor.batcher import Batcher
+from monitor.alerting.engine import AlertEngine
+from monitor.alerting.liveness import Liveness
+from monitor.alerting.rules import RuleBook
 from monitor.config import load_config
-from monitor.ingest import Ingest
-from monitor.liveness import Liveness
-from monitor.mqtt import Message
-from monitor.normalize import Normalizer
-from monitor.quarantine import Quarantine
-from monitor.rules import RuleBook
+from monitor.normalize.normalizer import Normalizer
+from monitor.normalize.quarantine import Quarantine
+from monitor.pipeline import Ingest
+from monitor.sink.batcher import Batcher
+from monitor.source import wire
+from monitor.source.mqtt import Message
 from monitor.stats import Stats
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -51,7 +51,7 @@ def main(n: int = 50_000, rounds: int = 5) -> None:
     engine = AlertEngine([], rules, "bench")
     liveness = Liveness(normalizer.registry.values(), rules, engine.in_maintenance)
     quarantine = Quarantine(Path(tempfile.mkdtemp()), 1 << 20, clock, stats)
-    ingest = Ingest(
+    ingest: Ingest[Message] = Ingest(
         None,  # type: ignore[arg-type]  # process() needs neither source nor sink
         normalizer,
         None,  # type: ignore[arg-type]
@@ -83,7 +83,7 @@ def main(n: int = 50_000, rounds: int = 5) -> None:
         rest = b""
         for chunk in chunks:
             buf = rest + chunk if rest else chunk
-            rest = buf[mqtt_wire.parse(buf, 1, now_ms, got, []) :]
+            rest = buf[wire.parse(buf, 1, now_ms, got, []) :]
         return got
 
     assert len(receive()) == n
@@ -95,7 +95,7 @@ def main(n: int = 50_000, rounds: int = 5) -> None:
         "receive": best_of(rounds, receive),
         "process": best_of(rounds, lambda: ingest.process(messages)),
         "gzip": best_of(rounds, lambda: gzip.compress(body_bytes, 1)),
-        "ack": best_of(rounds, lambda: mqtt_wire.pubacks(mids)),
+        "ack": best_of(rounds, lambda: wire.pubacks(mids)),
     }
     us = {k: round(v / n * 1e6, 2) for k, v in stages.items()}
     print(json.dumps({"messages": n, "us_per_message": us, "total_us": round(sum(us.values()), 2)}))

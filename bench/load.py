@@ -18,13 +18,13 @@ import sys
 import threading
 import time
 
-from monitor import mqtt_wire
+from monitor.source import wire
 
 
 def publish_packet(topic: bytes, payload: bytes, mid: int) -> bytes:
     """QoS 1 PUBLISH, no properties (as mosquitto forwards a plain publish)."""
     body = struct.pack("!H", len(topic)) + topic + struct.pack("!H", mid) + b"\x00" + payload
-    return mqtt_wire.packet(0x32, body)
+    return wire.packet(0x32, body)
 
 
 def connect(port: int, client_id: str) -> tuple[socket.socket, int]:
@@ -32,20 +32,20 @@ def connect(port: int, client_id: str) -> tuple[socket.socket, int]:
     sock = socket.create_connection(("127.0.0.1", port))
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     sock.sendall(
-        mqtt_wire.connect(
+        wire.connect(
             client_id, keepalive=60, session_expiry=0, receive_maximum=100, clean_start=True
         )
     )
     buf = b""
-    controls: list[mqtt_wire.Control] = []
+    controls: list[wire.Control] = []
     while not controls:
         chunk = sock.recv(4096)
         if not chunk:
             raise SystemExit("the broker closed the connection")
         buf += chunk
-        mqtt_wire.parse(buf, 0, 0, [], controls)
-    connack = mqtt_wire.connack(controls[0].body)
-    if controls[0].type != mqtt_wire.CONNACK or connack.failed:
+        wire.parse(buf, 0, 0, [], controls)
+    connack = wire.connack(controls[0].body)
+    if controls[0].type != wire.CONNACK or connack.failed:
         raise SystemExit(f"not connected: {connack.reason}")
     window = connack.properties.get(0x21, 65535)  # the broker's Receive Maximum
     return sock, int(window) if isinstance(window, int) else 65535
@@ -55,7 +55,7 @@ def forget_session(port: int, client_id: str) -> None:
     """End a stopped client's persistent session, or the broker queues every later
     message for it (gigabytes over a bench run, and a slower broker for the next stage)."""
     sock, _ = connect(port, client_id)
-    sock.sendall(mqtt_wire.DISCONNECT_PACKET)
+    sock.sendall(wire.DISCONNECT_PACKET)
     sock.close()
 
 
@@ -68,7 +68,7 @@ def send_all(sock: socket.socket, window: int, packets: list[bytes]) -> float:
     def count_acks() -> None:
         nonlocal acked
         rest = b""
-        controls: list[mqtt_wire.Control] = []
+        controls: list[wire.Control] = []
         while acked < len(packets):
             data = sock.recv(1 << 16)
             if not data:
@@ -79,8 +79,8 @@ def send_all(sock: socket.socket, window: int, packets: list[bytes]) -> float:
                 got, rest = n, buf[4 * n :]  # only short PUBACKs: count them at C speed
             else:
                 controls.clear()
-                rest = buf[mqtt_wire.parse(buf, 0, 0, [], controls) :]
-                got = sum(1 for c in controls if c.type == mqtt_wire.PUBACK)
+                rest = buf[wire.parse(buf, 0, 0, [], controls) :]
+                got = sum(1 for c in controls if c.type == wire.PUBACK)
             with room:
                 acked += got
                 room.notify()
@@ -110,7 +110,7 @@ def publish_all(port: int, messages: list[tuple[str, bytes]], client_id: str) ->
     try:
         return send_all(sock, window, packets)
     finally:
-        sock.sendall(mqtt_wire.DISCONNECT_PACKET)
+        sock.sendall(wire.DISCONNECT_PACKET)
         sock.close()
 
 
@@ -129,7 +129,7 @@ def main() -> None:
     print("ready", flush=True)
     sys.stdin.buffer.readline()  # go
     elapsed = send_all(sock, window, packets)
-    sock.sendall(mqtt_wire.DISCONNECT_PACKET)
+    sock.sendall(wire.DISCONNECT_PACKET)
     sock.close()
     print(f"done {elapsed:.3f}", flush=True)
 

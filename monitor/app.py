@@ -1,7 +1,7 @@
-"""Wiring: config -> parts, one TaskGroup; start downstream first, stop upstream first.
+"""Wiring: the config becomes parts (``build``), and the parts run in one TaskGroup (``serve``).
 
-Start: store -> InfluxDB writer -> notifier -> alerting -> HTTP API -> MQTT source.
-Stop: stop taking messages, drain and write what was received, ack, then let the rest go.
+Start, downstream first: store -> InfluxDB writer (+ spool replay) -> notifier -> alerting
+-> HTTP API -> ingest -> MQTT source. Stop, upstream first: ``stop_sequence`` below.
 """
 
 from __future__ import annotations
@@ -10,25 +10,26 @@ import asyncio
 import contextlib
 import signal
 from collections.abc import Callable
+from dataclasses import dataclass
 
-from monitor import logs, schema
-from monitor.alerting import AlertService
-from monitor.alerts import AlertEngine, Route, Window
-from monitor.api import Api
-from monitor.batcher import Batcher
+from monitor import logs
+from monitor.alerting.engine import AlertEngine, Route, Window
+from monitor.alerting.liveness import Liveness
+from monitor.alerting.notify import Notifier
+from monitor.alerting.rules import RuleBook
+from monitor.alerting.service import AlertService
+from monitor.alerting.store import Store
 from monitor.clock import Clock, SystemClock, now_ms
 from monitor.config import Config
-from monitor.influx import InfluxWriter
-from monitor.ingest import Ingest
-from monitor.liveness import Liveness
-from monitor.mqtt import MqttSource
-from monitor.normalize import Normalizer
-from monitor.notify import Notifier
-from monitor.quarantine import Quarantine
-from monitor.rules import RuleBook
-from monitor.spool import Spool, SpoolingWriter
+from monitor.normalize.normalizer import Normalizer
+from monitor.normalize.quarantine import Quarantine
+from monitor.pipeline import Ingest, Points
+from monitor.sink.batcher import Batcher
+from monitor.sink.influx import InfluxWriter
+from monitor.sink.spool import Spool, SpoolingWriter
+from monitor.source.mqtt import Message, MqttSource
 from monitor.stats import Stats
-from monitor.store import Store
+from monitor.web.api import Api, Health
 
 log = logs.get(__name__)
 
@@ -36,12 +37,6 @@ log = logs.get(__name__)
 # are not acknowledged, so the broker redelivers them to the next run).
 DRAIN_TIMEOUT_S = 10.0
 SPOOL_ALERT_FILL = 0.8
-
-
-async def _every(interval: float, fn: Callable[[], None]) -> None:
-    while True:
-        await asyncio.sleep(interval)
-        fn()
 
 
 def config_windows(config: Config) -> list[Window]:
@@ -65,6 +60,235 @@ def channels_of(config: Config) -> list[str]:
     )
 
 
+@dataclass
+class Parts:
+    """Everything one monitor is made of, built from the config and wired together."""
+
+    config: Config
+    clock: Clock
+    stats: Stats
+    normalizer: Normalizer
+    quarantine: Quarantine
+    batcher: Batcher[Message]
+    points: Points
+    engine: AlertEngine
+    liveness: Liveness
+    store: Store
+    spool: Spool | None
+    writer: InfluxWriter
+    sink: SpoolingWriter
+    notifier: Notifier
+    source: MqttSource
+    service: AlertService
+    ingest: Ingest[Message]
+    api: Api
+
+    def restore(self) -> None:
+        """Open alerts, maintenance windows and last-seen times from before a restart."""
+        self.engine.restore(
+            self.store.alerts(open_only=True),
+            [*config_windows(self.config), *self.store.windows()],
+        )
+        self.liveness.restore(self.store.devices())
+        self.liveness.grace_from = self.clock.now()
+
+    def status_tick(self) -> None:
+        """``device_status`` of every device (SPEC 4), and last-seen times saved."""
+        if self.stats.broker_connected:  # our outage is not the devices'
+            self.points.statuses(self.liveness.status_points(self.clock.now(), force=True))
+        self.store.save_devices(self.liveness.devices.values())
+
+    def monitor_conditions(self) -> dict[str, str | None]:
+        """The monitor's own troubles that are alerts: a summary while each holds."""
+        spool = self.spool
+        high = spool is not None and spool.fill >= SPOOL_ALERT_FILL
+        return {
+            "monitor_spool_high": (
+                f"monitor {self.config.instance_name}: the disk spool is {spool.fill:.0%} full"
+                f" ({spool.points} points waiting for InfluxDB); at 100% acks stop"
+            )
+            if high and spool is not None
+            else None
+        }
+
+    def connection_changed(self, connected: bool) -> None:
+        if connected:  # a fresh grace period for every device (SPEC 5)
+            self.liveness.grace_from = self.clock.now()
+        self.service.poke()
+
+    def health(self) -> Health:
+        reasons = []
+        connected = self.source.connected.is_set()
+        if not connected:
+            reasons.append("MQTT broker not connected")
+        if not self.writer.healthy:
+            reasons.append("InfluxDB writes failing")
+        elif self.stats.last_write_ok is None and self.clock.now() - self.api.started > 60:
+            reasons.append("no successful InfluxDB write yet")
+        return Health(
+            reasons,
+            broker_connected=connected,
+            influx_healthy=self.writer.healthy,
+            last_write_ok=self.stats.last_write_ok,
+        )
+
+
+def build(config: Config, clock: Clock, stats: Stats) -> Parts:
+    """The parts of a monitor, wired; nothing is connected yet (``serve`` does that)."""
+    instance = config.instance_name
+    normalizer = Normalizer(config)
+    rulebook = RuleBook(config)
+    config.state_dir.mkdir(parents=True, exist_ok=True)
+    quarantine = Quarantine(
+        config.state_dir / "quarantine", int(config.ingest.quarantine_max_bytes), clock, stats
+    )
+    batcher: Batcher[Message] = Batcher(config.influx.batch_size, config.influx.flush_interval)
+    points = Points(batcher, instance, stats)
+    engine = AlertEngine(
+        [Route.from_config(r) for r in config.notify.routes],
+        rulebook,
+        instance,
+        broker_down_after=config.alerts.broker_down_after,
+    )
+    liveness = Liveness(normalizer.registry.values(), rulebook, engine.in_maintenance)
+    store = Store(config.state_dir / "state.db")
+    spool = (
+        Spool(config.state_dir / "spool.db", int(config.spool_max_bytes), stats)
+        if config.spool_max_bytes
+        else None
+    )
+    writer = InfluxWriter(
+        config.influx,
+        stats,
+        clock,
+        on_refused=lambda line, err: quarantine.refuse_point(line, err, now_ms(clock)),
+    )
+    sink = SpoolingWriter(writer, spool, stats, retry_max=config.influx.retry.max)
+    notifier = Notifier(store, stats, clock, channels_of(config))
+    source = MqttSource(config.mqtt, config.mqtt.topics or normalizer.subscriptions, stats, clock)
+    parts: Parts
+    service = AlertService(
+        engine,
+        liveness,
+        store,
+        notifier,
+        points,
+        clock,
+        lambda: source.down_since,
+        lambda: parts.monitor_conditions(),
+    )
+    ingest = Ingest(
+        source,
+        normalizer,
+        sink,
+        quarantine,
+        liveness,
+        batcher,
+        stats,
+        clock,
+        on_change=service.poke,
+    )
+    names = {d.id: d.name for d in config.devices if d.name}
+    api = Api(config.http, service, store, stats, lambda: parts.health(), notifier, clock, names)
+    parts = Parts(
+        config,
+        clock,
+        stats,
+        normalizer,
+        quarantine,
+        batcher,
+        points,
+        engine,
+        liveness,
+        store,
+        spool,
+        writer,
+        sink,
+        notifier,
+        source,
+        service,
+        ingest,
+        api,
+    )
+    source.on_change = parts.connection_changed
+    return parts
+
+
+@dataclass
+class Tasks:
+    """The running monitor's tasks, by the order they are stopped in."""
+
+    consuming: asyncio.Task[None]
+    background: list[asyncio.Task[None]]
+    flushing: asyncio.Task[None]
+    connection: asyncio.Task[None]
+
+
+async def _every(interval: float, fn: Callable[[], None]) -> None:
+    while True:
+        await asyncio.sleep(interval)
+        fn()
+
+
+def start_tasks(tg: asyncio.TaskGroup, p: Parts) -> Tasks:
+    """Downstream first: the writer is waiting before ingest feeds it, and ingest before
+    the first message arrives."""
+    config = p.config
+    flushing = tg.create_task(p.ingest.flush(), name="influx-writer")
+    background = [
+        tg.create_task(p.notifier.run(), name="notifier"),
+        tg.create_task(p.sink.replay(), name="spool-replay"),
+        tg.create_task(p.service.run(), name="alerting"),
+        tg.create_task(_every(config.status_interval, p.status_tick), name="device-status"),
+        tg.create_task(
+            _every(config.stats_interval, lambda: p.points.monitor(p.clock.now())),
+            name="monitor-stats",
+        ),
+    ]
+    consuming = tg.create_task(p.ingest.consume(), name="ingest")
+    connection = tg.create_task(p.source.run(), name="mqtt-connection")
+    return Tasks(consuming, background, flushing, connection)
+
+
+async def stop_sequence(p: Parts, t: Tasks) -> None:
+    """Upstream first (SPEC 7): take no more messages, write what was received and ack it;
+    what cannot be written within DRAIN_TIMEOUT_S stays unacknowledged, and the broker
+    redelivers it to the next run. The DISCONNECT follows the acks when the source exits."""
+    log.info("monitor.stopping")
+    p.source.close_inbox()  # 1. no more messages
+    await t.consuming  # 2. normalize what was received into the batcher
+    for task in t.background:  # 3. alerting, notifications, spool replay, ticks
+        task.cancel()
+    p.store.save_devices(p.liveness.devices.values())  # 4. last-seen times for the next run
+    p.points.monitor(p.clock.now())
+    p.batcher.close()  # 5. write what is held, ack it (bounded)
+    try:
+        async with asyncio.timeout(DRAIN_TIMEOUT_S):
+            await t.flushing
+    except TimeoutError:
+        log.warning("monitor.drain_timeout", timeout_s=DRAIN_TIMEOUT_S)
+        t.flushing.cancel()
+    t.connection.cancel()  # 6. then the connection
+
+
+async def serve(p: Parts, stop: asyncio.Event, on_api: Callable[[Api], None] | None) -> None:
+    """Connect the parts (start order), run until ``stop`` is set, stop them in order."""
+    async with contextlib.AsyncExitStack() as stack:
+        stack.callback(p.quarantine.close)
+        if p.spool is not None:
+            stack.callback(p.spool.close)
+        await stack.enter_async_context(p.store)
+        p.restore()
+        for part in (p.writer, p.notifier, p.source, p.api):
+            await stack.enter_async_context(part)
+        if on_api is not None:
+            on_api(p.api)
+        async with asyncio.TaskGroup() as tg:
+            tasks = start_tasks(tg, p)
+            await stop.wait()
+            await stop_sequence(p, tasks)
+
+
 async def run(
     config: Config,
     stop: asyncio.Event,
@@ -73,151 +297,18 @@ async def run(
     on_api: Callable[[Api], None] | None = None,
 ) -> Stats:
     """Run until ``stop`` is set; then drain, write, ack and return the final counters."""
-    clock = clock or SystemClock()
     stats = stats if stats is not None else Stats()
-    instance = config.instance_name
-    normalizer = Normalizer(config)
-    rulebook = RuleBook(config)
-    config.state_dir.mkdir(parents=True, exist_ok=True)
-    quarantine = Quarantine(
-        config.state_dir / "quarantine", int(config.ingest.quarantine_max_bytes), clock, stats
-    )
-    batcher = Batcher(config.influx.batch_size, config.influx.flush_interval)
-    engine = AlertEngine(
-        [Route.from_config(r) for r in config.notify.routes],
-        rulebook,
-        instance,
-        broker_down_after=config.alerts.broker_down_after,
-    )
-    liveness = Liveness(normalizer.registry.values(), rulebook, engine.in_maintenance)
-
-    def monitor_point() -> None:
-        batcher.add([schema.monitor_line(instance, stats, stats.take_latency_ms(), now_ms(clock))])
-
+    parts = build(config, clock or SystemClock(), stats)
     log.info(
         "monitor.starting",
-        instance=instance,
+        instance=config.instance_name,
         broker=f"{config.mqtt.host}:{config.mqtt.port}",
         influx=config.influx.url,
         api=config.influx.api,
-        devices=len(normalizer.registry),
+        devices=len(parts.normalizer.registry),
         routes=len(config.notify.routes),
     )
-    spool = (
-        Spool(config.state_dir / "spool.db", int(config.spool_max_bytes), stats)
-        if config.spool_max_bytes
-        else None
-    )
-    try:
-        async with Store(config.state_dir / "state.db") as store:
-            engine.restore(
-                store.alerts(open_only=True), [*config_windows(config), *store.windows()]
-            )
-            liveness.restore(store.devices())
-            liveness.grace_from = clock.now()
-
-            def status_tick() -> None:
-                if stats.broker_connected:  # our outage is not the devices'
-                    batcher.add(liveness.status_lines(clock.now(), force=True))
-                store.save_devices(liveness.devices.values())
-
-            async with (
-                InfluxWriter(
-                    config.influx,
-                    stats,
-                    clock,
-                    on_refused=lambda line, err: quarantine.refuse_point(line, err, now_ms(clock)),
-                ) as writer,
-                Notifier(store, stats, clock, channels_of(config)) as notifier,
-                MqttSource(
-                    config.mqtt, config.mqtt.topics or normalizer.subscriptions, stats, clock
-                ) as source,
-            ):
-                sink = SpoolingWriter(writer, spool, stats, retry_max=config.influx.retry.max)
-
-                def monitor_conditions() -> dict[str, str | None]:
-                    high = spool is not None and spool.fill >= SPOOL_ALERT_FILL
-                    return {
-                        "monitor_spool_high": (
-                            f"monitor {instance}: the disk spool is {spool.fill:.0%} full"
-                            f" ({spool.points} points waiting for InfluxDB); at 100% acks stop"
-                        )
-                        if high and spool is not None
-                        else None
-                    }
-
-                service = AlertService(
-                    engine,
-                    liveness,
-                    store,
-                    notifier,
-                    batcher,
-                    clock,
-                    lambda: source.down_since,
-                    monitor_conditions,
-                )
-
-                def connection_changed(connected: bool) -> None:
-                    if connected:  # a fresh grace period for every device (SPEC 5)
-                        liveness.grace_from = clock.now()
-                    service.poke()
-
-                source.on_change = connection_changed
-                ingest = Ingest(
-                    source,
-                    normalizer,
-                    sink,
-                    quarantine,
-                    liveness,
-                    batcher,
-                    stats,
-                    clock,
-                    on_change=service.poke,
-                )
-                names = {d.id: d.name for d in config.devices if d.name}
-                async with (
-                    Api(
-                        config.http, service, store, stats, source, writer, notifier, clock, names
-                    ) as api,
-                    asyncio.TaskGroup() as tg,
-                ):
-                    if on_api is not None:
-                        on_api(api)
-                    flushing = tg.create_task(ingest.flush(), name="influx-writer")
-                    background = [
-                        tg.create_task(notifier.run(), name="notifier"),
-                        tg.create_task(sink.replay(), name="spool-replay"),
-                        tg.create_task(service.run(), name="alerting"),
-                        tg.create_task(
-                            _every(config.status_interval, status_tick), name="device-status"
-                        ),
-                        tg.create_task(
-                            _every(config.stats_interval, monitor_point), name="monitor-stats"
-                        ),
-                    ]
-                    consuming = tg.create_task(ingest.consume(), name="ingest")
-                    connection = tg.create_task(source.run(), name="mqtt-connection")
-                    await stop.wait()
-
-                    log.info("monitor.stopping")
-                    source.close_inbox()
-                    await consuming
-                    for task in background:
-                        task.cancel()
-                    store.save_devices(liveness.devices.values())
-                    monitor_point()
-                    batcher.close()
-                    try:
-                        async with asyncio.timeout(DRAIN_TIMEOUT_S):
-                            await flushing
-                    except TimeoutError:
-                        log.warning("monitor.drain_timeout", timeout_s=DRAIN_TIMEOUT_S)
-                        flushing.cancel()
-                    connection.cancel()
-    finally:
-        quarantine.close()
-        if spool is not None:
-            spool.close()
+    await serve(parts, stop, on_api)
     log.info(
         "monitor.stopped",
         received=stats.messages_received,

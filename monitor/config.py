@@ -35,6 +35,7 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
+from monitor import durations
 from monitor.errors import ConfigError
 from monitor.model import (
     CONVERSIONS,
@@ -48,33 +49,23 @@ from monitor.model import (
 
 DEFAULT_CONFIG_PATH = Path("config/monitor.yaml")
 
-_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
-_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
+Duration = Annotated[float, BeforeValidator(durations.parse)]
 
 
-def parse_duration(value: Any) -> float:
-    """``500ms``, ``30s``, ``5m``, ``1h``, ``7d`` or a number of seconds -> seconds."""
-    if isinstance(value, bool):
-        raise ValueError("a duration is a number of seconds or e.g. 30s, 5m, 1h, 7d")
-    if isinstance(value, int | float):
-        seconds = float(value)
-    elif isinstance(value, str) and (m := _DURATION_RE.match(value)):
-        seconds = float(m.group(1)) * _UNIT_SECONDS[m.group(2)]
-    else:
-        raise ValueError(f"invalid duration {value!r}: use e.g. 500ms, 30s, 5m, 1h, 7d")
-    if seconds < 0:
-        raise ValueError("a duration cannot be negative")
-    return seconds
+def _known_kind(kind: str) -> str:
+    if kind not in KINDS:
+        raise ValueError(f"unknown kind {kind!r} (known: {', '.join(KINDS)})")
+    return kind
 
 
-def format_duration(seconds: float) -> str:
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
-        if seconds >= size and seconds % size == 0:
-            return f"{int(seconds // size)}{unit}"
-    return f"{seconds * 1000:g}ms" if seconds < 1 else f"{seconds:g}s"
+def _name(value: str) -> str:
+    if not NAME_RE.match(value):
+        raise ValueError("must match ^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+    return value
 
 
-Duration = Annotated[float, BeforeValidator(parse_duration)]
+Kind = Annotated[str, AfterValidator(_known_kind)]  # a canonical device kind (SPEC 2)
+Name = Annotated[str, AfterValidator(_name)]  # a site or an area: it becomes a tag
 
 
 class Section(BaseModel):
@@ -265,18 +256,10 @@ class MaintenanceWindow(Section):
 
 
 class Alerts(Section):
-    kinds: dict[str, KindRules] = {}
+    kinds: dict[Kind, KindRules] = {}
     maintenance: list[MaintenanceWindow] = []
     # the monitor's own broker outage becomes one alert after this long (SPEC 5: 30 s)
     broker_down_after: Duration = 30.0
-
-    @field_validator("kinds")
-    @classmethod
-    def _known_kinds(cls, v: dict[str, KindRules]) -> dict[str, KindRules]:
-        for kind in v:
-            if kind not in KINDS:
-                raise ValueError(f"unknown kind {kind!r} (known: {', '.join(KINDS)})")
-        return v
 
     def no_data_timeout(self, kind: str) -> float:
         rules = self.kinds.get(kind)
@@ -383,7 +366,7 @@ class Profile(Section):
 
     topic: str
     format: Literal["json", "plain"] = "json"
-    kind: str | None = None  # when neither the topic nor the registry gives it
+    kind: Kind | None = None  # when neither the topic nor the registry gives it
     site: str | None = None
     area: str | None = None
     # status: the payload is online/offline or {"state": ...}, as on canonical status topics
@@ -408,19 +391,12 @@ class Profile(Section):
             raise ValueError(f"unknown segment(s) {sorted(bad)}; allowed: {sorted(allowed)}")
         return v
 
-    @field_validator("kind")
-    @classmethod
-    def _kind(cls, v: str | None) -> str | None:
-        if v is not None and v not in KINDS:
-            raise ValueError(f"unknown kind {v!r}")
-        return v
-
 
 class DeviceEntry(Section):
     id: str
-    kind: str
-    site: str
-    area: str
+    kind: Kind
+    site: Name
+    area: Name
     name: str | None = None  # a human label for the status board
     no_data_timeout: Duration | None = None
     fault_for: Duration | None = None
@@ -433,20 +409,6 @@ class DeviceEntry(Section):
     def _id(cls, v: str) -> str:
         if not DEVICE_ID_RE.match(v):
             raise ValueError("device id must match ^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-        return v
-
-    @field_validator("site", "area")
-    @classmethod
-    def _name(cls, v: str) -> str:
-        if not NAME_RE.match(v):
-            raise ValueError("must match ^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-        return v
-
-    @field_validator("kind")
-    @classmethod
-    def _kind(cls, v: str) -> str:
-        if v not in KINDS:
-            raise ValueError(f"unknown kind {v!r} (known: {', '.join(KINDS)})")
         return v
 
 

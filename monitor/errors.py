@@ -47,6 +47,10 @@ class InfluxUnavailable(WriteError):
         super().__init__(message, status=status, retryable=True)
 
 
+class QueryError(MonitorError):
+    """InfluxDB answered a query (for a report) with an error."""
+
+
 class BrokerError(MonitorError):
     """The MQTT broker could not be reached or refused the connection."""
 

@@ -9,6 +9,39 @@ from typing import Literal
 
 FieldValue = float | int | bool | str
 
+# Limits of a value in the canonical model: what every store the monitor writes to can hold.
+INT64_MIN = -(2**63)
+INT64_MAX = 2**63 - 1
+MAX_STRING_BYTES = 64 * 1024  # InfluxDB 1.x refuses longer string field values
+MAX_NAME_CHARS = 128  # a metric name; ids, sites and areas are shorter (see the regexes)
+RESERVED_NAMES = frozenset({"time"})  # InfluxDB refuses a field or tag named "time"
+# Measured on InfluxDB 1.6.7: names keep backslashes literally and one ending in a
+# backslash cannot be parsed at all; control characters end a line.
+_FORBIDDEN_IN_NAMES = re.compile(r"[\\\x00-\x1f\x7f]")
+
+
+def is_unicode(text: str) -> bool:
+    """False for text with lone surrogates ("\\ud800" in JSON), which UTF-8 cannot carry."""
+    if text.isascii():
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def name_problem(name: str) -> str | None:
+    """Why a name (of a metric, tag or measurement) cannot be stored; None if it can."""
+    if not name:
+        return "is empty"
+    if _FORBIDDEN_IN_NAMES.search(name):
+        return "contains a backslash or control character"
+    if not is_unicode(name):
+        return "is not valid Unicode (a lone surrogate)"
+    return None
+
+
 DEVICE_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")
 # Sites and areas become tags too; the same shape keeps them safe and readable.
 NAME_RE = DEVICE_ID_RE

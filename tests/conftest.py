@@ -3,13 +3,14 @@ from __future__ import annotations
 import functools
 import itertools
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from monitor.config import Config
-from monitor.devservers import InfluxDB, Mosquitto
+from monitor.sim.devservers import InfluxDB, Mosquitto
+from tests.helpers import Webhook
 
 _db_counter = itertools.count()
 
@@ -69,3 +70,33 @@ def _no_stray_monitors() -> Iterator[None]:
         if proc.proc.poll() is None:
             proc.proc.kill()
             proc.proc.wait()
+
+
+@pytest.fixture
+def alert_config(
+    tmp_path: Path, mosquitto: Mosquitto, influxd: InfluxDB, database: str
+) -> Callable[..., Path]:
+    """``alerting_config`` for this test's servers: channels, devices and options vary."""
+    from tests.helpers import alerting_config
+
+    return functools.partial(
+        alerting_config,
+        tmp_path / "m.yaml",
+        mqtt_port=mosquitto.port,
+        influx_url=influxd.url,
+        database=database,
+    )
+
+
+@pytest.fixture
+async def webhook() -> AsyncIterator[Webhook]:
+    from aiohttp import web
+
+    hook = Webhook()
+    wapp = web.Application()
+    wapp.router.add_post("/alerts", hook.handle)
+    runner = web.AppRunner(wapp, shutdown_timeout=0.5)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", hook.port).start()
+    yield hook
+    await runner.cleanup()

@@ -13,16 +13,19 @@ import time
 import urllib.parse
 import urllib.request
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
 import paho.mqtt.client as paho
+from aiohttp import web
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 from monitor import app
 from monitor.config import Config, load_config
-from monitor.devservers import free_port
+from monitor.sim.devservers import free_port
 from monitor.stats import Stats
+from monitor.web.api import Api
 
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED_CONFIG = ROOT / "config" / "monitor.yaml"
@@ -132,11 +135,12 @@ def monitor_config(
     return load_config(path)
 
 
+@dataclass
 class RunningMonitor:
-    def __init__(self, stats: Stats, stop: asyncio.Event, task: asyncio.Task[Stats]) -> None:
-        self.stats = stats
-        self.stop = stop
-        self.task = task
+    stats: Stats
+    stop: asyncio.Event
+    task: asyncio.Task[Stats]
+    api: Api
 
 
 @contextlib.asynccontextmanager
@@ -146,7 +150,10 @@ async def running_monitor(
     """The monitor in this event loop, connected and subscribed; stopped cleanly after."""
     stop = asyncio.Event()
     stats = Stats()
-    task = asyncio.create_task(app.run(config, stop, stats=stats), name="monitor-under-test")
+    apis: list[Api] = []
+    task = asyncio.create_task(
+        app.run(config, stop, stats=stats, on_api=apis.append), name="monitor-under-test"
+    )
     deadline = time.monotonic() + connect_timeout
     while not stats.broker_connected:
         if task.done():
@@ -155,7 +162,7 @@ async def running_monitor(
             stop.set()
             raise AssertionError("monitor did not connect")
         await asyncio.sleep(0.02)
-    monitor = RunningMonitor(stats, stop, task)
+    monitor = RunningMonitor(stats, stop, task, apis[0])
     try:
         yield monitor
     finally:
@@ -201,3 +208,95 @@ class MonitorProcess:
         code = self.proc.wait(timeout)
         self._log.close()
         return code
+
+
+# -- alerting end to end: devices that talk, a config with short timeouts, a webhook ------
+
+ALERT_TIMEOUT = 2.0  # no_data timeout of the devices in alerting_config
+
+
+def device_topic(device: str, channel: str = "telemetry") -> str:
+    return f"customs/aktau/inspection-1/xray_scanner/{device}/{channel}"
+
+
+def alerting_config(
+    path: Path,
+    *,
+    mqtt_port: int,
+    influx_url: str,
+    database: str,
+    channels: list[str],
+    devices: list[str],
+    repeat: str = "1h",
+    extra: str = "",
+) -> Path:
+    """A config file of X-ray scanners in aktau/inspection-1 with ALERT_TIMEOUT, one route
+    for critical alerts to ``channels``, and the monitor's outage alert after 3 s."""
+    devs = "\n".join(
+        f"  - {{id: {d}, kind: xray_scanner, site: aktau, area: inspection-1}}" for d in devices
+    )
+    path.write_text(f"""
+mqtt:
+  port: {mqtt_port}
+  client_id: monitor-{path.stem}
+  reconnect: {{initial: 100ms, max: 500ms}}
+influx: {{url: "{influx_url}", database: {database}, retry: {{max: 1s}}}}
+state_dir: {path.parent / "state"}
+http: {{port: {free_port()}}}
+status_interval: 1s
+alerts:
+  broker_down_after: 3s
+  kinds:
+    xray_scanner:
+      {{no_data_timeout: {ALERT_TIMEOUT}s, fault_for: 1s, offline_for: 1s, severity: critical}}
+notify:
+  routes:
+    - name: crew
+      match: {{severity: [critical]}}
+      channels: {json.dumps(channels)}
+      repeat_interval: {repeat}
+devices:
+{devs}
+{extra}
+""")
+    return path
+
+
+class Webhook:
+    """A webhook receiver: what the monitor posted, when, with which X-Monitor-Event."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.received: list[tuple[float, str, dict[str, Any]]] = []
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/alerts"
+
+    async def handle(self, request: web.Request) -> web.Response:
+        self.received.append(
+            (time.time(), request.headers.get("X-Monitor-Event", ""), await request.json())
+        )
+        return web.Response(status=204)
+
+    def events(self) -> list[tuple[str, str, str]]:
+        return [(p["device"], p["rule"], event) for _, event, p in self.received]
+
+
+class Talker:
+    """Devices publishing telemetry every 0.25 s, each with a state, until told to stop."""
+
+    def __init__(self, pub: Publisher, devices: list[str]) -> None:
+        self.pub = pub
+        self.state = dict.fromkeys(devices, "ready")
+        self.talking = set(devices)
+
+    async def run(self) -> None:
+        while True:
+            for device in sorted(self.talking):
+                # paho queues QoS 1 messages while the broker is away: no error to handle
+                self.pub.publish(
+                    device_topic(device),
+                    json.dumps({"state": self.state.get(device, "ready"), "scans_total": 1}),
+                )
+            await asyncio.sleep(0.25)

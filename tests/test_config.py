@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from monitor.config import Influx, load_config, mask_url, parse_duration
+from monitor.config import Influx, load_config, mask_url
+from monitor.durations import parse as parse_duration
 from monitor.errors import ConfigError
 from monitor.model import KINDS
 from tests.helpers import ROOT, SHIPPED_CONFIG

@@ -1,0 +1,494 @@
+"""The alert lifecycle (SPEC 5): firing -> acknowledged -> resolved, and who is told when.
+
+``AlertEngine`` is deterministic: given the devices' states, the time, the broker's state
+and the maintenance windows, ``evaluate`` returns the transitions to record and the
+notifications to send. It does no I/O and reads no clock; the runtime (``monitor.app``)
+persists what it returns and hands notifications to the notifier.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from monitor.alerting import rules
+from monitor.alerting.rules import BROKER_DOWN, NO_DATA, SITE_SILENT, DeviceState, RuleSettings
+from monitor.config import Route as RouteConfig
+from monitor.model import Device, State
+
+AlertState = Literal["firing", "acknowledged", "resolved"]
+Event = Literal["firing", "repeat", "escalation", "acknowledged", "resolved"]
+Scope = Literal["device", "kind", "area", "site"]
+
+BROKER_DOWN_AFTER_S = 30.0
+SITE_SILENT_RATIO = 0.8
+SITE_SILENT_MIN_DEVICES = 3
+
+
+def rfc3339(t: float | None) -> str | None:
+    if t is None:
+        return None
+    return datetime.fromtimestamp(t, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+@dataclass
+class Alert:
+    id: str
+    rule: str
+    site: str
+    area: str
+    kind: str
+    device: str
+    severity: str
+    summary: str
+    started_at: float  # when the condition began (e.g. the last message before the silence)
+    fired_at: float
+    state: AlertState = "firing"
+    resolved_at: float | None = None
+    acked_at: float | None = None
+    acked_by: str | None = None
+    grouped_by: str | None = None  # the site_silent alert that speaks for this one
+    members: list[str] = field(default_factory=list)  # site_silent: the silent devices
+    notified: dict[str, float] = field(default_factory=dict)  # route -> last notified at
+    escalated: list[str] = field(default_factory=list)  # routes escalated on
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.rule, self.device)
+
+    @property
+    def is_open(self) -> bool:
+        return self.state != "resolved"
+
+    def duration(self, now: float) -> float:
+        return max(
+            0.0, (self.resolved_at if self.resolved_at is not None else now) - self.started_at
+        )
+
+    def payload(self, now: float, state: AlertState | None = None) -> dict[str, Any]:
+        """The webhook JSON (SPEC 5, contract)."""
+        return {
+            "alert_id": self.id,
+            "state": state or self.state,
+            "rule": self.rule,
+            "severity": self.severity,
+            "site": self.site,
+            "area": self.area,
+            "kind": self.kind,
+            "device": self.device,
+            "started_at": rfc3339(self.started_at),
+            "resolved_at": rfc3339(self.resolved_at),
+            "duration_s": round(self.duration(now), 3),
+            "summary": self.summary,
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Alert:
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class Window:
+    """A maintenance window for a device, a kind, an area or a whole site."""
+
+    id: str
+    scope: Scope
+    value: str
+    starts: float
+    ends: float
+    reason: str = ""
+    created_by: str = "config"
+
+    def covers(self, device: Device, now: float) -> bool:
+        if not self.starts <= now < self.ends:
+            return False
+        target: str = getattr(device, "id" if self.scope == "device" else self.scope)
+        return target == self.value
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Route:
+    name: str
+    channels: tuple[str, ...]
+    escalate_to: tuple[str, ...]
+    repeat_interval: float
+    escalate_after: float
+    severity: frozenset[str] | None = None
+    kind: frozenset[str] | None = None
+    site: frozenset[str] | None = None
+    area: frozenset[str] | None = None
+
+    @classmethod
+    def from_config(cls, r: RouteConfig) -> Route:
+        def opt(values: Sequence[str] | None) -> frozenset[str] | None:
+            return frozenset(values) if values is not None else None
+
+        return cls(
+            r.name,
+            tuple(r.channels),
+            tuple(r.escalate_to),
+            r.repeat_interval,
+            r.escalate_after,
+            opt(r.match.severity),
+            opt(r.match.kind),
+            opt(r.match.site),
+            opt(r.match.area),
+        )
+
+    def matches(self, a: Alert) -> bool:
+        return all(
+            allowed is None or value in allowed
+            for allowed, value in (
+                (self.severity, a.severity),
+                (self.kind, a.kind),
+                (self.site, a.site),
+                (self.area, a.area),
+            )
+        )
+
+
+@dataclass(frozen=True)
+class Notification:
+    alert_id: str
+    event: Event
+    route: str
+    channels: tuple[str, ...]
+    payload: dict[str, Any]
+
+
+@dataclass
+class Outcome:
+    transitions: list[Alert] = field(default_factory=list)  # snapshots, for `alerts` points
+    changed: dict[str, Alert] = field(default_factory=dict)  # to persist
+    notifications: list[Notification] = field(default_factory=list)
+
+    def extend(self, other: Outcome) -> None:
+        self.transitions += other.transitions
+        self.changed.update(other.changed)
+        self.notifications += other.notifications
+
+
+def _cleared(alert: Alert, ds: DeviceState, holding: Mapping[str, rules.Condition]) -> bool:
+    """An open alert ends when its condition is false, not merely pending again: after a
+    restart or a broker outage no_data is pending anew, but only a message ends it."""
+    if alert.rule == NO_DATA:
+        return ds.last_seen is not None and ds.last_seen > alert.started_at
+    return alert.rule not in holding
+
+
+def _snapshot(a: Alert) -> Alert:
+    return Alert.from_dict(a.to_dict())
+
+
+class AlertEngine:
+    def __init__(
+        self,
+        routes: Iterable[Route],
+        settings_of: Callable[[Device], RuleSettings],
+        instance: str,
+        new_id: Callable[[], str] = lambda: uuid.uuid4().hex[:12],
+        broker_down_after: float = BROKER_DOWN_AFTER_S,
+    ) -> None:
+        self.routes = list(routes)
+        self.broker_down_after = broker_down_after
+        self.settings_of = settings_of
+        self.instance = instance
+        self.new_id = new_id
+        self.open: dict[tuple[str, str], Alert] = {}
+        self.windows: dict[str, Window] = {}
+
+    # -- state loaded from the store after a restart --
+
+    def restore(self, alerts: Iterable[Alert], windows: Iterable[Window]) -> None:
+        self.open = {a.key: a for a in alerts if a.is_open}
+        self.windows = {w.id: w for w in windows}
+
+    def in_maintenance(self, device: Device, now: float) -> bool:
+        return any(w.covers(device, now) for w in self.windows.values())
+
+    # -- evaluation --
+
+    def evaluate(
+        self,
+        devices: Mapping[str, DeviceState],
+        now: float,
+        grace_from: float,
+        broker_down_since: float | None,
+        monitor_conditions: Mapping[str, str | None] | None = None,
+    ) -> Outcome:
+        """``monitor_conditions``: the monitor's own troubles (e.g. ``monitor_spool_high``)
+        -> a summary while it holds, None when it does not."""
+        out = Outcome()
+        for rule, summary in (monitor_conditions or {}).items():
+            key = (rule, self.instance)
+            if summary is not None and key not in self.open:
+                self._fire(
+                    out,
+                    Alert(
+                        self.new_id(),
+                        rule,
+                        "*",
+                        "*",
+                        "monitor",
+                        self.instance,
+                        "warning",
+                        summary,
+                        now,
+                        now,
+                    ),
+                )
+            elif summary is None and key in self.open:
+                self._resolve(out, self.open[key], now)
+        broker_key = (BROKER_DOWN, self.instance)
+        if broker_down_since is not None:
+            # Data is stale while we cannot hear the broker: no device alert fires or
+            # resolves; after broker_down_after one alert says so.
+            if now - broker_down_since >= self.broker_down_after and broker_key not in self.open:
+                self._fire(
+                    out,
+                    Alert(
+                        self.new_id(),
+                        BROKER_DOWN,
+                        "*",
+                        "*",
+                        "monitor",
+                        self.instance,
+                        "critical",
+                        f"monitor {self.instance} cannot reach the MQTT broker: equipment"
+                        " alerts are paused",
+                        broker_down_since,
+                        now,
+                    ),
+                )
+        else:
+            if broker_key in self.open:
+                self._resolve(out, self.open[broker_key], now)
+            self._evaluate_devices(out, devices, now, grace_from)
+        self._notify(out, devices, now)
+        return out
+
+    def _evaluate_devices(
+        self, out: Outcome, devices: Mapping[str, DeviceState], now: float, grace_from: float
+    ) -> None:
+        new_no_data: list[Alert] = []
+        open_by_device: dict[str, list[Alert]] = {}
+        for a in self.open.values():
+            if a.kind not in ("site", "monitor"):
+                open_by_device.setdefault(a.device, []).append(a)
+        for ds in devices.values():
+            d = ds.device
+            holding = {c.rule: c for c in rules.conditions(ds, self.settings_of(d), grace_from)}
+            for rule, cond in holding.items():
+                if cond.fires_at <= now and (rule, d.id) not in self.open:
+                    alert = Alert(
+                        self.new_id(),
+                        rule,
+                        d.site,
+                        d.area,
+                        d.kind,
+                        d.id,
+                        cond.severity,
+                        cond.summary,
+                        cond.since,
+                        now,
+                    )
+                    self._fire(out, alert)
+                    if rule == NO_DATA:
+                        new_no_data.append(alert)
+            for alert in open_by_device.get(d.id, ()):
+                if _cleared(alert, ds, holding):
+                    self._resolve(out, alert, now)
+        self._group_sites(out, devices, new_no_data, now, grace_from)
+
+    def _group_sites(
+        self,
+        out: Outcome,
+        devices: Mapping[str, DeviceState],
+        new_no_data: list[Alert],
+        now: float,
+        grace_from: float,
+    ) -> None:
+        """One site_silent alert instead of fifty no_data ones (SPEC 5)."""
+        for site_alert in [a for a in self.open.values() if a.rule == SITE_SILENT]:
+            spoke = any(
+                (ds := devices.get(m)) is not None
+                and ds.last_seen is not None
+                and ds.last_seen > site_alert.fired_at
+                for m in site_alert.members
+            )
+            if spoke:
+                self._resolve(out, site_alert, now)
+                for a in self.open.values():
+                    if a.grouped_by == site_alert.id:
+                        a.grouped_by = None  # still down after the site came back: tell
+                        out.changed[a.id] = a
+        for alert in new_no_data:
+            group = self.open.get((SITE_SILENT, alert.site)) or self._site_silent(
+                out, devices, alert.site, now, grace_from
+            )
+            if group is not None:
+                alert.grouped_by = group.id
+                out.changed[alert.id] = alert
+
+    def _site_silent(
+        self,
+        out: Outcome,
+        devices: Mapping[str, DeviceState],
+        site: str,
+        now: float,
+        grace_from: float,
+    ) -> Alert | None:
+        on_site = [ds for ds in devices.values() if ds.device.site == site]
+        silent = [
+            ds
+            for ds in on_site
+            if rules.silent_for(ds, grace_from, now)
+            >= self.settings_of(ds.device).no_data_timeout / 2
+        ]
+        if len(on_site) < SITE_SILENT_MIN_DEVICES or len(silent) < SITE_SILENT_RATIO * len(on_site):
+            return None
+        since = min(max(ds.last_seen or grace_from, grace_from) for ds in silent)
+        alert = Alert(
+            self.new_id(),
+            SITE_SILENT,
+            site,
+            "*",
+            "site",
+            site,
+            "critical",
+            f"site {site}: {len(silent)} of {len(on_site)} devices went silent together"
+            f" since {rfc3339(since)} (network link or switch down?)",
+            since,
+            now,
+            members=sorted(ds.device.id for ds in silent),
+        )
+        self._fire(out, alert)
+        return alert
+
+    def _fire(self, out: Outcome, alert: Alert) -> None:
+        self.open[alert.key] = alert
+        out.transitions.append(_snapshot(alert))
+        out.changed[alert.id] = alert
+
+    def _resolve(self, out: Outcome, alert: Alert, now: float) -> None:
+        alert.state = "resolved"
+        alert.resolved_at = now
+        del self.open[alert.key]
+        out.transitions.append(_snapshot(alert))
+        out.changed[alert.id] = alert
+        for route in self.routes:
+            if route.name in alert.notified:
+                channels = route.channels + (
+                    route.escalate_to if route.name in alert.escalated else ()
+                )
+                out.notifications.append(
+                    Notification(alert.id, "resolved", route.name, channels, alert.payload(now))
+                )
+
+    def acknowledge(self, alert_id: str, now: float, by: str) -> Outcome | None:
+        """Stops repeats and escalation; None if no open alert has this id."""
+        alert = next((a for a in self.open.values() if a.id == alert_id), None)
+        if alert is None:
+            return None
+        out = Outcome()
+        if alert.state == "acknowledged":
+            return out
+        alert.state = "acknowledged"
+        alert.acked_at = now
+        alert.acked_by = by
+        out.transitions.append(_snapshot(alert))
+        out.changed[alert.id] = alert
+        for route in self.routes:
+            if route.name in alert.notified:
+                out.notifications.append(
+                    Notification(
+                        alert.id, "acknowledged", route.name, route.channels, alert.payload(now)
+                    )
+                )
+        return out
+
+    # -- who is told what, now --
+
+    def suppressed(self, alert: Alert, devices: Mapping[str, DeviceState], now: float) -> bool:
+        if alert.grouped_by is not None:
+            return True
+        ds = devices.get(alert.device)
+        if ds is None:
+            return False
+        return ds.state == State.MAINTENANCE or self.in_maintenance(ds.device, now)
+
+    def _notify(self, out: Outcome, devices: Mapping[str, DeviceState], now: float) -> None:
+        for alert in self.open.values():
+            if self.suppressed(alert, devices, now):
+                continue
+            for route in self.routes:
+                if not route.matches(alert):
+                    continue
+                last = alert.notified.get(route.name)
+                if last is None:
+                    self._send(out, alert, route, "firing", route.channels, now)
+                elif alert.state == "firing" and now - last >= route.repeat_interval:
+                    self._send(out, alert, route, "repeat", route.channels, now)
+                if (
+                    alert.state == "firing"
+                    and route.escalate_to
+                    and route.name not in alert.escalated
+                    and route.name in alert.notified
+                    and now - alert.fired_at >= route.escalate_after
+                ):
+                    alert.escalated.append(route.name)
+                    self._send(out, alert, route, "escalation", route.escalate_to, now, touch=False)
+
+    def _send(
+        self,
+        out: Outcome,
+        alert: Alert,
+        route: Route,
+        event: Event,
+        channels: tuple[str, ...],
+        now: float,
+        touch: bool = True,
+    ) -> None:
+        if touch:
+            alert.notified[route.name] = now
+        out.changed[alert.id] = alert
+        out.notifications.append(
+            Notification(alert.id, event, route.name, channels, alert.payload(now, "firing"))
+        )
+
+    def next_wakeup(
+        self,
+        devices: Mapping[str, DeviceState],
+        now: float,
+        grace_from: float,
+        broker_down_since: float | None,
+    ) -> float | None:
+        """The earliest moment evaluate() could have something new to say."""
+        times: list[float] = []
+        if broker_down_since is not None:
+            times.append(broker_down_since + self.broker_down_after)
+        else:
+            for ds in devices.values():
+                t = rules.next_deadline(ds, self.settings_of(ds.device), grace_from, now)
+                if t is not None:
+                    times.append(t)
+        for alert in self.open.values():
+            for route in self.routes:
+                last = alert.notified.get(route.name)
+                if last is not None and alert.state == "firing":
+                    times.append(last + route.repeat_interval)
+                    if route.escalate_to and route.name not in alert.escalated:
+                        times.append(alert.fired_at + route.escalate_after)
+        for w in self.windows.values():
+            times.extend(t for t in (w.starts, w.ends) if t > now)
+        future = [t for t in times if t > now]
+        return min(future) if future else None

@@ -1,0 +1,145 @@
+"""Per-device liveness: last seen (any channel), last status, canonical state.
+
+Observations come from the ingest hot path; ``device_status`` points are derived from
+them (SPEC 4): every ``status_interval`` for every known device and at every change.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import NamedTuple
+
+from monitor.alerting.rules import NO_DATA, DeviceState, RuleSettings, conditions
+from monitor.model import Device, Reading, State
+
+Status = tuple[bool, str, str]  # (up, state, reason)
+
+
+class StatusPoint(NamedTuple):
+    """One ``device_status`` point (SPEC 4), in the order the schema takes its fields."""
+
+    device: Device
+    up: bool
+    state: str
+    reason: str
+    last_seen_age_s: float | None
+    ts_ms: int
+
+
+def device_status(
+    ds: DeviceState, rules: RuleSettings, grace_from: float, now: float, in_maintenance: bool
+) -> Status | None:
+    """(up, state, reason); None while a never-seen device is still within its grace."""
+    if in_maintenance or ds.state == State.MAINTENANCE:
+        return False, State.MAINTENANCE.value, "maintenance"
+    if ds.online is False or ds.state == State.OFFLINE:
+        return False, State.OFFLINE.value, "offline"
+    if ds.state == State.FAULT:
+        return False, State.FAULT.value, "fault"
+    if ds.last_seen is None and now - grace_from < rules.no_data_timeout:
+        return None
+    if now - max(ds.last_seen or grace_from, grace_from) >= rules.no_data_timeout:
+        return False, State.OFFLINE.value, "no_data"
+    if ds.last_seen is None or ds.last_seen < grace_from:
+        return None  # seen before a restart, not since: unknown until it speaks or times out
+    return True, ds.state or State.READY.value, "ok"
+
+
+class Liveness:
+    def __init__(
+        self,
+        registry: Iterable[Device],
+        rules_of: Callable[[Device], RuleSettings],
+        in_maintenance: Callable[[Device, float], bool],
+    ) -> None:
+        self._rules_of = rules_of
+        self._in_maintenance = in_maintenance
+        self.devices: dict[str, DeviceState] = {d.id: DeviceState(d) for d in registry}
+        self._written: dict[str, Status] = {}
+        self.since: dict[str, float] = {}  # since when each device is up / down (and why)
+        self.grace_from = 0.0
+
+    def restore(self, saved: Iterable[DeviceState]) -> None:
+        """Last-seen times and states from before a restart (registry changes win)."""
+        for ds in saved:
+            current = self.devices.get(ds.device.id)
+            if current is not None and current.device != ds.device:
+                ds.device = current.device
+            self.devices[ds.device.id] = ds
+
+    def observe(self, reading: Reading, received: float) -> bool:
+        """Update from one message; True when the device's state changed (rules care)."""
+        device = reading.device
+        ds = self.devices.get(device.id)
+        if ds is None or (ds.device is not device and ds.device != device):
+            ds = self.devices[device.id] = DeviceState(device)
+        changed = False
+        if not reading.retained:  # a retained status is old news, not a sign of life
+            ds.last_seen = received
+            if reading.channel != "status" and ds.online is False:
+                ds.online, ds.offline_since, changed = True, None, True
+        if reading.online is not None and reading.online != ds.online:
+            ds.online = reading.online
+            ds.offline_since = None if reading.online else received
+            changed = True
+        state = reading.state
+        if state is None and reading.online and ds.state == State.OFFLINE:
+            state = State.READY.value  # "online" after its Last Will: offline no longer holds
+        if state is not None and state != ds.state:
+            ds.state, ds.state_since, changed = state, received, True
+        if reading.code is not None:
+            ds.code = reading.code
+        if reading.fields and reading.channel == "telemetry":
+            ds.observe_metrics(reading.fields, received, self._rules_of(device).thresholds)
+        return changed
+
+    def status_point(self, device_id: str, now: float, force: bool = False) -> StatusPoint | None:
+        """The device_status point, if it changed since the last one written (or force)."""
+        ds = self.devices[device_id]
+        status = device_status(
+            ds,
+            self._rules_of(ds.device),
+            self.grace_from,
+            now,
+            self._in_maintenance(ds.device, now),
+        )
+        if status is None or (not force and status == self._written.get(device_id)):
+            return None
+        previous = self._written.get(device_id)
+        if previous is None or (previous[0], previous[2]) != (status[0], status[2]):
+            self.since[device_id] = now  # up/down/why changed (not just ready <-> busy)
+        self._written[device_id] = status
+        up, state, reason = status
+        age = None if ds.last_seen is None else max(0.0, now - ds.last_seen)
+        return StatusPoint(ds.device, up, state, reason, age, int(now * 1000))
+
+    def status_points(self, now: float, force: bool) -> list[StatusPoint]:
+        """device_status of every device: all of them (force) or those that changed."""
+        points = []
+        for device_id in self.devices:
+            point = self.status_point(device_id, now, force)
+            if point is not None:
+                points.append(point)
+        return points
+
+    def status(self, device_id: str, now: float) -> Status | None:
+        ds = self.devices[device_id]
+        return device_status(
+            ds,
+            self._rules_of(ds.device),
+            self.grace_from,
+            now,
+            self._in_maintenance(ds.device, now),
+        )
+
+    def pending(self, device_id: str, now: float) -> list[str]:
+        """Conditions on their way to an alert: a fault or Last Will still within its
+        `for`, or a silence past half the no_data timeout (the board shows these amber)."""
+        ds = self.devices[device_id]
+        rules = self._rules_of(ds.device)
+        silent = now - max(ds.last_seen or self.grace_from, self.grace_from)
+        return [
+            c.rule
+            for c in conditions(ds, rules, self.grace_from)
+            if c.fires_at > now and (c.rule != NO_DATA or silent >= rules.no_data_timeout / 2)
+        ]

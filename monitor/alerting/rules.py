@@ -1,0 +1,219 @@
+"""Rules (SPEC 5) as pure functions of a device's liveness and the time.
+
+A rule's condition *holds* from some moment (``since``); it *fires* once it has held for
+its ``for`` duration. ``no_data`` holds from the later of the last message and the start
+of the current grace period (monitor start-up or broker reconnect), so the monitor's own
+outage never counts as the equipment's.
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from monitor import durations
+from monitor.config import Config, ThresholdRule
+from monitor.model import DEFAULT_NO_DATA_TIMEOUT, THRESHOLD_RE, Device, FieldValue, State
+
+NO_DATA = "no_data"
+OFFLINE = "offline"
+FAULT = "fault"
+THRESHOLD = "threshold"
+SITE_SILENT = "site_silent"
+BROKER_DOWN = "monitor_broker_down"
+
+OPS: dict[str, Callable[[float, float], bool]] = {
+    ">": operator.gt,
+    ">=": operator.ge,
+    "<": operator.lt,
+    "<=": operator.le,
+    "==": operator.eq,
+    "!=": operator.ne,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Threshold:
+    """``detector_temp_c > 45`` held for ``for_s`` seconds."""
+
+    name: str
+    metric: str
+    op: str
+    value: float
+    for_s: float
+    severity: str
+
+    @classmethod
+    def parse(cls, name: str, expr: str, for_s: float, severity: str) -> Threshold:
+        m = THRESHOLD_RE.match(expr)
+        if m is None:
+            raise ValueError(f"threshold {expr!r}: write it as '<metric> <op> <number>'")
+        return cls(name, m.group(1), m.group(2), float(m.group(3)), for_s, severity)
+
+    def holds(self, value: FieldValue) -> bool:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return False
+        return OPS[self.op](float(value), self.value)
+
+
+@dataclass(frozen=True, slots=True)
+class RuleSettings:
+    no_data_timeout: float
+    fault_for: float
+    offline_for: float
+    severity: str
+    thresholds: tuple[Threshold, ...] = ()
+
+
+@dataclass(slots=True)
+class DeviceState:
+    """What the rules need to know of one device (times in epoch seconds)."""
+
+    device: Device
+    last_seen: float | None = None
+    state: str | None = None
+    state_since: float | None = None
+    online: bool | None = None
+    offline_since: float | None = None
+    code: str | None = None  # the vendor's status code, for the fault summary
+    metrics: dict[str, FieldValue] = field(default_factory=dict)
+    threshold_since: dict[str, float] = field(default_factory=dict)
+
+    def observe_metrics(
+        self, fields: dict[str, FieldValue], at: float, thresholds: tuple[Threshold, ...]
+    ) -> None:
+        self.metrics.update(fields)
+        for t in thresholds:
+            if t.metric not in fields:
+                continue
+            if t.holds(fields[t.metric]):
+                self.threshold_since.setdefault(t.name, at)
+            else:
+                self.threshold_since.pop(t.name, None)
+
+
+@dataclass(frozen=True, slots=True)
+class Condition:
+    """A rule whose condition holds for a device: since when, and when it fires."""
+
+    rule: str  # no_data, offline, fault, or threshold:<name>
+    since: float
+    fires_at: float
+    severity: str
+    summary: str
+
+
+def _label(d: Device) -> str:
+    return f"{d.id} ({d.kind}, {d.area})"
+
+
+def _offline(ds: DeviceState) -> tuple[float, str] | None:
+    """Since when and why a device is offline: its Last Will, or the state it reports."""
+    if ds.online is False and ds.offline_since is not None:
+        return ds.offline_since, " is offline: its connection was lost (Last Will)"
+    if ds.state == State.OFFLINE and ds.state_since is not None:
+        return ds.state_since, " reports state offline"
+    return None
+
+
+def conditions(ds: DeviceState, rules: RuleSettings, grace_from: float) -> list[Condition]:
+    """Every condition that holds for this device, firing or still pending."""
+    d = ds.device
+    out = []
+    if (offline := _offline(ds)) is not None:
+        since, why = offline
+        out.append(
+            Condition(OFFLINE, since, since + rules.offline_for, rules.severity, _label(d) + why)
+        )
+    if ds.state == State.FAULT and ds.state_since is not None:
+        code = f" (code {ds.code})" if ds.code else ""
+        out.append(
+            Condition(
+                FAULT,
+                ds.state_since,
+                ds.state_since + rules.fault_for,
+                rules.severity,
+                f"{_label(d)} reports a fault{code}",
+            )
+        )
+    if not out or out[0].rule != OFFLINE:  # offline already explains the silence
+        silent_from = max(ds.last_seen or grace_from, grace_from)
+        out.append(
+            Condition(
+                NO_DATA,
+                ds.last_seen if ds.last_seen is not None else grace_from,
+                silent_from + rules.no_data_timeout,
+                rules.severity,
+                f"{_label(d)} sent no data for {durations.brief(rules.no_data_timeout)}",
+            )
+        )
+    for t in rules.thresholds:
+        held_since = ds.threshold_since.get(t.name)
+        if held_since is not None:
+            value = ds.metrics.get(t.metric)
+            out.append(
+                Condition(
+                    f"{THRESHOLD}:{t.name}",
+                    held_since,
+                    held_since + t.for_s,
+                    t.severity,
+                    f"{_label(d)} {t.metric} is {value} ({t.op} {t.value:g}) for"
+                    f" {durations.brief(t.for_s)}",
+                )
+            )
+    return out
+
+
+def firing(ds: DeviceState, rules: RuleSettings, grace_from: float, now: float) -> list[Condition]:
+    return [c for c in conditions(ds, rules, grace_from) if c.fires_at <= now]
+
+
+def next_deadline(
+    ds: DeviceState, rules: RuleSettings, grace_from: float, now: float
+) -> float | None:
+    """When this device's next condition would fire, if nothing changes before then."""
+    pending = [c.fires_at for c in conditions(ds, rules, grace_from) if c.fires_at > now]
+    return min(pending) if pending else None
+
+
+def silent_for(ds: DeviceState, grace_from: float, now: float) -> float:
+    return now - max(ds.last_seen or grace_from, grace_from)
+
+
+class RuleBook:
+    """Rule settings per device, compiled from the config once: kind defaults (SPEC 5),
+    the config's per-kind rules, then the registry entry's overrides."""
+
+    def __init__(self, config: Config) -> None:
+        self._by_kind = {kind: self._for_kind(config, kind) for kind in DEFAULT_NO_DATA_TIMEOUT}
+        self._by_device: dict[str, RuleSettings] = {}
+        for entry in config.devices:
+            base = self._by_kind[entry.kind]
+            self._by_device[entry.id] = RuleSettings(
+                entry.no_data_timeout
+                if entry.no_data_timeout is not None
+                else base.no_data_timeout,
+                entry.fault_for if entry.fault_for is not None else base.fault_for,
+                entry.offline_for if entry.offline_for is not None else base.offline_for,
+                entry.severity or base.severity,
+                base.thresholds + _thresholds(entry.thresholds),
+            )
+
+    @staticmethod
+    def _for_kind(config: Config, kind: str) -> RuleSettings:
+        k = config.alerts.kinds.get(kind)
+        return RuleSettings(
+            config.alerts.no_data_timeout(kind),
+            k.fault_for if k else 30.0,
+            k.offline_for if k else 10.0,
+            k.severity if k else "critical",
+            _thresholds(k.thresholds) if k else (),
+        )
+
+    def __call__(self, device: Device) -> RuleSettings:
+        return self._by_device.get(device.id) or self._by_kind[device.kind]
+
+
+def _thresholds(entries: list[ThresholdRule]) -> tuple[Threshold, ...]:
+    return tuple(Threshold.parse(t.name, t.when, t.for_, t.severity) for t in entries)

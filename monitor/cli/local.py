@@ -1,0 +1,195 @@
+"""Commands that work from the config alone: run, simulate, check-config."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from monitor import durations, logs
+from monitor.cli.common import ConfigOption, app, console, err_console, load
+from monitor.config import mask_url
+from monitor.errors import MonitorError
+from monitor.model import KINDS
+from monitor.normalize.normalizer import Normalizer
+
+
+@app.command()
+def run(
+    config: ConfigOption = None,
+    log_level: Annotated[str, typer.Option(help="debug, info, warning, error")] = "info",
+) -> None:
+    """Run the collector until SIGINT/SIGTERM; on stop, flush what it holds and exit 0."""
+    from monitor import app as monitor_app
+
+    cfg = load(config)
+    logs.setup(log_level)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        monitor_app.install_signal_handlers(stop)
+        await monitor_app.run(cfg, stop)
+
+    try:
+        asyncio.run(main())
+    except MonitorError as e:  # e.g. unusable TLS files: one clear line, not a traceback
+        err_console.print(f"[red]error:[/] {e}", highlight=False)
+        raise typer.Exit(1) from None
+
+
+@app.command()
+def simulate(
+    config: ConfigOption = None,
+    rate: Annotated[float, typer.Option(help="Reports per second per device.")] = 1.0,
+    duration: Annotated[
+        float | None, typer.Option(help="Seconds to run (default: until Ctrl-C).")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Same seed, same readings.")] = 1,
+    devices: Annotated[
+        int | None,
+        typer.Option(
+            "--devices", help="Simulate N generated devices instead of the config's registry."
+        ),
+    ] = None,
+    fail: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="DEVICE=MODE@SECONDS, MODE: silent, offline, fault, flap, recover (repeatable)."
+        ),
+    ] = None,
+) -> None:
+    """A customs post publishing telemetry (canonical and vendor formats), with failures."""
+    from monitor.model import Device
+    from monitor.sim import simulate as sim
+
+    cfg = load(config)
+    try:
+        failures = [sim.Failure.parse(f) for f in fail or []]
+    except ValueError as e:
+        err_console.print(f"[red]{e}[/]")
+        raise typer.Exit(2) from None
+    registry = (
+        sim.generated_devices(devices)
+        if devices
+        else [Device(d.id, d.kind, d.site, d.area) for d in cfg.devices]
+    )
+    if not registry:
+        err_console.print("[red]no devices: register some in the config or use --devices N[/]")
+        raise typer.Exit(2)
+    simulation = sim.Simulation(
+        sim.build(registry, seed),
+        cfg.mqtt.host,
+        cfg.mqtt.port,
+        rate,
+        duration,
+        failures,
+        progress=sim.ProgressLine(),
+        username=cfg.mqtt.username,
+        password=cfg.mqtt.password.get_secret_value() if cfg.mqtt.password else None,
+    )
+
+    async def main() -> None:
+        from monitor import app as monitor_app
+
+        stop = asyncio.Event()
+        monitor_app.install_signal_handlers(stop)
+        await simulation.run(stop)
+
+    err_console.print(
+        f"simulating {len(registry)} devices on {cfg.mqtt.host}:{cfg.mqtt.port}"
+        f" at {rate:g}/s each (seed {seed})"
+    )
+    try:
+        asyncio.run(main())
+    except ValueError as e:
+        err_console.print(f"[red]{e}[/]")
+        raise typer.Exit(2) from None
+    except OSError as e:
+        err_console.print(f"[red]cannot reach the broker {cfg.mqtt.host}:{cfg.mqtt.port}: {e}[/]")
+        raise typer.Exit(1) from None
+    err_console.print(f"\nsent {simulation.sent} messages")
+
+
+def _secret_state(value: object) -> str:
+    return "set (hidden)" if value is not None else "not set"
+
+
+@app.command("check-config")
+def check_config(config: ConfigOption = None) -> None:
+    """Validate the config and summarize devices, profiles, rules and routes."""
+    cfg = load(config)
+    normalizer = Normalizer(cfg)
+    m, i = cfg.mqtt, cfg.influx
+    console.print("[bold green]configuration is valid[/]")
+    console.print(
+        f"broker    {m.host}:{m.port} client_id={m.client_id}"
+        f" tls={'on' if m.tls.enabled else 'off'} user={m.username or '-'}"
+        f" password={_secret_state(m.password)}"
+    )
+    target = f"db={i.database}" if i.api == "v1" else f"org={i.org} bucket={i.bucket}"
+    console.print(
+        f"influx    {i.url} api={i.api} {target} token={_secret_state(i.token)}"
+        f" batch={i.batch_size} flush={durations.to_config(i.flush_interval)}"
+    )
+    console.print(
+        f"http      {cfg.http.host}:{cfg.http.port} token={_secret_state(cfg.http.token)}"
+    )
+    console.print(f"state_dir {cfg.state_dir}")
+    console.print(f"subscribe {', '.join(m.topics or normalizer.subscriptions)}")
+
+    profiles = Table("profile", "topic", "format", "kind", title="Profiles")
+    if cfg.canonical:
+        profiles.add_row(
+            "canonical", "customs/{site}/{area}/{kind}/{device}/{channel}", "json", "from topic"
+        )
+    for name, p in cfg.profiles.items():
+        profiles.add_row(name, p.topic, p.format, p.kind or "from registry")
+    console.print(profiles)
+
+    by_kind = Counter(d.kind for d in cfg.devices)
+    by_area = Counter(f"{d.site}/{d.area}" for d in cfg.devices)
+    devices = Table(
+        "kind",
+        "devices",
+        "no_data timeout",
+        "fault for",
+        "offline for",
+        "severity",
+        title=f"Devices ({len(cfg.devices)} registered, in {len(by_area)} areas)",
+    )
+    for kind in KINDS:
+        rules = cfg.alerts.kinds.get(kind)
+        devices.add_row(
+            kind,
+            str(by_kind.get(kind, 0)),
+            durations.to_config(cfg.alerts.no_data_timeout(kind)),
+            durations.to_config(rules.fault_for) if rules else "30s",
+            durations.to_config(rules.offline_for) if rules else "10s",
+            rules.severity if rules else "critical",
+        )
+    console.print(devices)
+    if by_area:
+        console.print("areas     " + ", ".join(f"{a} ({n})" for a, n in sorted(by_area.items())))
+
+    routes = Table("route", "match", "channels", "repeat", "escalate", title="Notification routes")
+    for r in cfg.notify.routes:
+        match = " ".join(
+            f"{k}={','.join(v)}" for k, v in r.match.model_dump(exclude_none=True).items()
+        )
+        escalate = (
+            f"after {durations.to_config(r.escalate_after)} to "
+            + ", ".join(mask_url(c) for c in r.escalate_to)
+            if r.escalate_to
+            else "-"
+        )
+        routes.add_row(
+            r.name,
+            match or "all",
+            "\n".join(mask_url(c) for c in r.channels),
+            durations.to_config(r.repeat_interval),
+            escalate,
+        )
+    console.print(routes)

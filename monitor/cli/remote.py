@@ -1,0 +1,208 @@
+"""Commands that talk to a running instance through its HTTP API."""
+
+from __future__ import annotations
+
+import json
+import os
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from monitor import durations
+from monitor.cli.common import ConfigOption, app, console, err_console, load
+
+UrlOption = Annotated[
+    str | None,
+    typer.Option(
+        "--url",
+        envvar="MONITOR_URL",
+        show_envvar=True,
+        help="The instance's HTTP API (default: http.host/port of the config).",
+    ),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print the raw JSON.")]
+
+
+class _Client:
+    def __init__(self, config: Path | None, url: str | None) -> None:
+        token = os.environ.get("MONITOR_HTTP__TOKEN")
+        if url is None:
+            cfg = load(config)
+            host = "127.0.0.1" if cfg.http.host in ("0.0.0.0", "::") else cfg.http.host
+            url = f"http://{host}:{cfg.http.port}"
+            if token is None and cfg.http.token is not None:
+                token = cfg.http.token.get_secret_value()
+        self.url = url.rstrip("/")
+        self.token = token
+
+    def call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(f"{self.url}{path}", data=data, method=method)
+        req.add_header("Content-Type", "application/json")
+        if self.token:
+            req.add_header("Authorization", f"Bearer {self.token}")
+        try:
+            with urllib.request.urlopen(req, timeout=10) as resp:
+                return json.load(resp)
+        except urllib.error.HTTPError as e:
+            try:
+                detail = json.load(e)
+            except ValueError:
+                detail = {"error": e.reason}
+            err_console.print(
+                f"[red]{method} {path}: HTTP {e.code}[/] {detail.get('error')}", highlight=False
+            )
+            for problem in detail.get("problems", []):
+                err_console.print(f"  {problem}", markup=False)
+            raise typer.Exit(1) from None
+        except OSError as e:
+            err_console.print(f"[red]cannot reach the monitor at {self.url}:[/] {e}")
+            raise typer.Exit(1) from None
+
+
+def _get(config: Path | None, url: str | None, path: str, as_json: bool) -> Any:
+    """The API's answer; printed as it is (and None returned) with --json."""
+    data = _Client(config, url).call("GET", path)
+    if as_json:
+        console.print_json(data=data)
+        return None
+    return data
+
+
+def _age(seconds: float | None) -> str:
+    return "never" if seconds is None else durations.brief(seconds)
+
+
+STATUS_STYLE = {
+    "ok": "green",
+    "maintenance": "blue",
+    "no_data": "red",
+    "offline": "red",
+    "fault": "red",
+}
+
+
+@app.command()
+def devices(
+    config: ConfigOption = None, url: UrlOption = None, as_json: JsonOption = False
+) -> None:
+    """Every device of a running instance: up or down, why, last seen."""
+    if (data := _get(config, url, "/api/devices", as_json)) is None:
+        return
+    table = Table(
+        "site", "area", "device", "kind", "status", "state", "last seen", "alerts", title="Devices"
+    )
+    for d in data["devices"]:
+        reason = d["reason"] or "waiting"
+        style = STATUS_STYLE.get(reason, "yellow")
+        table.add_row(
+            d["site"],
+            d["area"],
+            d["device"],
+            d["kind"],
+            f"[{style}]{'up' if d['up'] else 'down' if d['up'] is False else '?'} ({reason})[/]",
+            d["state"] or "-",
+            _age(d["last_seen_age_s"]),
+            ", ".join(d["open_alerts"]) or "-",
+        )
+    console.print(table)
+
+
+@app.command()
+def alerts(
+    config: ConfigOption = None,
+    url: UrlOption = None,
+    as_json: JsonOption = False,
+    all_: Annotated[bool, typer.Option("--all", help="Resolved ones too.")] = False,
+) -> None:
+    """Open (or all) alerts of a running instance."""
+    if (
+        data := _get(config, url, f"/api/alerts?state={'all' if all_ else 'open'}", as_json)
+    ) is None:
+        return
+    table = Table(
+        "alert", "state", "severity", "rule", "device", "since", "for", "summary", title="Alerts"
+    )
+    for a in data["alerts"]:
+        table.add_row(
+            a["alert_id"],
+            a["state"],
+            a["severity"],
+            a["rule"],
+            f"{a['device']} ({a['site']}/{a['area']})",
+            a["started_at"],
+            _age(a["duration_s"]),
+            a["summary"],
+        )
+    console.print(table)
+
+
+@app.command()
+def ack(
+    alert_id: str,
+    config: ConfigOption = None,
+    url: UrlOption = None,
+    by: Annotated[str, typer.Option(help="Who takes it.")] = os.environ.get("USER", "cli"),
+) -> None:
+    """Acknowledge an alert: stops its repeats and escalation (needs MONITOR_HTTP__TOKEN)."""
+    a = _Client(config, url).call("POST", f"/api/alerts/{alert_id}/ack", {"by": by})
+    console.print(f"acknowledged {a['alert_id']}: {a['summary']}")
+
+
+maintenance_app = typer.Typer(
+    help="Planned maintenance windows (no notifications).", no_args_is_help=True
+)
+app.add_typer(maintenance_app, name="maintenance")
+
+
+@maintenance_app.command("list")
+def maintenance_list(
+    config: ConfigOption = None, url: UrlOption = None, as_json: JsonOption = False
+) -> None:
+    """Maintenance windows, from the config and added at run time."""
+    if (data := _get(config, url, "/api/maintenance", as_json)) is None:
+        return
+    table = Table(
+        "id", "scope", "value", "starts", "ends", "reason", "by", title="Maintenance windows"
+    )
+    for w in data["windows"]:
+        table.add_row(
+            w["id"], w["scope"], w["value"], w["starts"], w["ends"], w["reason"], w["created_by"]
+        )
+    console.print(table)
+
+
+@maintenance_app.command("add")
+def maintenance_add(
+    scope: Annotated[str, typer.Argument(help="device, kind, area or site")],
+    value: Annotated[str, typer.Argument(help="e.g. xs-01, xray_scanner, gate-in, aktau")],
+    duration: Annotated[str | None, typer.Option(help="e.g. 2h (from now or --starts)")] = None,
+    starts: Annotated[str | None, typer.Option(help="RFC 3339, default now")] = None,
+    ends: Annotated[str | None, typer.Option(help="RFC 3339")] = None,
+    reason: Annotated[str, typer.Option()] = "",
+    config: ConfigOption = None,
+    url: UrlOption = None,
+) -> None:
+    """Add a window (needs MONITOR_HTTP__TOKEN)."""
+    body: dict[str, Any] = {
+        "scope": scope,
+        "value": value,
+        "reason": reason,
+        "by": os.environ.get("USER", "cli"),
+    }
+    for key, val in (("duration", duration), ("starts", starts), ("ends", ends)):
+        if val is not None:
+            body[key] = val
+    w = _Client(config, url).call("POST", "/api/maintenance", body)
+    console.print(f"maintenance {w['id']}: {w['scope']} {w['value']} {w['starts']} -> {w['ends']}")
+
+
+@maintenance_app.command("remove")
+def maintenance_remove(window_id: str, config: ConfigOption = None, url: UrlOption = None) -> None:
+    """Remove a window (needs MONITOR_HTTP__TOKEN)."""
+    _Client(config, url).call("DELETE", f"/api/maintenance/{window_id}")
+    console.print(f"removed {window_id}")

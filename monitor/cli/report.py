@@ -1,0 +1,133 @@
+"""Reports from the InfluxDB history."""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+import time
+from datetime import UTC, datetime
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from monitor import durations
+from monitor.cli.common import ConfigOption, app, console, err_console, load
+from monitor.errors import QueryError
+from monitor.reports.availability import report
+from monitor.reports.influxql import InfluxQuery
+
+report_app = typer.Typer(help="Reports from the InfluxDB history.", no_args_is_help=True)
+app.add_typer(report_app, name="report")
+
+
+def _when(text: str, now: float) -> float:
+    """``7d`` (ago), ``now``, or an RFC 3339 time."""
+    if text == "now":
+        return now
+    try:
+        return now - durations.parse(text)
+    except ValueError:
+        pass
+    dt = datetime.fromisoformat(text)
+    if dt.tzinfo is None:
+        raise typer.BadParameter(f"{text!r}: give a time zone, e.g. 2026-11-01T00:00:00+05:00")
+    return dt.timestamp()
+
+
+def _hours(seconds: float | None) -> str:
+    return "-" if seconds is None else durations.brief(seconds)
+
+
+@report_app.command("availability")
+def report_availability(
+    since: Annotated[str, typer.Option(help="7d (ago) or RFC 3339")] = "7d",
+    until: Annotated[str, typer.Option(help="now, 1d (ago) or RFC 3339")] = "now",
+    site: Annotated[str | None, typer.Option()] = None,
+    area: Annotated[str | None, typer.Option()] = None,
+    kind: Annotated[str | None, typer.Option()] = None,
+    fmt: Annotated[str, typer.Option("--format", help="table, csv or json")] = "table",
+    max_gap: Annotated[
+        float | None,
+        typer.Option(
+            help="Seconds a status point holds without a newer one (default 3 x status_interval)."
+        ),
+    ] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Per device: availability %, unplanned downtime, planned maintenance, outages, MTTR,
+    MTBF (definitions in the README)."""
+    cfg = load(config)
+    if fmt not in ("table", "csv", "json"):
+        raise typer.BadParameter("--format must be table, csv or json")
+    now = time.time()
+    start, end = _when(since, now), _when(until, now)
+    if end <= start:
+        raise typer.BadParameter("--until must be after --since")
+    try:
+        rows = report(
+            InfluxQuery(cfg.influx),
+            start,
+            end,
+            max_gap or 3 * cfg.status_interval,
+            {"site": site, "area": area, "kind": kind},
+        )
+    except (OSError, QueryError) as e:
+        err_console.print(f"[red]cannot query InfluxDB at {cfg.influx.url}: {e}[/]")
+        raise typer.Exit(1) from None
+    if fmt == "json":
+        print(
+            json.dumps(
+                {"since": start, "until": end, "devices": [r.as_dict() for r in rows]}, indent=2
+            )
+        )
+        return
+    if fmt == "csv":
+        fields = list(rows[0].as_dict()) if rows else ["device"]
+        writer = csv.DictWriter(sys.stdout, fieldnames=fields)
+        writer.writeheader()
+        for r in rows:
+            writer.writerow(r.as_dict())
+        return
+    table = Table(
+        "site",
+        "area",
+        "device",
+        "kind",
+        "availability",
+        "unplanned",
+        "planned",
+        "outages",
+        "MTTR",
+        "MTBF",
+        "unknown",
+        title=f"Availability {_fmt_time(start)} - {_fmt_time(end)}",
+    )
+    for r in rows:
+        pct = "-" if r.availability_pct is None else f"{r.availability_pct:.2f} %"
+        style = (
+            "green"
+            if (r.availability_pct or 0) >= 99
+            else "yellow"
+            if (r.availability_pct or 0) >= 95
+            else "red"
+        )
+        table.add_row(
+            r.site,
+            r.area,
+            r.device,
+            r.kind,
+            f"[{style}]{pct}[/]",
+            _hours(r.unplanned_s),
+            _hours(r.planned_s),
+            str(r.outages),
+            _hours(r.mttr_s),
+            _hours(r.mtbf_s),
+            _hours(r.unknown_s),
+        )
+    console.print(table)
+
+
+def _fmt_time(t: float) -> str:
+    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%d %H:%M UTC")

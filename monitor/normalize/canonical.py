@@ -1,0 +1,84 @@
+"""The canonical profile (SPEC 3.1): ``customs/{site}/{area}/{kind}/{device}/{channel}``.
+
+Also the status payload every profile's status channel speaks: ``online``, ``offline``
+(the Last Will) or JSON ``{"state", "code", "ts"}``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from monitor.model import EVENT_TYPE_RE, KINDS, STATES, Device, Reading
+from monitor.normalize.devices import Devices
+from monitor.normalize.reasons import Reject
+from monitor.normalize.values import generic, metric_value, parse_object, parse_ts, to_str
+
+TOPIC = "customs/{site}/{area}/{kind}/{device}/{channel}"
+CHANNELS: frozenset[str] = frozenset({"telemetry", "status", "event"})
+
+
+class CanonicalDecoder:
+    def __init__(self, devices: Devices) -> None:
+        self._devices = devices
+
+    def decode(
+        self, segments: dict[str, str], payload: bytes, received_ms: int, retained: bool
+    ) -> Reading:
+        channel = segments["channel"]
+        if channel not in CHANNELS:
+            raise Reject("unknown_topic", f"channel {channel[:40]!r}")
+        device = self._devices.resolve(segments, None)
+        if channel == "status":
+            return decode_status(device, payload, received_ms, retained)
+        obj = parse_object(payload)
+        ts_ms = parse_ts(obj.pop("ts"), "ms") if "ts" in obj else received_ms
+        if channel == "event":
+            return _event(device, obj, ts_ms)
+        state = obj.pop("state", None)
+        if state is not None and state not in STATES:
+            raise Reject("invalid_state", f"state {str(state)[:40]!r}")
+        metrics = KINDS[device.kind]
+        fields = {k: metric_value(metrics, k, v) for k, v in obj.items() if v is not None}
+        return Reading(device, "telemetry", ts_ms, fields, state=state)
+
+
+def decode_status(device: Device, payload: bytes, received_ms: int, retained: bool) -> Reading:
+    """``online`` / ``offline`` (the Last Will) or JSON ``{"state", "code", "ts"}``."""
+    text = payload.strip()
+    if text in (b"online", b"offline"):
+        online = text == b"online"
+        return Reading(
+            device,
+            "status",
+            received_ms,
+            online=online,
+            state=None if online else "offline",
+            retained=retained,
+        )
+    obj = parse_object(payload)
+    ts_ms = parse_ts(obj["ts"], "ms") if obj.get("ts") is not None else received_ms
+    state = obj.get("state")
+    if state is not None and state not in STATES:
+        raise Reject("invalid_state", f"state {str(state)[:40]!r}")
+    code = obj.get("code")
+    if code is not None and (isinstance(code, bool) or not isinstance(code, str | int)):
+        raise Reject("wrong_type", "code: expected text or an integer")
+    if isinstance(code, str):
+        to_str("code", code)
+    return Reading(
+        device,
+        "status",
+        ts_ms,
+        state=state,
+        online=state != "offline" if state else None,
+        code=None if code is None else str(code)[:64],
+        retained=retained,
+    )
+
+
+def _event(device: Device, obj: dict[str, Any], ts_ms: int) -> Reading:
+    event_type = obj.pop("type", None)
+    if not isinstance(event_type, str) or not EVENT_TYPE_RE.match(event_type):
+        raise Reject("invalid_event", f"event type {str(event_type)[:40]!r}")
+    fields = {k: generic(k, v) for k, v in obj.items() if v is not None}
+    return Reading(device, "event", ts_ms, fields, event_type=event_type)

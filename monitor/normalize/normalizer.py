@@ -1,0 +1,81 @@
+"""Normalization: (topic, payload, receive time) -> a canonical Reading, or a rejection.
+
+Pure and synchronous: profiles and the device registry are compiled from the config once,
+and ``Normalizer.normalize`` does no I/O. A topic is routed to the decoder of the first
+profile whose pattern matches it; every way a message can be unusable is a ``Rejected``
+with a reason from ``REASONS``; nothing here raises on bad input.
+
+A decoder is any ``(segments, payload, received_ms, retained) -> Reading`` that raises
+``Reject``: the canonical one (``canonical.py``) and one per vendor profile (``vendor.py``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from monitor.config import Config
+from monitor.model import Device, Reading
+from monitor.normalize import canonical
+from monitor.normalize.devices import Devices
+from monitor.normalize.reasons import Reject, Rejected
+from monitor.normalize.topics import TopicPattern
+from monitor.normalize.vendor import VendorDecoder
+
+Decoder = Callable[[dict[str, str], bytes, int, bool], Reading]
+Route = tuple[TopicPattern, Decoder]
+
+
+class Normalizer:
+    """Compiled from a Config once; ``normalize`` is pure and never raises on input."""
+
+    def __init__(self, config: Config) -> None:
+        self._max_payload = int(config.ingest.max_payload_bytes)
+        self._max_age_ms = int(config.ingest.max_age * 1000)
+        self._max_skew_ms = int(config.ingest.max_clock_skew * 1000)
+        devices = Devices(config.devices, config.ingest.max_devices)
+        self.registry: dict[str, Device] = devices.registry
+        self._routes: list[Route] = []
+        if config.canonical:
+            decoder = canonical.CanonicalDecoder(devices)
+            self._routes.append((TopicPattern.compile(canonical.TOPIC), decoder.decode))
+        for profile in config.profiles.values():
+            vendor = VendorDecoder(profile, devices)
+            self._routes.append((TopicPattern.compile(profile.topic), vendor.decode))
+        # Candidate routes by first topic level, so a message tries one or two patterns;
+        # a pattern starting with a {segment} is a candidate for every topic.
+        wildcard = [r for r in self._routes if not r[0].root]
+        self._by_root: dict[str, list[Route]] = {}
+        for route in self._routes:
+            if route[0].root:
+                self._by_root.setdefault(route[0].root, []).append(route)
+        for routes in self._by_root.values():
+            routes.extend(wildcard)
+        self._wildcard_routes = wildcard
+
+    @property
+    def subscriptions(self) -> list[str]:
+        return list(dict.fromkeys(p.subscription for p, _ in self._routes))
+
+    def normalize(
+        self, topic: str, payload: bytes, received_ms: int, retained: bool = False
+    ) -> Reading | Rejected:
+        if len(payload) > self._max_payload:
+            return Rejected("payload_too_large", f"{len(payload)} bytes")
+        levels = topic.split("/")
+        try:
+            for pattern, decode in self._by_root.get(levels[0], self._wildcard_routes):
+                segments = pattern.match(levels)
+                if segments is not None:
+                    reading = decode(segments, payload, received_ms, retained)
+                    self._check_age(reading, received_ms)
+                    return reading
+        except Reject as r:
+            return Rejected(r.reason, r.detail)
+        return Rejected("unknown_topic", "no profile matches the topic")
+
+    def _check_age(self, reading: Reading, received_ms: int) -> None:
+        if reading.ts_ms < received_ms - self._max_age_ms:
+            raise Reject("too_old", f"timestamp {reading.ts_ms} ms is older than max_age")
+        if reading.ts_ms > received_ms + self._max_skew_ms:
+            reading.ts_ms = received_ms
+            reading.clock_skew = True

@@ -1,0 +1,152 @@
+"""The ingest pipeline, where the stages meet: source -> normalize -> sink -> ack.
+
+Two tasks: ``consume`` normalizes each received batch (quarantining what is rejected,
+telling liveness what was seen) into the batcher, while ``flush`` writes the previous
+batch, so parsing and the HTTP round trip overlap. One writer task writes batches in order
+and acks after each, which keeps acknowledgements in the order the messages arrived.
+
+The pipeline knows its source and sink only by the small protocols below; ``Points`` is
+the other way into the same batches, for what alerting and the monitor itself record.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Iterable
+from dataclasses import dataclass
+from typing import Generic, Protocol, TypeVar
+
+from monitor import logs
+from monitor.alerting.engine import Alert
+from monitor.alerting.liveness import Liveness, StatusPoint
+from monitor.clock import Clock
+from monitor.errors import LineProtocolError
+from monitor.normalize.normalizer import Normalizer
+from monitor.normalize.quarantine import Quarantine
+from monitor.normalize.reasons import Rejected
+from monitor.sink import schema
+from monitor.sink.batcher import Batcher
+from monitor.stats import Stats
+
+log = logs.get(__name__)
+
+
+class Received(Protocol):
+    """A message as the pipeline reads it; the source's own type also carries its ack."""
+
+    topic: str
+    payload: bytes
+    retain: bool
+    received_ms: int
+
+
+M = TypeVar("M", bound=Received)
+
+
+class Source(Protocol[M]):
+    def batches(self) -> AsyncIterator[list[M]]:
+        """Received messages, in arrival order, until the source is closed."""
+        ...
+
+    def ack(self, messages: list[M]) -> None:
+        """Acknowledge these (their points are stored), in the order given."""
+        ...
+
+
+class Sink(Protocol):
+    async def write(self, lines: list[str]) -> None:
+        """Return once every line is stored (or durably kept to be stored)."""
+        ...
+
+
+@dataclass(eq=False)
+class Ingest(Generic[M]):
+    source: Source[M]
+    normalizer: Normalizer
+    sink: Sink
+    quarantine: Quarantine
+    liveness: Liveness
+    batcher: Batcher[M]
+    stats: Stats
+    clock: Clock
+    on_change: Callable[[], None] = lambda: None  # a device's state changed: alerting cares
+
+    async def consume(self) -> None:
+        """Normalize every received batch into the batcher, until the source is closed."""
+        async for messages in self.source.batches():
+            await self.batcher.wait_room()
+            self.batcher.add(self.process(messages), messages)
+
+    def process(self, messages: list[M]) -> list[str]:
+        """The per-message hot path: normalize, track liveness, serialize."""
+        normalize = self.normalizer.normalize
+        observe = self.liveness.observe
+        reject = self.quarantine.reject
+        lines: list[str] = []
+        touched: set[str] = set()
+        changed = False
+        self.stats.messages_received += len(messages)
+        for m in messages:
+            received_ms = m.received_ms
+            try:
+                result = normalize(m.topic, m.payload, received_ms, m.retain)
+                if isinstance(result, Rejected):
+                    reject(m.topic, m.payload, result.reason, result.detail, received_ms)
+                    continue
+                if result.clock_skew:
+                    self.stats.clock_skew += 1
+                line = schema.reading_line(result)
+            except LineProtocolError as e:  # the normalizer should prevent this
+                reject(m.topic, m.payload, "invalid_value", str(e), received_ms)
+                continue
+            except Exception as e:
+                self._internal_error(m, e, received_ms)
+                continue
+            if line is not None:
+                lines.append(line)
+            changed |= observe(result, received_ms / 1000)
+            touched.add(result.device.id)
+        # device_status at every change: once per device per batch, not per message
+        now = self.clock.now()
+        for device_id in touched:
+            point = self.liveness.status_point(device_id, now)
+            if point is not None:
+                lines.append(schema.device_status_line(*point))
+                changed = True
+        if changed:
+            self.on_change()
+        return lines
+
+    def _internal_error(self, m: M, e: Exception, received_ms: int) -> None:
+        if not self.stats.rejected_by_reason["internal_error"]:
+            log.error("ingest.internal_error", topic=m.topic[:200], exc_info=True)
+        self.quarantine.reject(
+            m.topic, m.payload, "internal_error", f"{type(e).__name__}: {e}"[:300], received_ms
+        )
+
+    async def flush(self) -> None:
+        """Write batches in order; ack each batch's messages once it is stored."""
+        while (batch := await self.batcher.next()) is not None:
+            await self.sink.write(batch.lines)
+            self.quarantine.flush()  # rejected messages are acked too: keep them first
+            self.source.ack(batch.acks)
+
+
+class Points:
+    """Points that are no message's: alerting's and the monitor's own, into the batches."""
+
+    def __init__(self, batcher: Batcher[M], instance: str, stats: Stats) -> None:
+        self._add: Callable[[list[str]], object] = batcher.add
+        self._instance = instance
+        self._stats = stats
+
+    def statuses(self, points: Iterable[StatusPoint]) -> None:
+        self._add([schema.device_status_line(*p) for p in points])
+
+    def transitions(self, alerts: Iterable[Alert], now: float) -> None:
+        ts_ms = int(now * 1000)
+        self._add([schema.alert_line(a, a.duration(now), ts_ms) for a in alerts])
+
+    def monitor(self, now: float) -> None:
+        """The `monitor` measurement: the collector's own counters."""
+        latency = self._stats.take_latency_ms()
+        self._add([schema.monitor_line(self._instance, self._stats, latency, int(now * 1000))])

@@ -1,0 +1,1 @@
+"""Reports from the InfluxDB history (availability)."""

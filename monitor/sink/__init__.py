@@ -1,0 +1,1 @@
+"""The sink stage: line protocol, batches, the InfluxDB writer and its disk spool."""

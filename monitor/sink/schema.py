@@ -1,0 +1,138 @@
+"""The InfluxDB schema (SPEC 4): which measurement, tags and fields each thing becomes."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from monitor.model import Device, FieldValue, Reading
+from monitor.sink import lineproto
+from monitor.stats import Stats
+
+
+class AlertFacts(Protocol):
+    """What an `alerts` point records of an alert (alerting's ``Alert`` has it all)."""
+
+    id: str
+    rule: str
+    site: str
+    area: str
+    kind: str
+    device: str
+    severity: str
+    summary: str
+
+    @property
+    def state(self) -> str: ...  # read-only here: the alert's own type is narrower
+
+
+ALERTS = "alerts"
+DEVICE_STATUS = "device_status"
+EVENTS = "events"
+MONITOR = "monitor"
+
+# The tag part of a device's telemetry line never changes: escape it once per device.
+# Keyed by id and checked by identity: hashing the Device itself costs more than the rest.
+_heads: dict[str, tuple[Device, str]] = {}
+
+
+def _telemetry_head(device: Device) -> str:
+    cached = _heads.get(device.id)
+    if cached is not None and cached[0] is device:
+        return cached[1]
+    head = lineproto.head(
+        device.kind, {"site": device.site, "area": device.area, "device": device.id}
+    )
+    _heads[device.id] = (device, head)
+    return head
+
+
+def reading_line(reading: Reading) -> str | None:
+    """The point of a telemetry or event message; None when it carries nothing to store."""
+    device = reading.device
+    if reading.channel == "telemetry":
+        fields: dict[str, FieldValue] = reading.fields
+        if reading.state is not None:
+            fields = {**fields, "state": reading.state}
+        if not fields:
+            return None
+        return f"{_telemetry_head(device)} {lineproto.field_set(fields)} {reading.ts_ms}"
+    if reading.channel == "event":
+        # n=1 on every event so that count(n) counts events whatever their payload.
+        return lineproto.line(
+            EVENTS,
+            {
+                "site": device.site,
+                "area": device.area,
+                "kind": device.kind,
+                "device": device.id,
+                "type": reading.event_type or "unknown",
+            },
+            {**reading.fields, "n": 1},
+            reading.ts_ms,
+        )
+    return None
+
+
+def device_status_line(
+    device: Device,
+    up: bool,
+    state: str,
+    reason: str,
+    last_seen_age_s: float | None,
+    ts_ms: int,
+) -> str:
+    fields: dict[str, FieldValue] = {"up": int(up), "state": state, "reason": reason}
+    if last_seen_age_s is not None:
+        fields["last_seen_age_s"] = float(last_seen_age_s)
+    return lineproto.line(
+        DEVICE_STATUS,
+        {"site": device.site, "area": device.area, "kind": device.kind, "device": device.id},
+        fields,
+        ts_ms,
+    )
+
+
+def monitor_line(instance: str, stats: Stats, latency_ms: float | None, ts_ms: int) -> str:
+    fields: dict[str, FieldValue] = {
+        "messages_received": stats.messages_received,
+        "messages_rejected": stats.messages_rejected,
+        "points_written": stats.points_written,
+        "points_quarantined": stats.points_quarantined,
+        "write_errors": stats.write_errors,
+        "spool_bytes": stats.spool_bytes,
+        "spool_points": stats.spool_points,
+        "spool_refusals": stats.spool_refusals,
+        "points_replayed": stats.points_replayed,
+        "quarantine_bytes": stats.quarantine_bytes,
+        "broker_connected": int(stats.broker_connected),
+        "clock_skew": stats.clock_skew,
+        "notifications_sent": stats.notifications_sent,
+        "notifications_failed": stats.notifications_failed,
+    }
+    if latency_ms is not None:
+        fields["write_latency_ms"] = float(latency_ms)
+    for reason, n in stats.rejected_by_reason.items():
+        fields[f"rejected_{reason}"] = n
+    return lineproto.line(MONITOR, {"instance": instance}, fields, ts_ms)
+
+
+def alert_line(alert: AlertFacts, duration_s: float, ts_ms: int) -> str:
+    """One point per alert transition (firing, acknowledged, resolved)."""
+    return lineproto.line(
+        ALERTS,
+        {
+            "site": alert.site,
+            "area": alert.area,
+            "kind": alert.kind,
+            "device": alert.device,
+            "rule": alert.rule,
+            "severity": alert.severity,
+        },
+        {
+            "alert_id": alert.id,
+            "state": alert.state,
+            "duration_s": float(duration_s),
+            "summary": alert.summary,
+        },
+        ts_ms,
+    )

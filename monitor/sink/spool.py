@@ -1,0 +1,184 @@
+"""The disk spool: batches InfluxDB could not take, kept until it can.
+
+SQLite (its own file, WAL, synchronous=FULL): an append is on disk (fsync'd) when it
+returns, which is what lets the writer acknowledge the batch's MQTT messages; batches come
+back oldest first; deleting a replayed batch is atomic. Bounded by ``max_bytes`` of
+compressed data: when full, ``append`` refuses and the caller stops acknowledging, so the
+broker keeps the messages instead of anything being dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import sqlite3
+import zlib
+from pathlib import Path
+
+from monitor import logs
+from monitor.backoff import backoff_delay
+from monitor.errors import InfluxUnavailable
+from monitor.sink.influx import InfluxWriter
+from monitor.stats import Stats
+
+log = logs.get(__name__)
+
+# A live batch gets this long against a failing InfluxDB before it goes to the spool: long
+# enough to ride out a blip, short enough that acks (and the broker's window) keep moving.
+LIVE_GIVE_UP_S = 2.0
+
+
+class Spool:
+    def __init__(self, path: Path, max_bytes: int, stats: Stats) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.max_bytes = max_bytes
+        self._stats = stats
+        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS batches (id INTEGER PRIMARY KEY AUTOINCREMENT,"
+            " points INTEGER NOT NULL, data BLOB NOT NULL)"
+        )
+        row = self._db.execute(
+            "SELECT COALESCE(SUM(LENGTH(data)), 0), COUNT(*), COALESCE(SUM(points), 0) FROM batches"
+        ).fetchone()
+        self.bytes, self.batches, self.points = int(row[0]), int(row[1]), int(row[2])
+        self._publish()
+
+    def append(self, lines: list[str]) -> bool:
+        """Durably keep a batch; False (and nothing kept) when it does not fit."""
+        data = zlib.compress("\n".join(lines).encode(), 1)
+        if self.bytes + len(data) > self.max_bytes:
+            return False
+        self._db.execute("INSERT INTO batches (points, data) VALUES (?, ?)", (len(lines), data))
+        self.bytes += len(data)
+        self.batches += 1
+        self.points += len(lines)
+        self._publish()
+        return True
+
+    def oldest(self) -> tuple[int, list[str]] | None:
+        row = self._db.execute("SELECT id, data FROM batches ORDER BY id LIMIT 1").fetchone()
+        if row is None:
+            return None
+        return int(row[0]), zlib.decompress(row[1]).decode().split("\n")
+
+    def remove(self, batch_id: int) -> None:
+        row = self._db.execute(
+            "DELETE FROM batches WHERE id = ? RETURNING LENGTH(data), points", (batch_id,)
+        ).fetchone()
+        if row is not None:
+            self.bytes -= int(row[0])
+            self.batches -= 1
+            self.points -= int(row[1])
+            self._publish()
+
+    @property
+    def fill(self) -> float:
+        return self.bytes / self.max_bytes if self.max_bytes else 0.0
+
+    def _publish(self) -> None:
+        self._stats.spool_bytes = self.bytes
+        self._stats.spool_points = self.points
+
+    def close(self) -> None:
+        self._db.close()
+
+
+class SpoolingWriter:
+    """InfluxDB when it answers, the spool when it does not, and replay in between.
+
+    While InfluxDB is known to be down, live batches go straight to the spool (acked in
+    milliseconds); the replay task probes with the oldest spooled batch, with backoff, and
+    once that is written, live batches go to InfluxDB again while the replay drains the
+    rest, oldest first, side by side with live data.
+    """
+
+    def __init__(
+        self,
+        writer: InfluxWriter,
+        spool: Spool | None,
+        stats: Stats,
+        live_give_up: float = LIVE_GIVE_UP_S,
+        retry_max: float = 30.0,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._writer = writer
+        self._spool = spool
+        self._stats = stats
+        self._live_give_up = live_give_up
+        self._retry_max = retry_max
+        self._rng = rng or random.Random()
+        self.influx_down = False
+        self._spooled = asyncio.Event()
+        self._room = asyncio.Event()
+
+    async def write(self, lines: list[str]) -> None:
+        """Returns once the batch is in InfluxDB or durably in the spool: then ack."""
+        if self._spool is None:
+            await self._writer.write(lines)  # no spool: retry for as long as it takes
+            return
+        if not self.influx_down and await self._try_influx(lines):
+            return
+        refused = False
+        attempt = 0
+        while not self._spool.append(lines):
+            if not refused:  # full: stop acknowledging; the broker keeps the messages
+                refused = True
+                self._stats.spool_refusals += 1
+                log.error(
+                    "spool.full", spool_bytes=self._spool.bytes, max_bytes=self._spool.max_bytes
+                )
+            # Wait for the replay to make room, but also probe InfluxDB ourselves: with a
+            # batch bigger than the free space the replay may have nothing to probe with.
+            self._room.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(backoff_delay(attempt, 0.5, self._retry_max, self._rng)):
+                    await self._room.wait()
+            attempt += 1
+            if await self._try_influx(lines):
+                return
+        self._spooled.set()
+
+    async def _try_influx(self, lines: list[str]) -> bool:
+        try:
+            await self._writer.write(lines, give_up_after=self._live_give_up)
+        except InfluxUnavailable:
+            if not self.influx_down:
+                self.influx_down = True
+                log.warning("spool.spooling", reason="InfluxDB unavailable")
+            return False
+        self.influx_down = False
+        return True
+
+    async def replay(self) -> None:
+        """Drain the spool oldest first whenever InfluxDB takes writes; until cancelled."""
+        if self._spool is None:
+            return
+        attempt = 0
+        while True:
+            item = self._spool.oldest()
+            if item is None:
+                self._room.set()
+                self._spooled.clear()
+                await self._spooled.wait()
+                continue
+            batch_id, lines = item
+            try:
+                await self._writer.write(lines, give_up_after=self._live_give_up)
+            except InfluxUnavailable:
+                self.influx_down = True
+                await asyncio.sleep(backoff_delay(attempt, 0.5, self._retry_max, self._rng))
+                attempt += 1
+                continue
+            attempt = 0
+            if self.influx_down:
+                self.influx_down = False
+                log.info("spool.replaying", batches=self._spool.batches, points=self._spool.points)
+            self._spool.remove(batch_id)
+            self._stats.points_replayed += len(lines)
+            self._room.set()
+            if self._spool.batches == 0:
+                log.info("spool.drained")

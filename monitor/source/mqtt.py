@@ -1,0 +1,424 @@
+"""The MQTT source: an asyncio MQTT 5 subscriber with manual, in-order acknowledgement.
+
+A protocol on the event loop receives whatever the socket has (often hundreds of
+PUBLISHes per read), frames and decodes them in one pass (``wire.parse``) and
+appends them to a bounded inbox that ingest takes in batches. Messages are acknowledged
+(QoS 1 PUBACK) only once their points are stored, all of a batch's PUBACKs in one write.
+The broker's unacknowledged window (our Receive Maximum) bounds what is in flight; when
+the inbox is full anyway (QoS 0 outrunning us) the socket stops being read, which pushes
+back on the broker instead of growing memory.
+
+Why not paho's client (still used to publish, by the simulator and the tests): its
+network thread reads each packet with several small ``recv`` calls, builds a message
+object and calls back per packet, and queues each PUBACK with a lock and a wake-up
+write; measured, that alone took about half of the collector's CPU (bench/README.md).
+
+Acks are only valid on the connection that delivered the message: each message carries
+its connection's generation, and a message from an earlier connection is never acked
+(the broker redelivers it on the persistent session, and a duplicate write is harmless).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import ssl
+from collections.abc import AsyncIterator, Callable
+from typing import Any, TypeVar
+
+from monitor import logs
+from monitor.backoff import backoff_delay
+from monitor.clock import Clock
+from monitor.config import MQTT, TLS
+from monitor.errors import BrokerError
+from monitor.lifecycle import Resource
+from monitor.source import wire
+from monitor.source.wire import Message
+from monitor.stats import Stats
+
+__all__ = ["Inbox", "Message", "MqttSource"]
+
+log = logs.get(__name__)
+
+T = TypeVar("T")
+
+REPLY_TIMEOUT_S = 10.0  # for CONNACK, SUBACK, and the TCP/TLS connection itself
+CLOSE_TIMEOUT_S = 2.0
+
+
+class Inbox:
+    """Received messages waiting for ingest, bounded by message count and bytes."""
+
+    def __init__(self, max_items: int, max_bytes: int) -> None:
+        self._max_items = max_items
+        self._max_bytes = max_bytes
+        self._items: list[Message] = []
+        self._bytes = 0
+        self._closed = False
+        self._ready = asyncio.Event()
+        self.on_room: Callable[[], None] = lambda: None
+
+    def full(self) -> bool:
+        return len(self._items) >= self._max_items or self._bytes >= self._max_bytes
+
+    def extend(self, messages: list[Message], nbytes: int) -> None:
+        if self._closed:
+            return  # not acked: the broker redelivers them on the next session
+        self._items.extend(messages)
+        self._bytes += nbytes
+        self._ready.set()
+
+    async def get(self) -> list[Message] | None:
+        """The next batch (everything waiting), or None once closed and drained."""
+        while True:
+            if self._items:
+                items, self._items, self._bytes = self._items, [], 0
+                self.on_room()
+                return items
+            if self._closed:
+                return None
+            self._ready.clear()
+            await self._ready.wait()
+
+    def close(self) -> None:
+        self._closed = True
+        self._ready.set()
+
+
+class _Connection(asyncio.Protocol):
+    """One TCP/TLS connection to the broker: framing in, packets out."""
+
+    def __init__(
+        self, generation: int, clock: Clock, inbox: Inbox, loop: asyncio.AbstractEventLoop
+    ) -> None:
+        self.generation = generation
+        self._clock = clock
+        self._inbox = inbox
+        self._loop = loop
+        self._rest = b""
+        self.transport: asyncio.Transport | None = None
+        self.connack: asyncio.Future[wire.ConnAck] = loop.create_future()
+        self.suback: asyncio.Future[list[int]] = loop.create_future()
+        self.lost = asyncio.Event()
+        self.last_received = loop.time()
+        self.paused = False
+        self.disconnect_reason: str | None = None
+
+    # -- asyncio.Protocol --
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self.last_received = self._loop.time()
+        buf = self._rest + data if self._rest else data
+        messages: list[Message] = []
+        controls: list[wire.Control] = []
+        try:
+            used = wire.parse(
+                buf, self.generation, int(self._clock.now() * 1000), messages, controls
+            )
+        except (wire.ProtocolError, IndexError) as e:
+            log.error("mqtt.protocol_error", error=str(e) or "truncated packet")
+            self.abort()
+            return
+        self._rest = buf[used:]
+        if messages:
+            self._inbox.extend(messages, used)
+            if self._inbox.full() and self.transport is not None:
+                self.transport.pause_reading()
+                self.paused = True
+        for control in controls:
+            self._control(control)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost.set()
+        # Not the socket error itself: a TLS alert or a reset, by timing, for one cause,
+        # and the reconnect loop logs each distinct message once.
+        why = f" ({self.disconnect_reason})" if self.disconnect_reason else ""
+        _fail(
+            self.connack,
+            BrokerError(
+                f"the broker closed the connection before CONNACK{why}; with TLS: is a"
+                " client certificate required (mqtt.tls.cert_file/key_file)?"
+            ),
+        )
+        _fail(self.suback, BrokerError(f"the broker closed the connection before SUBACK{why}"))
+
+    # -- packets --
+
+    def _control(self, packet: wire.Control) -> None:
+        try:
+            if packet.type == wire.CONNACK and not self.connack.done():
+                self.connack.set_result(wire.connack(packet.body))
+            elif packet.type == wire.SUBACK and not self.suback.done():
+                self.suback.set_result(wire.suback(packet.body)[1])
+            elif packet.type == wire.DISCONNECT:
+                self.disconnect_reason = wire.disconnect_reason(packet.body)
+                log.warning("mqtt.disconnected_by_broker", reason=self.disconnect_reason)
+        except wire.ProtocolError as e:
+            log.error("mqtt.protocol_error", error=str(e))
+            self.abort()
+        # PINGRESP needs nothing: any byte received proves the broker alive.
+
+    def write(self, data: bytes) -> bool:
+        if self.transport is None or self.transport.is_closing():
+            return False
+        self.transport.write(data)
+        return True
+
+    def resume(self) -> None:
+        if self.paused and self.transport is not None and not self.transport.is_closing():
+            self.paused = False
+            self.last_received = self._loop.time()  # we were not listening meanwhile
+            self.transport.resume_reading()
+
+    def abort(self) -> None:
+        if self.transport is not None:
+            self.transport.abort()
+
+    async def close(self) -> None:
+        """DISCONNECT after whatever was written (acks), then close once it is flushed."""
+        if self.write(wire.DISCONNECT_PACKET):
+            assert self.transport is not None
+            self.transport.close()
+        try:
+            async with asyncio.timeout(CLOSE_TIMEOUT_S):
+                await self.lost.wait()
+        except TimeoutError:
+            self.abort()
+
+
+def _fail(future: asyncio.Future[Any], error: BrokerError) -> None:
+    if not future.done():
+        future.set_exception(error)
+        future.exception()  # nobody may await it any more: not an unretrieved error
+
+
+async def _reply(conn: _Connection, reply: asyncio.Future[T], what: str) -> T:
+    """The broker's answer to what we sent, or the connection dropped if none comes."""
+    try:
+        async with asyncio.timeout(REPLY_TIMEOUT_S):
+            return await reply
+    except TimeoutError:
+        conn.abort()
+        raise BrokerError(f"no {what} from the broker") from None
+
+
+def _tls_context(tls: TLS) -> ssl.SSLContext:
+    ctx = ssl.create_default_context(cafile=str(tls.ca_file) if tls.ca_file else None)
+    if tls.cert_file is not None:
+        ctx.load_cert_chain(str(tls.cert_file), str(tls.key_file) if tls.key_file else None)
+    if tls.insecure:
+        ctx.check_hostname = False  # the certificate is still verified against the CA
+    return ctx
+
+
+class MqttSource(Resource):
+    """Owns the connection, the reconnect loop, the inbox and the ack stream."""
+
+    def __init__(
+        self,
+        config: MQTT,
+        subscriptions: list[str],
+        stats: Stats,
+        clock: Clock,
+        *,
+        inbox_max_bytes: int = 64 * 1024 * 1024,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._config = config
+        self._subscriptions = subscriptions
+        self._stats = stats
+        self._clock = clock
+        self._rng = rng or random.Random()
+        self._generation = 0
+        self._tls: ssl.SSLContext | None = None
+        # The inbox holds the whole unacknowledged window plus room for QoS 0 traffic.
+        self._inbox = Inbox(config.receive_maximum + 10_000, inbox_max_bytes)
+        self._inbox.on_room = self._resume
+        self._conn: _Connection | None = None
+        self.connected = asyncio.Event()
+        # Wall-clock time since which we have no broker (from the start until the first
+        # connection too): the rules pause device alerts meanwhile.
+        self.down_since: float | None = clock.now()
+        self.on_change: Callable[[bool], None] = lambda connected: None
+
+    # -- lifecycle --
+
+    async def open(self) -> None:
+        if self._config.tls.enabled:
+            try:
+                self._tls = _tls_context(self._config.tls)
+            except (ssl.SSLError, OSError, ValueError) as e:
+                raise BrokerError(f"TLS set-up failed (mqtt.tls files): {e}") from None
+
+    async def aclose(self) -> None:
+        self._inbox.close()
+        if self._conn is not None:
+            await self._conn.close()  # the DISCONNECT goes after any acks already written
+        self._set_disconnected()
+
+    # -- the connection loop --
+
+    async def run(self) -> None:
+        """Connect, stay connected, reconnect with jittered backoff; until cancelled."""
+        cfg = self._config
+        attempt = 0
+        last_error = ""
+        while True:
+            try:
+                conn, keepalive = await self._connect()
+            except BrokerError as e:
+                self._stats.broker_connect_failures += 1
+                delay = backoff_delay(attempt, cfg.reconnect.initial, cfg.reconnect.max, self._rng)
+                attempt += 1
+                # One line per distinct error, not one per retry.
+                if str(e) != last_error:
+                    log.error(
+                        "mqtt.connect_failed",
+                        host=cfg.host,
+                        port=cfg.port,
+                        error=str(e),
+                        retry_in_s=round(delay, 2),
+                    )
+                    last_error = str(e)
+                await asyncio.sleep(delay)
+                continue
+            attempt, last_error = 0, ""
+            await self._keep_alive(conn, keepalive)
+            self._set_disconnected()
+            log.warning(
+                "mqtt.disconnected",
+                host=cfg.host,
+                port=cfg.port,
+                reason=conn.disconnect_reason or "connection lost",
+            )
+            await asyncio.sleep(
+                backoff_delay(0, cfg.reconnect.initial, cfg.reconnect.max, self._rng)
+            )
+
+    async def _open(self, conn: _Connection) -> None:
+        cfg = self._config
+        loop = asyncio.get_running_loop()
+        try:
+            async with asyncio.timeout(REPLY_TIMEOUT_S):
+                await loop.create_connection(
+                    lambda: conn,
+                    cfg.host,
+                    cfg.port,
+                    ssl=self._tls,
+                    server_hostname=cfg.host if self._tls else None,
+                )
+        except ssl.SSLCertVerificationError as e:
+            raise BrokerError(
+                f"TLS: the broker's certificate was not accepted ({e.verify_message});"
+                " check mqtt.tls.ca_file and that mqtt.host matches the certificate"
+            ) from None
+        except ssl.SSLError as e:
+            raise BrokerError(f"TLS handshake failed: {e.reason or e}") from None
+        except TimeoutError:
+            raise BrokerError("cannot connect: timed out") from None
+        except OSError as e:
+            raise BrokerError(f"cannot connect: {e.strerror or e}") from None
+
+    async def _connect(self) -> tuple[_Connection, float]:
+        cfg = self._config
+        self._generation += 1
+        conn = _Connection(self._generation, self._clock, self._inbox, asyncio.get_running_loop())
+        await self._open(conn)
+        self._conn = conn
+        password = cfg.password.get_secret_value() if cfg.password else None
+        conn.write(
+            wire.connect(
+                cfg.client_id,
+                keepalive=int(cfg.keepalive),
+                session_expiry=int(cfg.session_expiry),
+                receive_maximum=cfg.receive_maximum,
+                username=cfg.username,
+                password=password,
+            )
+        )
+        connack = await _reply(conn, conn.connack, "CONNACK")
+        if connack.failed:
+            conn.abort()
+            raise BrokerError(f"connection refused: {connack.reason}", reason_code=connack.reason)
+        server_keepalive = connack.properties.get(wire.SERVER_KEEP_ALIVE)
+        keepalive = float(server_keepalive) if isinstance(server_keepalive, int) else cfg.keepalive
+        # Subscribed again on every connection: harmless with a session, needed without.
+        conn.write(wire.subscribe(1, self._subscriptions))
+        codes = await _reply(conn, conn.suback, "SUBACK")
+        for topic, code in zip(self._subscriptions, codes, strict=False):
+            if code >= 0x80:
+                log.error(
+                    "mqtt.subscribe_refused",
+                    topic=topic,
+                    reason=wire.reason_name(wire.SUBACK, code),
+                )
+        self._stats.broker_connected = True
+        self._stats.broker_connects += 1
+        self.down_since = None
+        self.connected.set()
+        self.on_change(True)
+        log.info(
+            "mqtt.connected",
+            host=cfg.host,
+            port=cfg.port,
+            client_id=cfg.client_id,
+            session_present=connack.session_present,
+            subscriptions=",".join(self._subscriptions),
+        )
+        return conn, keepalive
+
+    async def _keep_alive(self, conn: _Connection, keepalive: float) -> None:
+        """PINGREQ every half keepalive; drop a connection silent for 1.5 keepalives."""
+        if keepalive <= 0:
+            await conn.lost.wait()
+            return
+        loop = asyncio.get_running_loop()
+        while not conn.lost.is_set():
+            try:
+                async with asyncio.timeout(keepalive / 2):
+                    await conn.lost.wait()
+            except TimeoutError:
+                pass
+            if conn.lost.is_set():
+                return
+            if not conn.paused and loop.time() - conn.last_received > keepalive * 1.5:
+                log.warning("mqtt.keepalive_timeout", silent_for_s=round(keepalive * 1.5, 1))
+                conn.abort()
+                continue
+            conn.write(wire.PINGREQ_PACKET)
+
+    def _resume(self) -> None:
+        if self._conn is not None:
+            self._conn.resume()
+
+    def _set_disconnected(self) -> None:
+        if self.connected.is_set():
+            self.down_since = self._clock.now()
+            self.connected.clear()
+            self._stats.broker_connected = False
+            self.on_change(False)
+
+    # -- the message stream --
+
+    async def batches(self) -> AsyncIterator[list[Message]]:
+        """Batches of received messages, in arrival order, until close_inbox()."""
+        while (batch := await self._inbox.get()) is not None:
+            yield batch
+
+    def close_inbox(self) -> None:
+        """Stop delivering: batches() ends once what was received is taken."""
+        self._inbox.close()
+
+    def ack(self, messages: list[Message]) -> None:
+        """PUBACK these messages, in the order given (the order they arrived)."""
+        conn = self._conn
+        if conn is None or conn.lost.is_set():
+            return
+        generation = conn.generation
+        mids = [m.mid for m in messages if m.qos and m.generation == generation]
+        if mids:
+            conn.write(wire.pubacks(mids))

@@ -1,0 +1,363 @@
+"""The HTTP API (SPEC 6): health, metrics, devices, alerts, acknowledgements, maintenance.
+
+Mutating calls need ``Authorization: Bearer <token>`` (compared in constant time); with no
+token configured they are refused. Bodies are capped. Bound to 127.0.0.1 by default.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from monitor import durations, logs
+from monitor.alerting.engine import Alert, Window, rfc3339
+from monitor.alerting.notify import Notifier
+from monitor.alerting.service import AlertService
+from monitor.alerting.store import Store
+from monitor.clock import Clock
+from monitor.config import HTTP, Duration
+from monitor.lifecycle import Resource
+from monitor.stats import Stats
+
+log = logs.get(__name__)
+
+MAX_BODY_BYTES = 64 * 1024
+STATIC = Path(__file__).parent / "static"
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@dataclass(frozen=True)
+class Health:
+    """What ``/health`` says: unhealthy while there is any reason, and the facts behind it."""
+
+    reasons: list[str]
+    broker_connected: bool
+    influx_healthy: bool
+    last_write_ok: float | None  # wall clock seconds
+
+
+class MaintenanceRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    scope: Literal["device", "kind", "area", "site"]
+    value: str = Field(min_length=1, max_length=64)
+    starts: datetime | None = None  # default: now
+    ends: datetime | None = None
+    duration: Duration | None = None  # instead of ends, e.g. "2h"
+    reason: str = Field("", max_length=500)
+    by: str = Field("api", max_length=64)
+
+    @model_validator(mode="after")
+    def _end(self) -> MaintenanceRequest:
+        if (self.ends is None) == (self.duration is None):
+            raise ValueError("give either ends or duration")
+        for t in (self.starts, self.ends):
+            if t is not None and t.tzinfo is None:
+                raise ValueError("times need a time zone, e.g. 2026-11-22T08:00:00+05:00")
+        return self
+
+
+class AckRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    by: str = Field("api", max_length=64)
+
+
+def _alert_json(a: Alert, now: float) -> dict[str, Any]:
+    return {
+        **a.payload(now),
+        "duration_text": durations.human(a.duration(now)),
+        "fired_at": rfc3339(a.fired_at),
+        "acknowledged_at": rfc3339(a.acked_at),
+        "acknowledged_by": a.acked_by,
+        "notified": sorted(a.notified),
+        "grouped_by": a.grouped_by,
+    }
+
+
+def _window_json(w: Window) -> dict[str, Any]:
+    return {
+        "id": w.id,
+        "scope": w.scope,
+        "value": w.value,
+        "starts": rfc3339(w.starts),
+        "ends": rfc3339(w.ends),
+        "reason": w.reason,
+        "created_by": w.created_by,
+    }
+
+
+class Api(Resource):
+    def __init__(
+        self,
+        config: HTTP,
+        service: AlertService,
+        store: Store,
+        stats: Stats,
+        health: Callable[[], Health],
+        notifier: Notifier,
+        clock: Clock,
+        names: dict[str, str],
+    ) -> None:
+        self._config = config
+        self._service = service
+        self._store = store
+        self._health = health
+        self._notifier = notifier
+        self._clock = clock
+        self._names = names
+        self._token = config.token.get_secret_value().encode() if config.token else None
+        self._runner: web.AppRunner | None = None
+        self.started = clock.now()
+        self._registry = CollectorRegistry(auto_describe=False)
+        self._registry.register(_StatsCollector(stats, notifier))
+        self.port: int | None = None
+
+    def app(self) -> web.Application:
+        app = web.Application(client_max_size=MAX_BODY_BYTES)
+        r = app.router
+        r.add_get("/", self.board)
+        r.add_static("/static/", STATIC, show_index=False)
+        r.add_get("/health", self.health)
+        r.add_get("/metrics", self.metrics)
+        r.add_get("/api/devices", self.devices)
+        r.add_get("/api/devices/{device}", self.device)
+        r.add_get("/api/alerts", self.alerts)
+        r.add_post("/api/alerts/{alert_id}/ack", self._auth(self.ack))
+        r.add_get("/api/maintenance", self.maintenance)
+        r.add_post("/api/maintenance", self._auth(self.add_maintenance))
+        r.add_delete("/api/maintenance/{window_id}", self._auth(self.remove_maintenance))
+        return app
+
+    async def open(self) -> None:
+        self._runner = web.AppRunner(self.app(), access_log=None, shutdown_timeout=2)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self._config.host, self._config.port)
+        await site.start()
+        self.port = int(self._runner.addresses[0][1])  # the real one when port 0 was asked
+        log.info(
+            "http.listening",
+            host=self._config.host,
+            port=self.port,
+            mutations="enabled" if self._token else "disabled (no MONITOR_HTTP__TOKEN)",
+        )
+
+    async def aclose(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    # -- auth --
+
+    def _auth(self, handler: Handler) -> Handler:
+        async def guarded(request: web.Request) -> web.StreamResponse:
+            if self._token is None:
+                return _error(
+                    403,
+                    "changes through the API are disabled: no API token is"
+                    " configured (MONITOR_HTTP__TOKEN)",
+                )
+            header = request.headers.get("Authorization", "")
+            scheme, _, given = header.partition(" ")
+            if scheme.lower() != "bearer" or not hmac.compare_digest(given.encode(), self._token):
+                return _error(401, "a valid 'Authorization: Bearer <token>' is required")
+            return await handler(request)
+
+        return guarded
+
+    # -- the status board --
+
+    async def board(self, request: web.Request) -> web.FileResponse:
+        return web.FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
+
+    # -- health and metrics --
+
+    async def health(self, request: web.Request) -> web.Response:
+        h = self._health()
+        body = {
+            "status": "ok" if not h.reasons else "unhealthy",
+            "reasons": h.reasons,
+            "broker_connected": h.broker_connected,
+            "influx_healthy": h.influx_healthy,
+            "last_write_ok": rfc3339(h.last_write_ok),
+        }
+        return web.json_response(body, status=503 if h.reasons else 200)
+
+    async def metrics(self, request: web.Request) -> web.Response:
+        return web.Response(
+            body=generate_latest(self._registry), content_type="text/plain", charset="utf-8"
+        )
+
+    # -- devices --
+
+    def _device_json(self, device_id: str, now: float) -> dict[str, Any]:
+        liveness = self._service.liveness
+        ds = liveness.devices[device_id]
+        d = ds.device
+        status = liveness.status(device_id, now)
+        since = liveness.since.get(device_id)
+        open_alerts = [
+            a.id
+            for a in self._service.engine.open.values()
+            if a.device == d.id and a.kind == d.kind
+        ]
+        return {
+            "device": d.id,
+            "name": self._names.get(d.id),
+            "site": d.site,
+            "area": d.area,
+            "kind": d.kind,
+            "up": None if status is None else status[0],
+            "state": None if status is None else status[1],
+            "reason": None if status is None else status[2],
+            "reported_state": ds.state,
+            "last_seen": rfc3339(ds.last_seen),
+            "last_seen_age_s": None if ds.last_seen is None else round(now - ds.last_seen, 3),
+            "in_maintenance": self._service.engine.in_maintenance(d, now),
+            "open_alerts": open_alerts,
+            "pending": liveness.pending(device_id, now) if status and status[0] else [],
+            "since": rfc3339(since),
+            "for_s": None if since is None else round(now - since, 1),
+            "for_text": None if since is None else durations.human(now - since),
+        }
+
+    async def devices(self, request: web.Request) -> web.Response:
+        now = self._clock.now()
+        items = [self._device_json(i, now) for i in self._service.liveness.devices]
+        items.sort(key=lambda x: (x["site"], x["area"], x["kind"], x["device"]))
+        return web.json_response({"devices": items})
+
+    async def device(self, request: web.Request) -> web.Response:
+        device_id = request.match_info["device"]
+        if device_id not in self._service.liveness.devices:
+            return _error(404, f"no device {device_id!r}")
+        now = self._clock.now()
+        body = self._device_json(device_id, now)
+        ds = self._service.liveness.devices[device_id]
+        body["metrics"] = ds.metrics
+        body["recent_alerts"] = [
+            _alert_json(a, now) for a in self._store.alerts(False, 2000) if a.device == device_id
+        ][:20]
+        return web.json_response(body)
+
+    # -- alerts --
+
+    async def alerts(self, request: web.Request) -> web.Response:
+        which = request.query.get("state", "open")
+        if which not in ("open", "all"):
+            return _error(400, "state must be open or all")
+        now = self._clock.now()
+        alerts = self._store.alerts(open_only=which == "open")
+        return web.json_response({"alerts": [_alert_json(a, now) for a in alerts]})
+
+    async def ack(self, request: web.Request) -> web.Response:
+        body = await _body(request, AckRequest)
+        if isinstance(body, web.Response):
+            return body
+        alert_id = request.match_info["alert_id"]
+        alert = self._service.acknowledge(alert_id, body.by)
+        if alert is None:
+            return _error(404, f"no open alert {alert_id!r}")
+        return web.json_response(_alert_json(alert, self._clock.now()))
+
+    # -- maintenance --
+
+    async def maintenance(self, request: web.Request) -> web.Response:
+        windows = sorted(self._service.engine.windows.values(), key=lambda w: w.starts)
+        return web.json_response({"windows": [_window_json(w) for w in windows]})
+
+    async def add_maintenance(self, request: web.Request) -> web.Response:
+        body = await _body(request, MaintenanceRequest)
+        if isinstance(body, web.Response):
+            return body
+        starts = body.starts.timestamp() if body.starts else self._clock.now()
+        ends = body.ends.timestamp() if body.ends else starts + (body.duration or 0)
+        if ends <= starts:
+            return _error(400, "the window must end after it starts")
+        window = self._service.add_window(
+            body.scope, body.value, starts, ends, body.reason, body.by
+        )
+        return web.json_response(_window_json(window), status=201)
+
+    async def remove_maintenance(self, request: web.Request) -> web.Response:
+        if not self._service.remove_window(request.match_info["window_id"]):
+            return _error(404, "no such maintenance window")
+        return web.json_response({"deleted": request.match_info["window_id"]})
+
+
+def _error(status: int, message: str) -> web.Response:
+    return web.json_response({"error": message}, status=status)
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+async def _body(request: web.Request, model: type[M]) -> M | web.Response:
+    try:
+        raw = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        return _error(413, f"request body over {MAX_BODY_BYTES} bytes")
+    try:
+        return model.model_validate_json(raw or b"{}")
+    except ValidationError as e:
+        problems = [
+            f"{'.'.join(map(str, x['loc'])) or 'body'}: {x['msg']}"
+            for x in e.errors(include_url=False)
+        ]
+        return web.json_response({"error": "invalid request", "problems": problems}, status=400)
+
+
+class _StatsCollector:
+    def __init__(self, stats: Stats, notifier: Notifier) -> None:
+        self._stats = stats
+        self._notifier = notifier
+
+    def collect(self) -> Any:
+        s = self._stats
+        for name, value, doc in (
+            ("messages_received", s.messages_received, "MQTT messages received"),
+            ("messages_rejected", s.messages_rejected, "messages rejected (quarantined)"),
+            ("points_written", s.points_written, "points accepted by InfluxDB"),
+            ("points_quarantined", s.points_quarantined, "points InfluxDB refused"),
+            ("write_errors", s.write_errors, "failed InfluxDB write attempts"),
+            ("clock_skew", s.clock_skew, "timestamps in the future, replaced"),
+            ("broker_connects", s.broker_connects, "successful MQTT connections"),
+        ):
+            yield CounterMetricFamily(f"monitor_{name}", doc, value=value)
+        rejected = CounterMetricFamily(
+            "monitor_rejected_by_reason", "rejected messages by reason", labels=["reason"]
+        )
+        for reason, n in sorted(s.rejected_by_reason.items()):
+            rejected.add_metric([reason], n)
+        yield rejected
+        sent = CounterMetricFamily(
+            "monitor_notifications",
+            "notification delivery outcomes",
+            labels=["channel_type", "outcome"],
+        )
+        for (kind, outcome), n in sorted(self._notifier.outcomes.items()):
+            sent.add_metric([kind, outcome], n)
+        yield sent
+        yield GaugeMetricFamily(
+            "monitor_broker_connected",
+            "1 while connected to the broker",
+            value=int(s.broker_connected),
+        )
+        yield GaugeMetricFamily(
+            "monitor_spool_bytes", "bytes in the disk spool", value=s.spool_bytes
+        )
+        yield GaugeMetricFamily(
+            "monitor_quarantine_bytes", "bytes in the quarantine files", value=s.quarantine_bytes
+        )
+        yield GaugeMetricFamily(
+            "monitor_notification_channels_failing",
+            "channels whose last delivery failed",
+            value=len(self._notifier.failing),
+        )

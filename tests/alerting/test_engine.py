@@ -1,0 +1,316 @@
+"""The alert lifecycle as a pure function of time (no clock, no I/O): rules firing,
+repeats, escalation, acknowledgement, maintenance, broker outages, silent sites."""
+
+from __future__ import annotations
+
+import itertools
+
+from monitor.alerting.engine import AlertEngine, Outcome, Route, Window
+from monitor.alerting.rules import DeviceState, RuleSettings, Threshold
+from monitor.model import Device
+
+T0 = 1_790_000_000.0
+RULES = RuleSettings(
+    no_data_timeout=60,
+    fault_for=30,
+    offline_for=10,
+    severity="critical",
+    thresholds=(Threshold("hot", "detector_temp_c", ">", 45, 300, "warning"),),
+)
+CREW = Route(
+    "crew", ("webhook:http://crew",), ("tgram://boss",), repeat_interval=3600, escalate_after=900
+)
+
+
+def dev(i: int | str = 1, site: str = "aktau", kind: str = "xray_scanner") -> Device:
+    return Device(f"xs-{i}", kind, site, "inspection-1")
+
+
+class World:
+    """Devices, an engine, and the time; every step returns what the engine decided."""
+
+    def __init__(
+        self,
+        n: int = 1,
+        routes: tuple[Route, ...] = (CREW,),
+        site: str = "aktau",
+        rules: RuleSettings = RULES,
+    ) -> None:
+        ids = itertools.count(1)
+        self.engine = AlertEngine(
+            routes, lambda d: rules, "monitor-1", new_id=lambda: f"a{next(ids)}"
+        )
+        self.devices = {f"xs-{i}": DeviceState(dev(i, site)) for i in range(1, n + 1)}
+        self.grace_from = T0
+        self.broker_down_since: float | None = None
+        self.now = T0
+        for ds in self.devices.values():
+            self.seen(ds.device.id)
+
+    def ds(self, i: int = 1) -> DeviceState:
+        return self.devices[f"xs-{i}"]
+
+    def seen(self, device_id: str, state: str | None = None) -> None:
+        ds = self.devices[device_id]
+        ds.last_seen = self.now
+        if state is not None and state != ds.state:
+            ds.state, ds.state_since = state, self.now
+
+    def at(self, t: float) -> Outcome:
+        self.now = T0 + t
+        return self.engine.evaluate(self.devices, self.now, self.grace_from, self.broker_down_since)
+
+    def run(self, until: float, step: float = 1.0, speak: tuple[str, ...] = ()) -> Outcome:
+        """Evaluate every `step` seconds up to `until`; `speak` devices keep talking."""
+        out = Outcome()
+        t = self.now - T0
+        while t < until:
+            t = min(until, t + step)
+            self.now = T0 + t
+            for d in speak:
+                self.seen(d)
+            out.extend(self.at(t))
+        return out
+
+
+def events(out: Outcome) -> list[tuple[str, str, str]]:
+    return [(n.payload["rule"], n.payload["device"], n.event) for n in out.notifications]
+
+
+def test_no_data_fires_exactly_at_timeout_and_resolves_with_duration() -> None:
+    w = World()
+    assert events(w.at(59.9)) == []
+    out = w.at(60)
+    assert events(out) == [("no_data", "xs-1", "firing")]
+    (n,) = out.notifications
+    assert n.channels == ("webhook:http://crew",)
+    assert n.payload["summary"] == "xs-1 (xray_scanner, inspection-1) sent no data for 60 s"
+    assert n.payload["started_at"] == "2026-09-21T14:13:20Z"  # the last message
+    assert events(w.at(200)) == []  # one firing, no repeat before repeat_interval
+    w.seen("xs-1")
+    out = w.at(200)
+    assert events(out) == [("no_data", "xs-1", "resolved")]
+    assert out.notifications[0].payload["duration_s"] == 200.0
+    assert out.notifications[0].payload["resolved_at"] == "2026-09-21T14:16:40Z"
+    assert [a.state for a in out.transitions] == ["resolved"]
+
+
+def test_next_wakeup_is_the_earliest_deadline() -> None:
+    w = World(n=2)
+    w.at(10)
+    w.seen("xs-2")
+    assert w.engine.next_wakeup(w.devices, w.now, w.grace_from, None) == T0 + 60
+
+
+def test_start_up_grace_for_devices_last_seen_before_the_restart() -> None:
+    w = World()
+    w.ds().last_seen = T0 - 3600  # seen an hour before the monitor (re)started at T0
+    assert events(w.at(59)) == []
+    assert events(w.at(60)) == [("no_data", "xs-1", "firing")]
+
+
+def test_never_seen_registered_device_is_down_after_its_grace() -> None:
+    w = World()
+    w.ds().last_seen = None
+    assert events(w.at(59)) == []
+    out = w.at(60)
+    assert events(out) == [("no_data", "xs-1", "firing")]
+
+
+def test_offline_fires_after_offline_for_and_no_data_does_not_double_it() -> None:
+    w = World()
+    w.at(5)
+    ds = w.ds()
+    ds.online, ds.offline_since = False, w.now  # its Last Will
+    assert events(w.at(14.9)) == []
+    assert events(w.at(15)) == [("offline", "xs-1", "firing")]
+    assert events(w.run(600, step=5)) == []  # silent for 10 min: still the one alert
+    ds.online, ds.offline_since = True, None
+    w.seen("xs-1")
+    assert events(w.at(601)) == [("offline", "xs-1", "resolved")]
+
+
+def test_a_reconnect_blip_shorter_than_offline_for_raises_nothing() -> None:
+    w = World()
+    ds = w.ds()
+    w.at(5)
+    ds.online, ds.offline_since = False, w.now
+    w.at(12)
+    ds.online, ds.offline_since = True, None
+    w.seen("xs-1")
+    assert events(w.run(40, speak=("xs-1",))) == []
+
+
+def test_fault_fires_after_fault_for() -> None:
+    w = World()
+    w.seen("xs-1", "fault")
+    assert events(w.run(29.5, step=0.5, speak=("xs-1",))) == []
+    assert events(w.run(30, step=0.5, speak=("xs-1",))) == [("fault", "xs-1", "firing")]
+    w.seen("xs-1", "ready")
+    assert events(w.at(31)) == [("fault", "xs-1", "resolved")]
+
+
+def test_flapping_faster_than_fault_for_raises_nothing() -> None:
+    w = World()
+    out = Outcome()
+    for t in range(0, 300, 10):  # 10 s fault, 10 s ready, ...
+        w.now = T0 + t
+        w.seen("xs-1", "fault" if t % 20 == 0 else "ready")
+        out.extend(w.at(t))
+    assert events(out) == []
+
+
+def test_threshold_needs_its_duration() -> None:
+    w = World()
+    ds = w.ds()
+    ds.observe_metrics({"detector_temp_c": 47.0}, w.now, RULES.thresholds)
+    assert events(w.run(299, step=10, speak=("xs-1",))) == []
+    out = w.run(300, step=1, speak=("xs-1",))
+    assert events(out) == [("threshold:hot", "xs-1", "firing")]
+    assert out.notifications[0].payload["severity"] == "warning"
+    ds.observe_metrics({"detector_temp_c": 44.0}, w.now, RULES.thresholds)
+    assert events(w.at(301)) == [("threshold:hot", "xs-1", "resolved")]
+
+
+def test_repeat_escalate_and_acknowledge() -> None:
+    w = World()
+    w.at(60)
+    out = w.run(960, step=10)
+    assert events(out) == [("no_data", "xs-1", "escalation")]
+    assert out.notifications[0].channels == ("tgram://boss",)  # 900 s after firing at 60
+    assert events(w.run(3660, step=10)) == [("no_data", "xs-1", "repeat")]
+    alert = next(iter(w.engine.open.values()))
+    acked = w.engine.acknowledge(alert.id, w.now, "aigerim")
+    assert acked is not None
+    assert events(acked) == [("no_data", "xs-1", "acknowledged")]
+    assert [a.state for a in acked.transitions] == ["acknowledged"]
+    assert events(w.run(20_000, step=60)) == []  # acknowledged: no more repeats
+    w.seen("xs-1")
+    out = w.at(20_001)
+    assert events(out) == [("no_data", "xs-1", "resolved")]
+    # the resolution reaches the escalation channel too
+    assert out.notifications[0].channels == ("webhook:http://crew", "tgram://boss")
+
+
+def test_routes_match_severity_kind_site_area() -> None:
+    night = Route(
+        "night",
+        ("webhook:http://night",),
+        (),
+        3600,
+        900,
+        severity=frozenset({"critical"}),
+        site=frozenset({"kuryk"}),
+    )
+    w = World(routes=(CREW, night), site="kuryk")
+    out = w.at(60)
+    assert sorted(n.route for n in out.notifications) == ["crew", "night"]
+    w2 = World(routes=(night,), site="aktau")
+    assert w2.at(60).notifications == []
+
+
+def test_maintenance_window_suppresses_notifications_until_it_ends() -> None:
+    w = World()
+    w.engine.windows["m1"] = Window("m1", "device", "xs-1", T0 + 30, T0 + 600, "tube")
+    out = w.at(60)
+    assert events(out) == []
+    assert [a.rule for a in out.transitions] == ["no_data"]  # recorded all the same
+    assert events(w.run(599, step=10)) == []
+    assert events(w.at(600)) == [("no_data", "xs-1", "firing")]  # still down afterwards
+
+
+def test_device_reporting_maintenance_is_not_notified() -> None:
+    w = World()
+    w.seen("xs-1", "maintenance")
+    assert events(w.run(3600, step=30)) == []
+
+
+def test_broker_outage_pauses_device_alerts_and_raises_one_alert() -> None:
+    w = World(n=5)
+    w.at(5)
+    w.broker_down_since = T0 + 5
+    out = w.run(5 + 180, step=1)  # three times the timeout
+    assert events(out) == [("monitor_broker_down", "monitor-1", "firing")]
+    assert out.notifications[0].payload["started_at"] == "2026-09-21T14:13:25Z"
+    assert w.now - T0 >= 35
+    # reconnect: every device gets a fresh grace equal to its timeout
+    w.broker_down_since = None
+    w.grace_from = w.now
+    out = w.run(w.now - T0 + 59, step=1)
+    assert events(out) == [("monitor_broker_down", "monitor-1", "resolved")]
+    for i in range(1, 6):
+        w.seen(f"xs-{i}")
+    assert events(w.run(w.now - T0 + 30, step=1)) == []
+
+
+def test_broker_blip_under_30s_raises_nothing() -> None:
+    w = World()
+    w.broker_down_since = T0
+    assert events(w.run(29, step=1)) == []
+    w.broker_down_since = None
+    assert events(w.at(29.5)) == []
+
+
+def test_a_silent_site_is_one_notification_not_fifty() -> None:
+    w = World(n=10)
+    out = w.run(60, step=1)
+    assert events(out) == [("site_silent", "aktau", "firing")]
+    site = next(n for n in out.notifications).payload
+    assert site["summary"].startswith("site aktau: 10 of 10 devices went silent together")
+    assert sorted(a.device for a in out.transitions if a.rule == "no_data") == sorted(w.devices)
+    assert events(w.run(600, step=10)) == []
+    # the site speaks again: the site alert resolves; the ones still silent are now told
+    for i in range(1, 9):
+        w.seen(f"xs-{i}")
+    out = w.at(601)
+    assert sorted(events(out)) == sorted(
+        [
+            ("site_silent", "aktau", "resolved"),
+            ("no_data", "xs-9", "firing"),
+            ("no_data", "xs-10", "firing"),
+        ]
+    )
+    # ... and the recovered devices' alerts resolve without a word (never announced)
+    assert sorted(
+        a.device for a in out.transitions if a.state == "resolved" and a.rule == "no_data"
+    ) == [f"xs-{i}" for i in range(1, 9)]
+
+
+def test_one_device_silent_is_not_a_site_outage() -> None:
+    w = World(n=10)
+    out = w.run(60, step=1, speak=tuple(f"xs-{i}" for i in range(2, 11)))
+    assert events(out) == [("no_data", "xs-1", "firing")]
+
+
+def test_fewer_than_three_devices_is_never_a_site_outage() -> None:
+    w = World(n=2)
+    assert sorted(events(w.at(60))) == [
+        ("no_data", "xs-1", "firing"),
+        ("no_data", "xs-2", "firing"),
+    ]
+
+
+def test_restored_alerts_are_not_notified_again() -> None:
+    w = World()
+    w.at(60)
+    (alert,) = w.engine.open.values()
+    fresh = World()
+    fresh.engine.restore([alert], [])
+    fresh.grace_from = T0 + 100  # restarted at t=100
+    assert events(fresh.run(959, step=1)) == []  # no duplicate firing
+    # ... nor a forgotten escalation: due 900 s after it fired at t=60
+    assert events(fresh.at(960)) == [("no_data", "xs-1", "escalation")]
+    fresh.seen("xs-1")  # recovered
+    assert events(fresh.at(1001)) == [("no_data", "xs-1", "resolved")]
+
+
+def test_monitor_conditions_fire_and_resolve_once() -> None:
+    w = World()
+    spool = {"monitor_spool_high": "monitor monitor-1: the disk spool is 83% full"}
+    out = w.engine.evaluate(w.devices, T0 + 1, w.grace_from, None, spool)
+    assert events(out) == [("monitor_spool_high", "monitor-1", "firing")]
+    assert out.notifications[0].payload["severity"] == "warning"
+    again = w.engine.evaluate(w.devices, T0 + 2, w.grace_from, None, spool)
+    assert events(again) == []
+    done = w.engine.evaluate(w.devices, T0 + 3, w.grace_from, None, {"monitor_spool_high": None})
+    assert events(done) == [("monitor_spool_high", "monitor-1", "resolved")]

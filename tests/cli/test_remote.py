@@ -1,0 +1,84 @@
+"""The CLI against a running instance: devices, alerts, ack, maintenance."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from monitor.config import load_config
+from monitor.sim.devservers import Mosquitto
+from tests.helpers import ALERT_TIMEOUT, ROOT, Publisher, Talker, Webhook, running_monitor, wait_for
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+async def test_cli_talks_to_a_running_instance(
+    alert_config: Callable[..., Path],
+    mosquitto: Mosquitto,
+    webhook: Webhook,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("MONITOR_HTTP__TOKEN", "cli-token")
+    path = alert_config(channels=[f"webhook:{webhook.url}"], devices=["xs-a", "xs-d"])
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        env = {**os.environ, "COLUMNS": "200"}
+        return subprocess.run(
+            [sys.executable, "-m", "monitor", *args, "-c", str(path)],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=ROOT,
+            check=False,
+            timeout=30,
+        )
+
+    pub = Publisher(mosquitto.port)
+    talker = Talker(pub, ["xs-d"])
+    async with running_monitor(load_config(path)), asyncio.TaskGroup() as tg:
+        talking = tg.create_task(talker.run())
+        await wait_for(lambda: webhook.received, timeout=ALERT_TIMEOUT + 5)  # xs-a: no_data
+        devs = await asyncio.to_thread(cli, "devices", "--json")
+        assert devs.returncode == 0, devs.stderr
+        by = {d["device"]: d for d in json.loads(devs.stdout)["devices"]}
+        assert (by["xs-a"]["up"], by["xs-a"]["reason"]) == (False, "no_data")
+        assert (by["xs-d"]["up"], by["xs-d"]["reason"]) == (True, "ok")
+        table = await asyncio.to_thread(cli, "alerts")
+        assert "no_data" in table.stdout
+        alert_id = webhook.received[0][2]["alert_id"]
+        assert alert_id in table.stdout
+
+        acked = await asyncio.to_thread(cli, "ack", alert_id, "--by", "Nurlan")
+        assert acked.returncode == 0, acked.stderr
+        assert f"acknowledged {alert_id}" in acked.stdout
+        missing = await asyncio.to_thread(cli, "ack", "no-such-alert")
+        assert missing.returncode == 1
+        assert "HTTP 404" in missing.stderr
+
+        added = await asyncio.to_thread(
+            cli,
+            "maintenance",
+            "add",
+            "area",
+            "inspection-1",
+            "--duration",
+            "2h",
+            "--reason",
+            "calibration",
+        )
+        assert added.returncode == 0, added.stderr
+        window_id = added.stdout.split()[1].rstrip(":")
+        listed = await asyncio.to_thread(cli, "maintenance", "list", "--json")
+        assert [w["id"] for w in json.loads(listed.stdout)["windows"]] == [window_id]
+        removed = await asyncio.to_thread(cli, "maintenance", "remove", window_id)
+        assert removed.returncode == 0, removed.stderr
+        talking.cancel()
+    pub.close()
+    assert ("xs-a", "no_data", "acknowledged") in webhook.events()

@@ -1,0 +1,277 @@
+"""Normalization as a pure function of (topic, payload, receive time)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from monitor.config import load_config
+from monitor.model import Device, Reading
+from monitor.normalize.normalizer import Normalizer
+from monitor.normalize.reasons import REASONS, Rejected
+from tests.helpers import SHIPPED_CONFIG
+
+NOW = 1_790_000_000_000  # ms
+XS01 = "customs/aktau/inspection-1/xray_scanner/xs-01"
+
+
+@pytest.fixture(scope="module")
+def norm() -> Normalizer:
+    return Normalizer(load_config(SHIPPED_CONFIG))
+
+
+def ok(result: Reading | Rejected) -> Reading:
+    assert isinstance(result, Reading), result
+    return result
+
+
+def rejected(result: Reading | Rejected) -> str:
+    assert isinstance(result, Rejected), result
+    assert result.reason in REASONS
+    return result.reason
+
+
+def n(norm: Normalizer, topic: str, payload: object, received: int = NOW, retained: bool = False):
+    data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+    return norm.normalize(topic, data, received, retained)
+
+
+def test_canonical_types_follow_the_kind_schema(norm: Normalizer) -> None:
+    r = ok(
+        n(
+            norm,
+            f"{XS01}/telemetry",
+            {
+                "ts": NOW - 10,
+                "state": "ready",
+                "tube_voltage_kv": 140,
+                "scans_total": 12.0,
+                "interlock_ok": 1,
+                "extra_int": 7,
+                "note": "x",
+                "flag": False,
+                "gone": None,
+            },
+        )
+    )
+    assert r.device == Device("xs-01", "xray_scanner", "aktau", "inspection-1")
+    assert r.ts_ms == NOW - 10 and r.state == "ready" and r.channel == "telemetry"
+    assert r.fields == {
+        "tube_voltage_kv": 140.0,
+        "scans_total": 12,
+        "interlock_ok": True,
+        "extra_int": 7.0,
+        "note": "x",
+        "flag": False,
+    }
+    assert type(r.fields["tube_voltage_kv"]) is float and type(r.fields["scans_total"]) is int
+    assert type(r.fields["extra_int"]) is float  # unknown numbers never flip int/float
+
+
+def test_without_ts_the_receive_time_is_used(norm: Normalizer) -> None:
+    assert ok(n(norm, f"{XS01}/telemetry", {"scans_total": 1})).ts_ms == NOW
+
+
+@pytest.mark.parametrize(
+    ("ts", "expected"),
+    [
+        ("2026-09-21T14:13:20Z", 1_790_000_000_000),
+        ("2026-09-21T19:13:20.250+05:00", 1_790_000_000_250),
+        (1_790_000_000_000, 1_790_000_000_000),
+        (1_789_999_999_999.6, 1_790_000_000_000),
+    ],
+)
+def test_timestamps(norm: Normalizer, ts: object, expected: int) -> None:
+    assert ok(n(norm, f"{XS01}/telemetry", {"ts": ts, "scans_total": 1})).ts_ms == expected
+
+
+def test_future_clock_is_replaced_by_receive_time_not_rejected(norm: Normalizer) -> None:
+    r = ok(n(norm, f"{XS01}/telemetry", {"ts": NOW + 301_000, "scans_total": 1}))
+    assert (r.ts_ms, r.clock_skew) == (NOW, True)
+    r = ok(n(norm, f"{XS01}/telemetry", {"ts": NOW + 299_000, "scans_total": 1}))
+    assert (r.ts_ms, r.clock_skew) == (NOW + 299_000, False)
+
+
+def test_max_age_edge(norm: Normalizer) -> None:
+    week = 7 * 86_400_000
+    assert ok(n(norm, f"{XS01}/telemetry", {"ts": NOW - week, "scans_total": 1}))
+    assert (
+        rejected(n(norm, f"{XS01}/telemetry", {"ts": NOW - week - 1, "scans_total": 1}))
+        == "too_old"
+    )
+
+
+def test_discovered_device_takes_site_area_kind_from_topic(norm: Normalizer) -> None:
+    r = ok(n(norm, "customs/kuryk/rail-gate/weighbridge/wb-77/telemetry", {"weight_kg": 40_000}))
+    assert r.device == Device("wb-77", "weighbridge", "kuryk", "rail-gate")
+
+
+def test_registry_wins_over_topic_for_registered_devices(norm: Normalizer) -> None:
+    r = ok(n(norm, "customs/aktau/somewhere/xray_scanner/xs-01/telemetry", {"scans_total": 1}))
+    assert r.device.area == "inspection-1"
+
+
+@pytest.mark.parametrize(
+    ("payload", "online", "state"),
+    [
+        (b"online", True, None),
+        (b"offline", False, "offline"),
+        (b'{"state": "fault", "code": "E42"}', True, "fault"),  # connected, but faulty
+        (b'{"state": "ready"}', True, "ready"),
+    ],
+)
+def test_status_payloads(norm: Normalizer, payload: bytes, online: bool, state: str | None) -> None:
+    r = ok(n(norm, f"{XS01}/status", payload, retained=True))
+    assert (r.channel, r.online, r.state, r.retained) == ("status", online, state, True)
+
+
+def test_event(norm: Normalizer) -> None:
+    r = ok(n(norm, f"{XS01}/event", {"type": "scan_completed", "lane": 3}))
+    assert (r.channel, r.event_type, r.fields) == ("event", "scan_completed", {"lane": 3.0})
+
+
+def test_scanner_vendor_x(norm: Normalizer) -> None:
+    r = ok(
+        n(
+            norm,
+            "scanners/xs-02/data",
+            {
+                "time": NOW - 5,
+                "devStatus": 3,
+                "hv": 150_000,
+                "beamCurrent": 1.1,
+                "detTempF": 212,
+                "scanCount": 9,
+                "fw": "2.1",
+            },
+        )
+    )
+    assert r.device == Device("xs-02", "xray_scanner", "aktau", "inspection-1")
+    assert r.ts_ms == NOW - 5 and r.state == "busy"
+    assert r.fields == pytest.approx(
+        {
+            "tube_voltage_kv": 150.0,
+            "tube_current_ma": 1.1,
+            "detector_temp_c": 100.0,
+            "scans_total": 9,
+            "fw": "2.1",
+        }
+    )
+    assert type(r.fields["scans_total"]) is int
+
+
+@pytest.mark.parametrize(
+    ("code", "state"),
+    [
+        (0, "offline"),
+        (1, "standby"),
+        (2, "ready"),
+        (3, "busy"),
+        (4, "warming_up"),
+        (8, "maintenance"),
+        (9, "fault"),
+    ],
+)
+def test_scanner_vendor_x_status_codes(norm: Normalizer, code: int, state: str) -> None:
+    assert ok(n(norm, "scanners/xs-02/data", {"devStatus": code})).state == state
+
+
+@pytest.mark.parametrize(
+    ("signal", "value", "fields", "state"),
+    [
+        ("barrier_up", b"1", {"position": "open"}, None),
+        ("barrier_up", b"0\n", {"position": "closed"}, None),
+        ("motor_amps", b"2.7", {"motor_current_a": 2.7}, None),
+        ("cycles", b"1042", {"cycles_total": 1042}, None),
+        ("fault", b"1", {}, "fault"),
+        ("fault", b"0", {}, "ready"),
+        ("oil_temp", b"61.5", {"oil_temp": 61.5}, None),  # unmapped signals are kept
+    ],
+)
+def test_plc_gateway(
+    norm: Normalizer, signal: str, value: bytes, fields: dict, state: str | None
+) -> None:
+    r = ok(norm.normalize(f"plc/aktau/gb-03/{signal}", value, NOW))
+    assert r.device == Device("gb-03", "gate_barrier", "aktau", "gate-out")
+    assert (r.fields, r.state, r.ts_ms) == (fields, state, NOW)
+
+
+def test_plc_device_not_in_registry_is_discovered_from_topic_site(norm: Normalizer) -> None:
+    r = ok(norm.normalize("plc/kuryk/gb-99/motor_amps", b"1.5", NOW))
+    assert r.device == Device("gb-99", "gate_barrier", "kuryk", "unassigned")
+
+
+@pytest.mark.parametrize(
+    ("topic", "payload", "reason"),
+    [
+        (f"{XS01}/telemetry", b'{"a": true, "a2": [1]}', "wrong_type"),
+        (f"{XS01}/telemetry", b'{"tube_voltage_kv": true}', "wrong_type"),  # bool is not a number
+        (f"{XS01}/telemetry", b'{"interlock_ok": 2}', "wrong_type"),
+        (f"{XS01}/telemetry", b'{"scans_total": 9223372036854775808}', "invalid_value"),
+        (f"{XS01}/telemetry", b'{"x": 1' + b"0" * 400 + b"}", "non_finite"),
+        (f"{XS01}/telemetry", b"[" * 100_000 + b"]" * 100_000, "malformed_json"),
+        (f"{XS01}/telemetry", b'{"ts": true}', "bad_timestamp"),
+        (f"{XS01}/telemetry", b'{"ts": "2026-09-21T14:13:20"}', "bad_timestamp"),  # no zone
+        (f"{XS01}/telemetry", b'{"bad\\nname": 1}', "invalid_field_name"),
+        (f"{XS01}/telemetry", b'{"back\\\\slash": 1}', "invalid_field_name"),
+        (f"{XS01}/telemetry", b'{"note": "' + b"x" * 70_000 + b'"}', "invalid_value"),
+        (f"{XS01}/status", b"maybe", "malformed_json"),
+        (f"{XS01}/event", b'{"type": "has space"}', "invalid_event"),
+        ("customs/aktau/a/xray_scanner/x\u00e9/telemetry", b"{}", "invalid_device_id"),
+        ("customs/aktau/a/xray_scanner/" + "x" * 65 + "/telemetry", b"{}", "invalid_device_id"),
+        ("customs/aktau/gate-in/xray_scanner/xs-01", b"{}", "unknown_topic"),
+        ("other/topic", b"{}", "unknown_topic"),
+        ("plc/aktau/gb-03/motor_amps", b"fast", "wrong_type"),
+        ("plc/aktau/gb-03/motor_amps", b"\xff", "not_utf8"),
+        ("plc/aktau/gb-03/motor_amps", b"  ", "empty_payload"),
+        ("scanners/xs-02/data", b'{"hv": "lots"}', "wrong_type"),
+    ],
+)
+def test_rejections(norm: Normalizer, topic: str, payload: bytes, reason: str) -> None:
+    assert rejected(norm.normalize(topic, payload, NOW)) == reason
+
+
+def test_subscriptions_cover_every_profile(norm: Normalizer) -> None:
+    assert norm.subscriptions == ["customs/+/+/+/+/+", "scanners/+/data", "plc/+/+/+"]
+
+
+def test_unmapped_drop_and_dotted_paths(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("""
+profiles:
+  portal_y:
+    topic: rpm/{site}/{area}/{device}
+    kind: radiation_portal
+    unmapped: drop
+    timestamp: {field: t, unit: s}
+    fields:
+      "det.gamma": {to: gamma_cps, convert: cpm->cps}
+      "det.dose":  {to: dose_usv_h, convert: mR/h->uSv/h}
+      occ: {to: occupied}
+""")
+    norm = Normalizer(load_config(cfg))
+    r = ok(
+        norm.normalize(
+            "rpm/aktau/gate-in/rpm-09",
+            json.dumps(
+                {"t": 1_790_000_000, "det": {"gamma": 600, "dose": 0.002}, "occ": True, "junk": 1}
+            ).encode(),
+            NOW,
+        )
+    )
+    assert r.device == Device("rpm-09", "radiation_portal", "aktau", "gate-in")
+    assert r.ts_ms == 1_790_000_000_000
+    assert r.fields == pytest.approx({"gamma_cps": 10.0, "dose_usv_h": 0.02, "occupied": True})
+
+
+def test_discovery_is_bounded(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("ingest: {max_devices: 3}\n")
+    norm = Normalizer(load_config(cfg))
+    topics = [f"customs/aktau/gate-in/anpr_camera/cam-{i}/telemetry" for i in range(5)]
+    results = [norm.normalize(t, b'{"reads_total": 1}', NOW) for t in topics]
+    assert [isinstance(r, Reading) for r in results] == [True, True, True, False, False]
+    assert rejected(results[4]) == "unknown_device"
+    assert ok(norm.normalize(topics[0], b'{"reads_total": 2}', NOW))  # known ones still flow

@@ -1,0 +1,157 @@
+"""The MQTT source against a real mosquitto: backpressure, keepalive, redelivery."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from monitor.clock import SystemClock
+from monitor.config import MQTT
+from monitor.sim.devservers import Mosquitto
+from monitor.source.mqtt import MqttSource
+from monitor.stats import Stats
+from tests.helpers import Publisher, wait_for
+from tests.source.mqtt5 import utf8, varint
+
+# -- the source against a real mosquitto --
+
+
+def source_for(port: int, stats: Stats | None = None, **overrides: object) -> MqttSource:
+    config = MQTT(port=port, client_id="test-source", **overrides)  # type: ignore[arg-type]
+    return MqttSource(config, ["t/#"], stats or Stats(), SystemClock(), inbox_max_bytes=4096)
+
+
+async def stop(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+@pytest.mark.integration
+async def test_a_full_inbox_pauses_the_socket_and_loses_nothing(mosquitto: Mosquitto) -> None:
+    """A slow consumer with a 4 KiB inbox: reading stops and resumes; every message, in order."""
+    n = 3000
+    async with source_for(mosquitto.port) as source:
+        runner = asyncio.create_task(source.run())
+        await asyncio.wait_for(source.connected.wait(), 10)
+        pub = Publisher(mosquitto.port)
+        await asyncio.to_thread(pub.publish_all, [("t/x", str(i)) for i in range(n)])
+        got: list[int] = []
+        largest = 0
+        async for batch in source.batches():
+            largest = max(largest, sum(len(m.payload) for m in batch))
+            got.extend(int(m.payload) for m in batch)
+            source.ack(batch)
+            await asyncio.sleep(0.002)  # a slow sink
+            if len(got) >= n:
+                break
+        await stop(runner)
+        pub.client.disconnect()
+        pub.client.loop_stop()
+    assert got == list(range(n))
+    # bounded: the inbox (4 KiB) plus at most one socket read (asyncio reads 256 KiB)
+    assert largest < 4096 + 256 * 1024
+
+
+@pytest.mark.integration
+async def test_a_frozen_broker_is_detected_by_keepalive(mosquitto: Mosquitto) -> None:
+    async with source_for(mosquitto.port, keepalive=1) as source:
+        runner = asyncio.create_task(source.run())
+        await asyncio.wait_for(source.connected.wait(), 10)
+        assert mosquitto.proc is not None
+        os.kill(mosquitto.proc.pid, signal.SIGSTOP)
+        try:
+            t0 = time.monotonic()
+            await wait_for(lambda: not source.connected.is_set(), timeout=10, interval=0.05)
+            silent = time.monotonic() - t0
+        finally:
+            os.kill(mosquitto.proc.pid, signal.SIGCONT)
+        assert silent < 3  # 1.5 keepalives of silence, checked every half keepalive
+        await asyncio.wait_for(source.connected.wait(), 15)  # and back once it thaws
+        await stop(runner)
+
+
+@pytest.mark.integration
+async def test_unacked_messages_come_back_on_the_next_connection(
+    mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    """Acks for a dead connection's messages are not sent on the new one; the broker resends."""
+    async with source_for(mosquitto.port) as source:
+        runner = asyncio.create_task(source.run())
+        await asyncio.wait_for(source.connected.wait(), 10)
+        pub = Publisher(mosquitto.port)
+        await asyncio.to_thread(pub.publish_all, [("t/x", str(i)) for i in range(10)])
+        first = await anext(aiter(source.batches()))
+        while len(first) < 10:
+            first += await anext(aiter(source.batches()))
+        mosquitto.restart()  # the connection dies with all ten unacknowledged
+        await wait_for(lambda: not source.connected.is_set(), timeout=10, interval=0.05)
+        await asyncio.wait_for(source.connected.wait(), 15)
+        source.ack(first)  # too late: from the old connection, so nothing is sent
+        again = await asyncio.wait_for(anext(aiter(source.batches())), 10)
+        assert sorted(int(m.payload) for m in again) == list(range(10))
+        assert all(m.generation == first[0].generation + 1 for m in again)
+        source.ack(again)
+        await stop(runner)
+        pub.client.disconnect()
+        pub.client.loop_stop()
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+async def test_the_brokers_keepalive_overrides_ours(tmp_path: Path) -> None:
+    """A broker capping keepalive at 10 s (MQTT 5 Server Keep Alive; mosquitto's minimum):
+    we ping at its pace, so it never drops us for silence although we asked for 60 s."""
+    broker = Mosquitto(tmp_path / "mosquitto", extra_conf="max_keepalive 10\n")
+    broker.start()
+    stats = Stats()
+    try:
+        async with source_for(broker.port, stats, keepalive=60) as source:
+            runner = asyncio.create_task(source.run())
+            await asyncio.wait_for(source.connected.wait(), 10)
+            await asyncio.sleep(25)  # mosquitto drops a client silent for 1.5 x 10 s (+ 2 s)
+            assert source.connected.is_set()
+            assert stats.broker_connects == 1
+            await stop(runner)
+    finally:
+        broker.stop()
+
+
+async def test_the_brokers_reason_for_disconnecting_us_is_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """mosquitto 2.0 closes without a DISCONNECT (even on a session take-over), so a
+    scripted MQTT 5 peer says it: CONNACK, SUBACK, then DISCONNECT "Session taken over"."""
+    reason = b"\x1f" + utf8("another monitor-aktau-1 connected")
+    disconnect = b"\xe0" + varint(len(reason) + 2) + b"\x8e" + varint(len(reason)) + reason
+
+    async def peer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(1024)  # CONNECT
+        writer.write(b"\x20\x03\x00\x00\x00")
+        await reader.read(1024)  # SUBSCRIBE
+        writer.write(b"\x90\x04\x00\x01\x00\x01" + disconnect)
+        await writer.drain()
+        writer.close()
+
+    caplog.set_level(logging.WARNING, logger="monitor.mqtt")
+    server = await asyncio.start_server(peer, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    async with server, source_for(port) as source:
+        runner = asyncio.create_task(source.run())
+        await wait_for(
+            lambda: any(r.getMessage() == "mqtt.disconnected" for r in caplog.records),
+            timeout=10,
+            interval=0.05,
+        )
+        await stop(runner)
+    reasons = [
+        getattr(r, "reason", None) for r in caplog.records if r.getMessage() == "mqtt.disconnected"
+    ]
+    assert reasons[0] == "Session taken over: another monitor-aktau-1 connected"

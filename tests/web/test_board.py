@@ -1,0 +1,111 @@
+"""The status board in a real browser (Debian's Chromium, driven by Playwright)."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import yaml
+
+from monitor.config import load_config
+from monitor.model import Device
+from monitor.sim import simulate as sim
+from monitor.sim.devservers import Mosquitto
+from tests.helpers import ROOT, SHIPPED_CONFIG, Webhook, running_monitor
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+ARTIFACTS = ROOT / "test-artifacts"
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+async def test_board_turns_a_tile_red_on_failure_and_green_on_recovery(
+    alert_config: Callable[..., Path],
+    mosquitto: Mosquitto,
+    webhook: Webhook,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from playwright.async_api import Dialog, async_playwright
+
+    monkeypatch.setenv("MONITOR_HTTP__TOKEN", "board-token")
+
+    ids = ["xs-a", "xs-b", "xs-c", "xs-d"]
+    profiles = {"profiles": yaml.safe_load(SHIPPED_CONFIG.read_text())["profiles"]}
+    config = load_config(
+        alert_config(
+            channels=[f"webhook:{webhook.url}"],
+            devices=ids,
+            extra=yaml.safe_dump(profiles),
+        )
+    )
+    simulation = sim.Simulation(
+        sim.build([Device(i, "xray_scanner", "aktau", "inspection-1") for i in ids], seed=3),
+        port=mosquitto.port,
+        rate=4.0,
+        duration=40,
+        failures=[sim.Failure("xs-a", "silent", 4), sim.Failure("xs-a", "recover", 12)],
+    )
+    ARTIFACTS.mkdir(exist_ok=True)
+    async with running_monitor(config) as monitor, async_playwright() as pw:
+        running = asyncio.create_task(simulation.run())
+        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = await browser.new_page(viewport={"width": 1920, "height": 1080})
+            await page.goto(f"http://127.0.0.1:{monitor.api.port}/")
+            tile = page.locator('.tile[data-device="xs-a"]')
+            await page.wait_for_selector(
+                '.tile[data-device="xs-a"][data-status="up"]', timeout=10_000
+            )
+            assert await page.locator(".tile").count() == 4
+            await page.wait_for_selector(
+                '.tile[data-device="xs-a"][data-status="down"]', timeout=15_000
+            )
+            assert "no data" in await tile.inner_text()
+            await page.wait_for_selector("#alert-list li", timeout=10_000)
+            assert "xs-a" in await page.locator("#alert-list").inner_text()
+            await page.screenshot(path=str(ARTIFACTS / "board-down.png"))
+
+            # Acknowledge from the board: token and name are asked once, then kept
+            answers = iter(["board-token", "Dana (night shift)"])
+
+            async def answer(dialog: Dialog) -> None:
+                await dialog.accept(next(answers))
+
+            page.on("dialog", answer)
+            await page.locator("#alert-list button.ack").click()
+            await page.wait_for_selector("#alert-list .acked", timeout=10_000)
+            assert (
+                "acknowledged by Dana (night shift)"
+                in await page.locator("#alert-list").inner_text()
+            )
+            assert ("xs-a", "no_data", "acknowledged") in webhook.events()
+            phone = await browser.new_page(viewport={"width": 390, "height": 844})
+            await phone.goto(f"http://127.0.0.1:{monitor.api.port}/")
+            await phone.wait_for_selector('.tile[data-device="xs-a"][data-status="down"]')
+            await phone.screenshot(path=str(ARTIFACTS / "board-phone.png"), full_page=True)
+            await page.wait_for_selector(
+                '.tile[data-device="xs-a"][data-status="up"]', timeout=15_000
+            )
+            await page.wait_for_selector("#alerts[hidden]", state="attached", timeout=10_000)
+            await page.screenshot(path=str(ARTIFACTS / "board-recovered.png"))
+            # the colours a person sees, not just the class names
+            green = await tile.evaluate("e => getComputedStyle(e).backgroundColor")
+            assert green == "rgb(31, 122, 58)"
+        finally:
+            await browser.close()
+            running.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await running
+    assert (ARTIFACTS / "board-down.png").stat().st_size > 10_000
