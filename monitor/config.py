@@ -50,6 +50,40 @@ from monitor.model import (
 DEFAULT_CONFIG_PATH = Path("config/monitor.yaml")
 
 Duration = Annotated[float, BeforeValidator(durations.parse)]
+# A period or a timeout: zero would make a timer spin or a condition hold at once.
+Interval = Annotated[Duration, Field(gt=0)]
+
+
+def _whole_seconds(maximum: int) -> AfterValidator:
+    """Durations that go on the MQTT wire as an integer of seconds (0: off / at once)."""
+
+    def check(seconds: float) -> float:
+        if seconds != int(seconds) or not 0 <= seconds <= maximum:
+            raise ValueError(
+                f"MQTT carries this as whole seconds from 0 to {maximum}; got {seconds:g} s"
+            )
+        return seconds
+
+    return AfterValidator(check)
+
+
+MAX_MQTT_PACKET = 268_435_455  # MQTT's largest remaining length (256 MiB - 1)
+
+
+def _topic_filter(text: str) -> str:
+    """An MQTT topic filter the broker will accept (MQTT 5, section 4.7)."""
+    levels = text.split("/")
+    if not text or "\x00" in text:
+        raise ValueError("a topic filter is non-empty text without NUL")
+    for i, level in enumerate(levels):
+        if "#" in level and (level != "#" or i != len(levels) - 1):
+            raise ValueError(f"{text!r}: '#' must be a whole level and the last one")
+        if "+" in level and level != "+":
+            raise ValueError(f"{text!r}: '+' must be a whole level")
+    return text
+
+
+TopicFilter = Annotated[str, AfterValidator(_topic_filter)]
 
 
 def _known_kind(kind: str) -> str:
@@ -102,8 +136,8 @@ class TLS(Section):
 
 
 class Backoff(Section):
-    initial: Duration = 0.5
-    max: Duration = 30.0
+    initial: Interval = 0.5
+    max: Interval = 30.0
 
 
 class MQTT(Section):
@@ -114,15 +148,15 @@ class MQTT(Section):
     password: SecretStr | None = None
     password_file: Path | None = None
     tls: TLS = TLS()
-    keepalive: Duration = 30.0
+    keepalive: Annotated[Duration, _whole_seconds(65535)] = 30.0  # 0: no keepalive
     # MQTT 5 Receive Maximum: how many unacknowledged QoS 1 messages the broker may
     # send us. Throughput with ack-after-write is this window / write latency.
     receive_maximum: int = Field(20000, ge=1, le=65535)
-    session_expiry: Duration = 7 * 86400.0
+    session_expiry: Annotated[Duration, _whole_seconds(2**32 - 1)] = 7 * 86400.0
     reconnect: Backoff = Backoff()
     # Extra subscriptions beyond those the profiles imply (e.g. to narrow to some sites,
     # set `topics` and the profiles' own topics are not subscribed).
-    topics: list[str] | None = None
+    topics: list[TopicFilter] | None = None
 
     @model_validator(mode="after")
     def _secret(self) -> MQTT:
@@ -160,7 +194,7 @@ class Influx(Section):
     create_database: bool = Field(True, description="v1: CREATE DATABASE at start-up")
     batch_size: int = Field(5000, ge=1, le=100_000)
     flush_interval: Duration = 0.1
-    timeout: Duration = 10.0
+    timeout: Interval = 10.0
     # "auto": compress unless InfluxDB is on this host. Over loopback gzip saves nothing
     # and costs both sides CPU (measured: influxd -25 % CPU at 40k points/s, bench/README).
     gzip: bool | Literal["auto"] = "auto"
@@ -197,8 +231,8 @@ class HTTP(Section):
 
 
 class Ingest(Section):
-    max_payload_bytes: ByteSize = ByteSize(256 * 1024)
-    max_age: Duration = 7 * 86400.0
+    max_payload_bytes: ByteSize = Field(ByteSize(256 * 1024), gt=0, le=MAX_MQTT_PACKET)
+    max_age: Interval = 7 * 86400.0
     max_clock_skew: Duration = 300.0
     quarantine_max_bytes: ByteSize = ByteSize(64 * 1024 * 1024)
     # Devices discovered from canonical topics (beyond the registry): a publisher spraying
@@ -230,7 +264,7 @@ class ThresholdRule(Section):
 
 
 class KindRules(Section):
-    no_data_timeout: Duration | None = None
+    no_data_timeout: Interval | None = None
     fault_for: Duration = 30.0
     offline_for: Duration = 10.0
     severity: Severity = "critical"
@@ -303,7 +337,7 @@ class Route(Section):
     name: str
     match: RouteMatch = RouteMatch()
     channels: list[Channel] = Field(min_length=1)
-    repeat_interval: Duration = 3600.0
+    repeat_interval: Interval = 3600.0
     escalate_after: Duration = 900.0
     escalate_to: list[Channel] = []
 
@@ -398,7 +432,7 @@ class DeviceEntry(Section):
     site: Name
     area: Name
     name: str | None = None  # a human label for the status board
-    no_data_timeout: Duration | None = None
+    no_data_timeout: Interval | None = None
     fault_for: Duration | None = None
     offline_for: Duration | None = None
     severity: Severity | None = None
@@ -434,8 +468,8 @@ class Config(BaseSettings):
     state_dir: Path = Path("./var")
     http: HTTP = HTTP()
     instance: str | None = None  # the `monitor` measurement's tag; default: mqtt.client_id
-    status_interval: Duration = 15.0
-    stats_interval: Duration = 10.0
+    status_interval: Interval = 15.0
+    stats_interval: Interval = 10.0
     # Disk spool for batches InfluxDB cannot take (0 turns it off: then nothing is acked
     # until InfluxDB is back). An alert fires at 80 %; when full, acks stop.
     spool_max_bytes: ByteSize = ByteSize(1024**3)
@@ -484,6 +518,8 @@ def _format_loc(loc: tuple[int | str, ...]) -> str:
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
+        elif part == "[key]":  # pydantic's marker for a dict key: the key itself is named
+            continue
         else:
             out += ("." if out else "") + str(part)
     return out or "(top level)"

@@ -260,3 +260,58 @@ def test_writes_are_compressed_unless_influxdb_is_on_this_host(
     url: str, gzip: bool | str, compress: bool
 ) -> None:
     assert Influx(url=url, gzip=gzip).compress is compress  # type: ignore[arg-type]
+
+
+# Values the MQTT wire (or a timer) cannot carry: each is refused by its path, exit 2,
+# before anything runs (keepalive 100000 used to pass check-config and crash `run`).
+WIRE_BOUNDS = [
+    ("mqtt: {keepalive: 100000}", "mqtt.keepalive:"),  # a u16 of seconds
+    ("mqtt: {keepalive: 500ms}", "mqtt.keepalive:"),  # would be 0, keepalive off
+    ("mqtt: {keepalive: 1.5}", "mqtt.keepalive:"),
+    ("mqtt: {session_expiry: 200000d}", "mqtt.session_expiry:"),  # a u32 of seconds
+    ("mqtt: {reconnect: {initial: 0s}}", "mqtt.reconnect.initial:"),
+    ("mqtt: {topics: ['customs/#/x']}", "mqtt.topics[0]:"),  # '#' only last
+    ("mqtt: {topics: ['customs/a+/x']}", "mqtt.topics[0]:"),  # '+' a whole level
+    ("mqtt: {topics: ['']}", "mqtt.topics[0]:"),
+    ("influx: {timeout: 0s}", "influx.timeout:"),
+    ("status_interval: 0s", "status_interval:"),  # a timer that never sleeps
+    ("stats_interval: 0", "stats_interval:"),
+    ("ingest: {max_age: 0s}", "ingest.max_age:"),
+    ("ingest: {max_payload_bytes: 300MiB}", "ingest.max_payload_bytes:"),  # over MQTT's 256 MiB
+    ("alerts: {kinds: {xray_scanner: {no_data_timeout: 0s}}}", "alerts.kinds.xray_scanner"),
+    (
+        "notify: {routes: [{name: r, channels: ['json://x/y'], repeat_interval: 0s}]}",
+        "notify.routes[0].repeat_interval:",
+    ),
+]
+
+
+@pytest.mark.parametrize(("text", "path"), WIRE_BOUNDS, ids=[p for _, p in WIRE_BOUNDS])
+def test_values_the_wire_cannot_carry_are_refused_by_path(
+    tmp_path: Path, text: str, path: str
+) -> None:
+    assert any(p.startswith(path) for p in problems(write(tmp_path, text))), path
+
+
+def test_check_config_refuses_a_keepalive_over_65535_with_exit_2(tmp_path: Path) -> None:
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "monitor",
+            "check-config",
+            "-c",
+            str(write(tmp_path, WIRE_BOUNDS[0][0])),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=False,
+    )
+    assert res.returncode == 2, res.stdout
+    assert "mqtt.keepalive:" in res.stderr
+
+
+def test_whole_seconds_and_off_are_accepted(tmp_path: Path) -> None:
+    cfg = load_config(write(tmp_path, "mqtt: {keepalive: 0, session_expiry: 7d}"))
+    assert (cfg.mqtt.keepalive, cfg.mqtt.session_expiry) == (0, 7 * 86400)
