@@ -315,3 +315,20 @@ def test_check_config_refuses_a_keepalive_over_65535_with_exit_2(tmp_path: Path)
 def test_whole_seconds_and_off_are_accepted(tmp_path: Path) -> None:
     cfg = load_config(write(tmp_path, "mqtt: {keepalive: 0, session_expiry: 7d}"))
     assert (cfg.mqtt.keepalive, cfg.mqtt.session_expiry) == (0, 7 * 86400)
+
+
+def test_check_config_prints_names_from_the_config_literally(tmp_path: Path) -> None:
+    cfg = write(
+        tmp_path,
+        "notify: {routes: [{name: '[/x] crew [bold]', channels: ['json://h/p']}]}\n"
+        "devices: [{id: xs-1, kind: xray_scanner, site: aktau, area: a, name: '[/y]'}]\n",
+    )
+    res = subprocess.run(
+        [sys.executable, "-m", "monitor", "check-config", "-c", str(cfg)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=False,
+    )
+    assert res.returncode == 0, res.stderr
+    assert "[/x] crew [bold]" in res.stdout

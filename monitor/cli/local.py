@@ -10,7 +10,18 @@ import typer
 from rich.table import Table
 
 from monitor import durations, logs
-from monitor.cli.common import ConfigOption, app, console, err_console, load
+from monitor.cli.common import (
+    ConfigOption,
+    add_row,
+    app,
+    complain,
+    console,
+    err_console,
+    load,
+    say,
+    styled,
+    text,
+)
 from monitor.config import mask_url
 from monitor.errors import MonitorError
 from monitor.model import KINDS
@@ -36,7 +47,7 @@ def run(
     try:
         asyncio.run(main())
     except MonitorError as e:  # e.g. unusable TLS files: one clear line, not a traceback
-        err_console.print(f"[red]error:[/] {e}", highlight=False)
+        complain("error: ", str(e))
         raise typer.Exit(1) from None
 
 
@@ -69,7 +80,7 @@ def simulate(
     try:
         failures = [sim.Failure.parse(f) for f in fail or []]
     except ValueError as e:
-        err_console.print(f"[red]{e}[/]")
+        complain(str(e))
         raise typer.Exit(2) from None
     registry = (
         sim.generated_devices(devices)
@@ -77,7 +88,7 @@ def simulate(
         else [Device(d.id, d.kind, d.site, d.area) for d in cfg.devices]
     )
     if not registry:
-        err_console.print("[red]no devices: register some in the config or use --devices N[/]")
+        complain("no devices: register some in the config or use --devices N")
         raise typer.Exit(2)
     simulation = sim.Simulation(
         sim.build(registry, seed),
@@ -99,18 +110,20 @@ def simulate(
         await simulation.run(stop)
 
     err_console.print(
-        f"simulating {len(registry)} devices on {cfg.mqtt.host}:{cfg.mqtt.port}"
-        f" at {rate:g}/s each (seed {seed})"
+        text(
+            f"simulating {len(registry)} devices on {cfg.mqtt.host}:{cfg.mqtt.port}"
+            f" at {rate:g}/s each (seed {seed})"
+        )
     )
     try:
         asyncio.run(main())
     except ValueError as e:
-        err_console.print(f"[red]{e}[/]")
+        complain(str(e))
         raise typer.Exit(2) from None
     except OSError as e:
-        err_console.print(f"[red]cannot reach the broker {cfg.mqtt.host}:{cfg.mqtt.port}: {e}[/]")
+        complain(f"cannot reach the broker {cfg.mqtt.host}:{cfg.mqtt.port}: ", str(e))
         raise typer.Exit(1) from None
-    err_console.print(f"\nsent {simulation.sent} messages")
+    err_console.print(text(f"\nsent {simulation.sent} messages"))
 
 
 def _secret_state(value: object) -> str:
@@ -123,30 +136,32 @@ def check_config(config: ConfigOption = None) -> None:
     cfg = load(config)
     normalizer = Normalizer(cfg)
     m, i = cfg.mqtt, cfg.influx
-    console.print("[bold green]configuration is valid[/]")
-    console.print(
+    console.print(styled("bold green", "configuration is valid"))
+    say(
         f"broker    {m.host}:{m.port} client_id={m.client_id}"
         f" tls={'on' if m.tls.enabled else 'off'} user={m.username or '-'}"
         f" password={_secret_state(m.password)}"
     )
     target = f"db={i.database}" if i.api == "v1" else f"org={i.org} bucket={i.bucket}"
-    console.print(
+    say(
         f"influx    {i.url} api={i.api} {target} token={_secret_state(i.token)}"
         f" batch={i.batch_size} flush={durations.to_config(i.flush_interval)}"
     )
-    console.print(
-        f"http      {cfg.http.host}:{cfg.http.port} token={_secret_state(cfg.http.token)}"
-    )
-    console.print(f"state_dir {cfg.state_dir}")
-    console.print(f"subscribe {', '.join(m.topics or normalizer.subscriptions)}")
+    say(f"http      {cfg.http.host}:{cfg.http.port} token={_secret_state(cfg.http.token)}")
+    say(f"state_dir {cfg.state_dir}")
+    say(f"subscribe {', '.join(m.topics or normalizer.subscriptions)}")
 
     profiles = Table("profile", "topic", "format", "kind", title="Profiles")
     if cfg.canonical:
-        profiles.add_row(
-            "canonical", "customs/{site}/{area}/{kind}/{device}/{channel}", "json", "from topic"
+        add_row(
+            profiles,
+            "canonical",
+            "customs/{site}/{area}/{kind}/{device}/{channel}",
+            "json",
+            "from topic",
         )
     for name, p in cfg.profiles.items():
-        profiles.add_row(name, p.topic, p.format, p.kind or "from registry")
+        add_row(profiles, name, p.topic, p.format, p.kind or "from registry")
     console.print(profiles)
 
     by_kind = Counter(d.kind for d in cfg.devices)
@@ -162,7 +177,8 @@ def check_config(config: ConfigOption = None) -> None:
     )
     for kind in KINDS:
         rules = cfg.alerts.kinds.get(kind)
-        devices.add_row(
+        add_row(
+            devices,
             kind,
             str(by_kind.get(kind, 0)),
             durations.to_config(cfg.alerts.no_data_timeout(kind)),
@@ -172,7 +188,7 @@ def check_config(config: ConfigOption = None) -> None:
         )
     console.print(devices)
     if by_area:
-        console.print("areas     " + ", ".join(f"{a} ({n})" for a, n in sorted(by_area.items())))
+        say("areas     " + ", ".join(f"{a} ({n})" for a, n in sorted(by_area.items())))
 
     routes = Table("route", "match", "channels", "repeat", "escalate", title="Notification routes")
     for r in cfg.notify.routes:
@@ -185,7 +201,8 @@ def check_config(config: ConfigOption = None) -> None:
             if r.escalate_to
             else "-"
         )
-        routes.add_row(
+        add_row(
+            routes,
             r.name,
             match or "all",
             "\n".join(mask_url(c) for c in r.channels),

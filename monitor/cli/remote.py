@@ -13,7 +13,18 @@ import typer
 from rich.table import Table
 
 from monitor import durations
-from monitor.cli.common import ConfigOption, app, console, err_console, load
+from monitor.cli.common import (
+    ConfigOption,
+    add_row,
+    app,
+    complain,
+    console,
+    err_console,
+    load,
+    say,
+    styled,
+    text,
+)
 
 UrlOption = Annotated[
     str | None,
@@ -53,14 +64,12 @@ class _Client:
                 detail = json.load(e)
             except ValueError:
                 detail = {"error": e.reason}
-            err_console.print(
-                f"[red]{method} {path}: HTTP {e.code}[/] {detail.get('error')}", highlight=False
-            )
+            complain(f"{method} {path}: HTTP {e.code} ", str(detail.get("error")))
             for problem in detail.get("problems", []):
-                err_console.print(f"  {problem}", markup=False)
+                err_console.print(text("  ", str(problem)))
             raise typer.Exit(1) from None
         except OSError as e:
-            err_console.print(f"[red]cannot reach the monitor at {self.url}:[/] {e}")
+            complain(f"cannot reach the monitor at {self.url}: ", str(e))
             raise typer.Exit(1) from None
 
 
@@ -99,12 +108,13 @@ def devices(
     for d in data["devices"]:
         reason = d["reason"] or "waiting"
         style = STATUS_STYLE.get(reason, "yellow")
-        table.add_row(
+        add_row(
+            table,
             d["site"],
             d["area"],
             d["device"],
             d["kind"],
-            f"[{style}]{'up' if d['up'] else 'down' if d['up'] is False else '?'} ({reason})[/]",
+            styled(style, "up" if d["up"] else "down" if d["up"] is False else "?", f" ({reason})"),
             d["state"] or "-",
             _age(d["last_seen_age_s"]),
             ", ".join(d["open_alerts"]) or "-",
@@ -128,7 +138,8 @@ def alerts(
         "alert", "state", "severity", "rule", "device", "since", "for", "summary", title="Alerts"
     )
     for a in data["alerts"]:
-        table.add_row(
+        add_row(
+            table,
             a["alert_id"],
             a["state"],
             a["severity"],
@@ -150,7 +161,7 @@ def ack(
 ) -> None:
     """Acknowledge an alert: stops its repeats and escalation (needs MONITOR_HTTP__TOKEN)."""
     a = _Client(config, url).call("POST", f"/api/alerts/{alert_id}/ack", {"by": by})
-    console.print(f"acknowledged {a['alert_id']}: {a['summary']}")
+    say("acknowledged ", a["alert_id"], ": ", a["summary"])
 
 
 maintenance_app = typer.Typer(
@@ -170,8 +181,15 @@ def maintenance_list(
         "id", "scope", "value", "starts", "ends", "reason", "by", title="Maintenance windows"
     )
     for w in data["windows"]:
-        table.add_row(
-            w["id"], w["scope"], w["value"], w["starts"], w["ends"], w["reason"], w["created_by"]
+        add_row(
+            table,
+            w["id"],
+            w["scope"],
+            w["value"],
+            w["starts"],
+            w["ends"],
+            w["reason"],
+            w["created_by"],
         )
     console.print(table)
 
@@ -198,11 +216,13 @@ def maintenance_add(
         if val is not None:
             body[key] = val
     w = _Client(config, url).call("POST", "/api/maintenance", body)
-    console.print(f"maintenance {w['id']}: {w['scope']} {w['value']} {w['starts']} -> {w['ends']}")
+    say(
+        "maintenance ", w["id"], ": ", w["scope"], " ", w["value"], f" {w['starts']} -> {w['ends']}"
+    )
 
 
 @maintenance_app.command("remove")
 def maintenance_remove(window_id: str, config: ConfigOption = None, url: UrlOption = None) -> None:
     """Remove a window (needs MONITOR_HTTP__TOKEN)."""
     _Client(config, url).call("DELETE", f"/api/maintenance/{window_id}")
-    console.print(f"removed {window_id}")
+    say("removed ", window_id)

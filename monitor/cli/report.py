@@ -13,7 +13,7 @@ import typer
 from rich.table import Table
 
 from monitor import durations
-from monitor.cli.common import ConfigOption, app, console, err_console, load
+from monitor.cli.common import ConfigOption, add_row, app, complain, console, load, styled
 from monitor.errors import QueryError
 from monitor.reports.availability import report
 from monitor.reports.influxql import InfluxQuery
@@ -74,7 +74,7 @@ def report_availability(
             {"site": site, "area": area, "kind": kind},
         )
     except (OSError, QueryError) as e:
-        err_console.print(f"[red]cannot query InfluxDB at {cfg.influx.url}: {e}[/]")
+        complain(f"cannot query InfluxDB at {cfg.influx.url}: ", str(e))
         raise typer.Exit(1) from None
     if fmt == "json":
         print(
@@ -113,12 +113,13 @@ def report_availability(
             if (r.availability_pct or 0) >= 95
             else "red"
         )
-        table.add_row(
+        add_row(
+            table,
             r.site,
             r.area,
             r.device,
             r.kind,
-            f"[{style}]{pct}[/]",
+            styled(style, pct),
             _hours(r.unplanned_s),
             _hours(r.planned_s),
             str(r.outages),

@@ -14,7 +14,16 @@ import pytest
 
 from monitor.config import load_config
 from monitor.sim.devservers import Mosquitto
-from tests.helpers import ALERT_TIMEOUT, ROOT, Publisher, Talker, Webhook, running_monitor, wait_for
+from tests.helpers import (
+    ALERT_TIMEOUT,
+    ROOT,
+    Publisher,
+    Talker,
+    Webhook,
+    device_topic,
+    running_monitor,
+    wait_for,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -82,3 +91,48 @@ async def test_cli_talks_to_a_running_instance(
         talking.cancel()
     pub.close()
     assert ("xs-a", "no_data", "acknowledged") in webhook.events()
+
+
+async def test_device_and_user_text_is_printed_literally(
+    alert_config: Callable[..., Path],
+    mosquitto: Mosquitto,
+    webhook: Webhook,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A fault code and a maintenance reason that look like Rich markup: printed as they
+    are, by every command that shows them (they used to crash it with MarkupError)."""
+    monkeypatch.setenv("MONITOR_HTTP__TOKEN", "cli-token")
+    path = alert_config(channels=[f"webhook:{webhook.url}"], devices=["xs-a"])
+    code, reason = "[/x] [bold]boom", "[/oops] tube"
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "monitor", *args, "-c", str(path)],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "COLUMNS": "300"},
+            cwd=ROOT,
+            check=False,
+            timeout=30,
+        )
+
+    pub = Publisher(mosquitto.port)
+    talker = Talker(pub, ["xs-a"])
+    async with running_monitor(load_config(path)), asyncio.TaskGroup() as tg:
+        talking = tg.create_task(talker.run())
+        talker.state["xs-a"] = "fault"
+        pub.publish(device_topic("xs-a", "status"), json.dumps({"state": "fault", "code": code}))
+        await wait_for(lambda: ("xs-a", "fault", "firing") in webhook.events(), timeout=10)
+        for args in (("alerts",), ("alerts", "--all")):
+            shown = await asyncio.to_thread(cli, *args)
+            assert shown.returncode == 0, shown.stderr
+            assert f"(code {code})" in shown.stdout
+        added = await asyncio.to_thread(
+            cli, "maintenance", "add", "device", "xs-a", "--duration", "1h", "--reason", reason
+        )
+        assert added.returncode == 0, added.stderr
+        listed = await asyncio.to_thread(cli, "maintenance", "list")
+        assert listed.returncode == 0, listed.stderr
+        assert reason in listed.stdout
+        talking.cancel()
+    pub.close()
