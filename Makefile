@@ -7,7 +7,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-DEBS   := mosquitto mosquitto-clients influxdb influxdb-client victoria-metrics chromium docker-compose openssl
+DEBS   := mosquitto mosquitto-clients influxdb influxdb-client victoria-metrics chromium docker-compose openssl faketime
 
 .PHONY: test lint deps venv demo bench clean mqtt-passwords lock
 

@@ -18,6 +18,7 @@ from bench.load import publish_packet
 from monitor.alerting.engine import AlertEngine
 from monitor.alerting.liveness import Liveness
 from monitor.alerting.rules import RuleBook
+from monitor.clock import SystemClock
 from monitor.config import load_config
 from monitor.normalize.normalizer import Normalizer
 from monitor.normalize.quarantine import Quarantine
@@ -39,14 +40,9 @@ def best_of(rounds: int, fn: object) -> float:
     return best
 
 
-class _Clock:
-    def now(self) -> float:
-        return time.time()
-
-
 def main(n: int = 50_000, rounds: int = 5) -> None:
     config = load_config(ROOT / "config" / "monitor.yaml")
-    stats, clock = Stats(), _Clock()
+    stats, clock = Stats(), SystemClock()
     normalizer, rules = Normalizer(config), RuleBook(config)
     engine = AlertEngine([], rules, "bench")
     liveness = Liveness(normalizer.registry.values(), rules, engine.in_maintenance)

@@ -90,12 +90,12 @@ class Parts:
             [*config_windows(self.config), *self.store.windows()],
         )
         self.liveness.restore(self.store.devices())
-        self.liveness.grace_from = self.clock.now()
+        self.liveness.grace_from = self.clock.monotonic()
 
     def status_tick(self) -> None:
         """``device_status`` of every device (SPEC 4), and last-seen times saved."""
         if self.stats.broker_connected:  # our outage is not the devices'
-            self.points.statuses(self.liveness.status_points(self.clock.now(), force=True))
+            self.points.statuses(self.liveness.status_points(self.clock.monotonic(), force=True))
         self.store.save_devices(self.liveness.devices.values())
 
     def monitor_conditions(self) -> dict[str, str | None]:
@@ -113,7 +113,7 @@ class Parts:
 
     def connection_changed(self, connected: bool) -> None:
         if connected:  # a fresh grace period for every device (SPEC 5)
-            self.liveness.grace_from = self.clock.now()
+            self.liveness.grace_from = self.clock.monotonic()
         self.service.poke()
 
     def health(self) -> Health:
@@ -123,7 +123,7 @@ class Parts:
             reasons.append("MQTT broker not connected")
         if not self.writer.healthy:
             reasons.append("InfluxDB writes failing")
-        elif self.stats.last_write_ok is None and self.clock.now() - self.api.started > 60:
+        elif self.stats.last_write_ok is None and self.clock.monotonic() - self.api.started > 60:
             reasons.append("no successful InfluxDB write yet")
         return Health(
             reasons,
@@ -143,7 +143,7 @@ def build(config: Config, clock: Clock, stats: Stats) -> Parts:
         config.state_dir / "quarantine", int(config.ingest.quarantine_max_bytes), clock, stats
     )
     batcher: Batcher[Message] = Batcher(config.influx.batch_size, config.influx.flush_interval)
-    points = Points(batcher, instance, stats)
+    points = Points(batcher, instance, stats, clock)
     engine = AlertEngine(
         [Route.from_config(r) for r in config.notify.routes],
         rulebook,
@@ -241,7 +241,7 @@ def start_tasks(tg: asyncio.TaskGroup, p: Parts) -> Tasks:
         tg.create_task(p.service.run(), name="alerting"),
         tg.create_task(_every(config.status_interval, p.status_tick), name="device-status"),
         tg.create_task(
-            _every(config.stats_interval, lambda: p.points.monitor(p.clock.now())),
+            _every(config.stats_interval, p.points.monitor),
             name="monitor-stats",
         ),
     ]
@@ -260,7 +260,7 @@ async def stop_sequence(p: Parts, t: Tasks) -> None:
     for task in t.background:  # 3. alerting, notifications, spool replay, ticks
         task.cancel()
     p.store.save_devices(p.liveness.devices.values())  # 4. last-seen times for the next run
-    p.points.monitor(p.clock.now())
+    p.points.monitor()
     p.batcher.close()  # 5. write what is held, ack it (bounded)
     try:
         async with asyncio.timeout(DRAIN_TIMEOUT_S):

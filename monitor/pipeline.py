@@ -18,7 +18,7 @@ from typing import Generic, Protocol, TypeVar
 from monitor import logs
 from monitor.alerting.engine import Alert
 from monitor.alerting.liveness import Liveness, StatusPoint
-from monitor.clock import Clock
+from monitor.clock import Clock, now_ms
 from monitor.errors import LineProtocolError
 from monitor.normalize.normalizer import Normalizer
 from monitor.normalize.quarantine import Quarantine
@@ -84,6 +84,7 @@ class Ingest(Generic[M]):
         lines: list[str] = []
         touched: set[str] = set()
         changed = False
+        seen = self.clock.monotonic()  # when we heard from them (a batch is milliseconds)
         self.stats.messages_received += len(messages)
         for m in messages:
             received_ms = m.received_ms
@@ -103,14 +104,14 @@ class Ingest(Generic[M]):
                 continue
             if line is not None:
                 lines.append(line)
-            changed |= observe(result, received_ms / 1000)
+            changed |= observe(result, seen)
             touched.add(result.device.id)
         # device_status at every change: once per device per batch, not per message
-        now = self.clock.now()
+        ts_ms = now_ms(self.clock)
         for device_id in touched:
-            point = self.liveness.status_point(device_id, now)
+            point = self.liveness.status_point(device_id, seen)
             if point is not None:
-                lines.append(schema.device_status_line(*point))
+                lines.append(schema.device_status_line(*point, ts_ms))
                 changed = True
         if changed:
             self.on_change()
@@ -132,21 +133,26 @@ class Ingest(Generic[M]):
 
 
 class Points:
-    """Points that are no message's: alerting's and the monitor's own, into the batches."""
+    """Points that are no message's: alerting's and the monitor's own, into the batches,
+    stamped with the wall clock."""
 
-    def __init__(self, batcher: Batcher[M], instance: str, stats: Stats) -> None:
+    def __init__(self, batcher: Batcher[M], instance: str, stats: Stats, clock: Clock) -> None:
         self._add: Callable[[list[str]], object] = batcher.add
         self._instance = instance
         self._stats = stats
+        self._clock = clock
 
     def statuses(self, points: Iterable[StatusPoint]) -> None:
-        self._add([schema.device_status_line(*p) for p in points])
+        ts_ms = now_ms(self._clock)
+        self._add([schema.device_status_line(*p, ts_ms) for p in points])
 
     def transitions(self, alerts: Iterable[Alert], now: float) -> None:
-        ts_ms = int(now * 1000)
+        """Alert transitions at ``now`` (monotonic: their durations)."""
+        ts_ms = now_ms(self._clock)
         self._add([schema.alert_line(a, a.duration(now), ts_ms) for a in alerts])
 
-    def monitor(self, now: float) -> None:
+    def monitor(self) -> None:
         """The `monitor` measurement: the collector's own counters."""
         latency = self._stats.take_latency_ms()
-        self._add([schema.monitor_line(self._instance, self._stats, latency, int(now * 1000))])
+        line = schema.monitor_line(self._instance, self._stats, latency, now_ms(self._clock))
+        self._add([line])

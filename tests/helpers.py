@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import paho.mqtt.client as paho
+import pytest
 from aiohttp import web
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
@@ -29,6 +30,27 @@ from monitor.web.api import Api
 
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED_CONFIG = ROOT / "config" / "monitor.yaml"
+
+
+class ManualClock:
+    """A Clock that moves only when told: ``advance`` moves both clocks, ``step`` only the
+    wall clock (as NTP does)."""
+
+    def __init__(self, t: float = 1_790_000_000.0) -> None:
+        self.wall, self.mono = t, t
+
+    def now(self) -> float:
+        return self.wall
+
+    def monotonic(self) -> float:
+        return self.mono
+
+    def advance(self, seconds: float) -> None:
+        self.wall += seconds
+        self.mono += seconds
+
+    def step(self, seconds: float) -> None:
+        self.wall += seconds
 
 
 def influx_query(url: str, db: str, q: str) -> list[dict[str, Any]]:
@@ -178,14 +200,20 @@ class MonitorProcess:
 
     alive: ClassVar[list[MonitorProcess]] = []
 
-    def __init__(self, log_path: Path, *args: str, config: Path = SHIPPED_CONFIG) -> None:
+    def __init__(
+        self,
+        log_path: Path,
+        *args: str,
+        config: Path = SHIPPED_CONFIG,
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.log_path = log_path
         self._log = open(log_path, "ab")  # noqa: SIM115 - closed in wait()/kill()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "monitor", "run", "-c", str(config), *args],
             stdout=self._log,
             stderr=subprocess.STDOUT,
-            env=dict(os.environ),
+            env={**os.environ, **(env or {})},
             cwd=ROOT,
         )
         MonitorProcess.alive.append(self)
@@ -284,12 +312,13 @@ class Webhook:
 
 
 class Talker:
-    """Devices publishing telemetry every 0.25 s, each with a state, until told to stop."""
+    """Devices publishing telemetry every ``period`` s, each with a state, until told to stop."""
 
-    def __init__(self, pub: Publisher, devices: list[str]) -> None:
+    def __init__(self, pub: Publisher, devices: list[str], period: float = 0.25) -> None:
         self.pub = pub
         self.state = dict.fromkeys(devices, "ready")
         self.talking = set(devices)
+        self.period = period
 
     async def run(self) -> None:
         while True:
@@ -299,4 +328,33 @@ class Talker:
                     device_topic(device),
                     json.dumps({"state": self.state.get(device, "ready"), "scans_total": 1}),
                 )
-            await asyncio.sleep(0.25)
+            await asyncio.sleep(self.period)
+
+
+# -- a wall clock that the test steps: libfaketime in the monitor's process only ----------
+
+FAKETIME_LIB = Path("/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1")
+
+
+class SteppedClock:
+    """The environment that puts a process under libfaketime, and ``step`` to move its wall
+    clock (its monotonic clock stays real, as under an NTP step)."""
+
+    def __init__(self, directory: Path) -> None:
+        if not FAKETIME_LIB.exists():
+            pytest.fail("libfaketime is missing: Debian's faketime package (make deps)")
+        self.file = directory / "faketime"
+        self.step(0)
+
+    def step(self, seconds: int) -> None:
+        """The wall clock from now on: real time plus ``seconds``."""
+        self.file.write_text(f"{seconds:+d}\n")
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {
+            "LD_PRELOAD": str(FAKETIME_LIB),
+            "FAKETIME_TIMESTAMP_FILE": str(self.file),
+            "FAKETIME_NO_CACHE": "1",
+            "FAKETIME_DONT_FAKE_MONOTONIC": "1",
+        }

@@ -2,8 +2,13 @@
 
 ``AlertEngine`` is deterministic: given the devices' states, the time, the broker's state
 and the maintenance windows, ``evaluate`` returns the transitions to record and the
-notifications to send. It does no I/O and reads no clock; the runtime (``monitor.app``)
+notifications to send. It does no I/O and reads no clock; the runtime (``service.py``)
 persists what it returns and hands notifications to the notifier.
+
+Times are monotonic seconds (``Clock.monotonic``): a wall-clock step moves no deadline.
+Where a time is shown (payloads, summaries) ``wall_offset``, which the runtime keeps up to
+date, turns it into wall-clock time; maintenance windows are wall-clock times, as people
+set them.
 """
 
 from __future__ import annotations
@@ -68,8 +73,10 @@ class Alert:
             0.0, (self.resolved_at if self.resolved_at is not None else now) - self.started_at
         )
 
-    def payload(self, now: float, state: AlertState | None = None) -> dict[str, Any]:
-        """The webhook JSON (SPEC 5, contract)."""
+    def payload(
+        self, now: float, state: AlertState | None = None, wall_offset: float = 0.0
+    ) -> dict[str, Any]:
+        """The webhook JSON (SPEC 5, contract); times shown on the wall clock."""
         return {
             "alert_id": self.id,
             "state": state or self.state,
@@ -79,8 +86,10 @@ class Alert:
             "area": self.area,
             "kind": self.kind,
             "device": self.device,
-            "started_at": rfc3339(self.started_at),
-            "resolved_at": rfc3339(self.resolved_at),
+            "started_at": rfc3339(self.started_at + wall_offset),
+            "resolved_at": rfc3339(
+                None if self.resolved_at is None else self.resolved_at + wall_offset
+            ),
             "duration_s": round(self.duration(now), 3),
             "summary": self.summary,
         }
@@ -205,6 +214,10 @@ class AlertEngine:
         self.new_id = new_id
         self.open: dict[tuple[str, str], Alert] = {}
         self.windows: dict[str, Window] = {}
+        self.wall_offset = 0.0  # wall clock - monotonic clock, for showing times
+
+    def wall(self, t: float) -> float:
+        return t + self.wall_offset
 
     # -- state loaded from the store after a restart --
 
@@ -212,8 +225,12 @@ class AlertEngine:
         self.open = {a.key: a for a in alerts if a.is_open}
         self.windows = {w.id: w for w in windows}
 
+    def _payload(self, alert: Alert, now: float, state: AlertState | None = None) -> dict[str, Any]:
+        return alert.payload(now, state, self.wall_offset)
+
     def in_maintenance(self, device: Device, now: float) -> bool:
-        return any(w.covers(device, now) for w in self.windows.values())
+        at = self.wall(now)
+        return any(w.covers(device, at) for w in self.windows.values())
 
     # -- evaluation --
 
@@ -366,7 +383,7 @@ class AlertEngine:
             site,
             "critical",
             f"site {site}: {len(silent)} of {len(on_site)} devices went silent together"
-            f" since {rfc3339(since)} (network link or switch down?)",
+            f" since {rfc3339(self.wall(since))} (network link or switch down?)",
             since,
             now,
             members=sorted(ds.device.id for ds in silent),
@@ -391,7 +408,9 @@ class AlertEngine:
                     route.escalate_to if route.name in alert.escalated else ()
                 )
                 out.notifications.append(
-                    Notification(alert.id, "resolved", route.name, channels, alert.payload(now))
+                    Notification(
+                        alert.id, "resolved", route.name, channels, self._payload(alert, now)
+                    )
                 )
 
     def acknowledge(self, alert_id: str, now: float, by: str) -> Outcome | None:
@@ -411,7 +430,11 @@ class AlertEngine:
             if route.name in alert.notified:
                 out.notifications.append(
                     Notification(
-                        alert.id, "acknowledged", route.name, route.channels, alert.payload(now)
+                        alert.id,
+                        "acknowledged",
+                        route.name,
+                        route.channels,
+                        self._payload(alert, now),
                     )
                 )
         return out
@@ -462,7 +485,7 @@ class AlertEngine:
             alert.notified[route.name] = now
         out.changed[alert.id] = alert
         out.notifications.append(
-            Notification(alert.id, event, route.name, channels, alert.payload(now, "firing"))
+            Notification(alert.id, event, route.name, channels, self._payload(alert, now, "firing"))
         )
 
     def next_wakeup(
@@ -489,6 +512,6 @@ class AlertEngine:
                     if route.escalate_to and route.name not in alert.escalated:
                         times.append(alert.fired_at + route.escalate_after)
         for w in self.windows.values():
-            times.extend(t for t in (w.starts, w.ends) if t > now)
+            times.extend(t - self.wall_offset for t in (w.starts, w.ends))
         future = [t for t in times if t > now]
         return min(future) if future else None

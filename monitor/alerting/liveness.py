@@ -2,6 +2,7 @@
 
 Observations come from the ingest hot path; ``device_status`` points are derived from
 them (SPEC 4): every ``status_interval`` for every known device and at every change.
+All times here are monotonic (``Clock.monotonic``): ages never move with the wall clock.
 """
 
 from __future__ import annotations
@@ -16,14 +17,13 @@ Status = tuple[bool, str, str]  # (up, state, reason)
 
 
 class StatusPoint(NamedTuple):
-    """One ``device_status`` point (SPEC 4), in the order the schema takes its fields."""
+    """One ``device_status`` point (SPEC 4) but its timestamp, in the schema's order."""
 
     device: Device
     up: bool
     state: str
     reason: str
     last_seen_age_s: float | None
-    ts_ms: int
 
 
 def device_status(
@@ -111,7 +111,7 @@ class Liveness:
         self._written[device_id] = status
         up, state, reason = status
         age = None if ds.last_seen is None else max(0.0, now - ds.last_seen)
-        return StatusPoint(ds.device, up, state, reason, age, int(now * 1000))
+        return StatusPoint(ds.device, up, state, reason, age)
 
     def status_points(self, now: float, force: bool) -> list[StatusPoint]:
         """device_status of every device: all of them (force) or those that changed."""

@@ -120,7 +120,7 @@ class Notifier(Resource):
         self, notifications: Iterable[Notification], extra: dict[str, Any] | None = None
     ) -> None:
         """Queue durably; the channel workers send. Never blocks, never raises on I/O."""
-        now = self._clock.now()
+        now = self._clock.monotonic()
         for n in notifications:
             for channel in n.channels:
                 data = {
@@ -152,7 +152,7 @@ class Notifier(Resource):
                 await wake.wait()
                 continue
             error = await self._deliver(channel, item)
-            now = self._clock.now()
+            now = self._clock.monotonic()
             kind = _channel_type(channel)
             if error is None:
                 self._store.outbox_done(item, now, True, None)

@@ -51,7 +51,7 @@ class Quarantine:
         self._append("(influx)", line.encode(), "influx_rejected", error[:300], now_ms)
 
     def _log(self, reason: str, detail: str, topic: str) -> None:
-        now = self._clock.now()
+        now = self._clock.monotonic()
         last = self._last_logged.get(reason)
         if last is not None and now - last < LOG_EVERY_S:
             self._suppressed[reason] = self._suppressed.get(reason, 0) + 1

@@ -220,7 +220,7 @@ class InfluxWriter(Resource):
     def _note_failure(self, e: WriteError, delay: float) -> None:
         self._failures += 1
         if self._failing_since is None:
-            self._failing_since = self._clock.now()
+            self._failing_since = self._clock.monotonic()
             log.error(
                 "influx.write_failing",
                 url=self._config.url,
@@ -235,7 +235,7 @@ class InfluxWriter(Resource):
                 "influx.write_recovered",
                 url=self._config.url,
                 failed_attempts=self._failures,
-                outage_s=round(self._clock.now() - self._failing_since, 1),
+                outage_s=round(self._clock.monotonic() - self._failing_since, 1),
             )
             self._failing_since = None
             self._failures = 0

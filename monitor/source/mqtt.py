@@ -242,7 +242,7 @@ class MqttSource(Resource):
         self.connected = asyncio.Event()
         # Wall-clock time since which we have no broker (from the start until the first
         # connection too): the rules pause device alerts meanwhile.
-        self.down_since: float | None = clock.now()
+        self.down_since: float | None = clock.monotonic()
         self.on_change: Callable[[bool], None] = lambda connected: None
 
     # -- lifecycle --
@@ -397,7 +397,7 @@ class MqttSource(Resource):
 
     def _set_disconnected(self) -> None:
         if self.connected.is_set():
-            self.down_since = self._clock.now()
+            self.down_since = self._clock.monotonic()
             self.connected.clear()
             self._stats.broker_connected = False
             self.on_change(False)

@@ -23,7 +23,7 @@ from monitor.alerting.engine import Alert, Window, rfc3339
 from monitor.alerting.notify import Notifier
 from monitor.alerting.service import AlertService
 from monitor.alerting.store import Store
-from monitor.clock import Clock
+from monitor.clock import Clock, wall_offset
 from monitor.config import HTTP, Duration
 from monitor.lifecycle import Resource
 from monitor.stats import Stats
@@ -71,12 +71,17 @@ class AckRequest(BaseModel):
     by: str = Field("api", max_length=64)
 
 
-def _alert_json(a: Alert, now: float) -> dict[str, Any]:
+def _shown(t: float | None, offset: float) -> str | None:
+    """A monotonic time as the wall clock says it (RFC 3339)."""
+    return rfc3339(None if t is None else t + offset)
+
+
+def _alert_json(a: Alert, now: float, offset: float) -> dict[str, Any]:
     return {
-        **a.payload(now),
+        **a.payload(now, wall_offset=offset),
         "duration_text": durations.human(a.duration(now)),
-        "fired_at": rfc3339(a.fired_at),
-        "acknowledged_at": rfc3339(a.acked_at),
+        "fired_at": _shown(a.fired_at, offset),
+        "acknowledged_at": _shown(a.acked_at, offset),
         "acknowledged_by": a.acked_by,
         "notified": sorted(a.notified),
         "grouped_by": a.grouped_by,
@@ -116,7 +121,7 @@ class Api(Resource):
         self._names = names
         self._token = config.token.get_secret_value().encode() if config.token else None
         self._runner: web.AppRunner | None = None
-        self.started = clock.now()
+        self.started = clock.monotonic()
         self._registry = CollectorRegistry(auto_describe=False)
         self._registry.register(_StatsCollector(stats, notifier))
         self.port: int | None = None
@@ -197,7 +202,11 @@ class Api(Resource):
 
     # -- devices --
 
-    def _device_json(self, device_id: str, now: float) -> dict[str, Any]:
+    def _now(self) -> tuple[float, float]:
+        """Monotonic now, and what to add to a monotonic time to show it."""
+        return self._clock.monotonic(), wall_offset(self._clock)
+
+    def _device_json(self, device_id: str, now: float, offset: float) -> dict[str, Any]:
         liveness = self._service.liveness
         ds = liveness.devices[device_id]
         d = ds.device
@@ -218,19 +227,19 @@ class Api(Resource):
             "state": None if status is None else status[1],
             "reason": None if status is None else status[2],
             "reported_state": ds.state,
-            "last_seen": rfc3339(ds.last_seen),
+            "last_seen": _shown(ds.last_seen, offset),
             "last_seen_age_s": None if ds.last_seen is None else round(now - ds.last_seen, 3),
             "in_maintenance": self._service.engine.in_maintenance(d, now),
             "open_alerts": open_alerts,
             "pending": liveness.pending(device_id, now) if status and status[0] else [],
-            "since": rfc3339(since),
+            "since": _shown(since, offset),
             "for_s": None if since is None else round(now - since, 1),
             "for_text": None if since is None else durations.human(now - since),
         }
 
     async def devices(self, request: web.Request) -> web.Response:
-        now = self._clock.now()
-        items = [self._device_json(i, now) for i in self._service.liveness.devices]
+        now, offset = self._now()
+        items = [self._device_json(i, now, offset) for i in self._service.liveness.devices]
         items.sort(key=lambda x: (x["site"], x["area"], x["kind"], x["device"]))
         return web.json_response({"devices": items})
 
@@ -238,12 +247,14 @@ class Api(Resource):
         device_id = request.match_info["device"]
         if device_id not in self._service.liveness.devices:
             return _error(404, f"no device {device_id!r}")
-        now = self._clock.now()
-        body = self._device_json(device_id, now)
+        now, offset = self._now()
+        body = self._device_json(device_id, now, offset)
         ds = self._service.liveness.devices[device_id]
         body["metrics"] = ds.metrics
         body["recent_alerts"] = [
-            _alert_json(a, now) for a in self._store.alerts(False, 2000) if a.device == device_id
+            _alert_json(a, now, offset)
+            for a in self._store.alerts(False, 2000)
+            if a.device == device_id
         ][:20]
         return web.json_response(body)
 
@@ -253,9 +264,9 @@ class Api(Resource):
         which = request.query.get("state", "open")
         if which not in ("open", "all"):
             return _error(400, "state must be open or all")
-        now = self._clock.now()
+        now, offset = self._now()
         alerts = self._store.alerts(open_only=which == "open")
-        return web.json_response({"alerts": [_alert_json(a, now) for a in alerts]})
+        return web.json_response({"alerts": [_alert_json(a, now, offset) for a in alerts]})
 
     async def ack(self, request: web.Request) -> web.Response:
         body = await _body(request, AckRequest)
@@ -265,7 +276,7 @@ class Api(Resource):
         alert = self._service.acknowledge(alert_id, body.by)
         if alert is None:
             return _error(404, f"no open alert {alert_id!r}")
-        return web.json_response(_alert_json(alert, self._clock.now()))
+        return web.json_response(_alert_json(alert, *self._now()))
 
     # -- maintenance --
 

@@ -43,7 +43,7 @@ async def test_a_flood_of_pokes_takes_at_most_about_a_third_of_the_loop(tmp_path
         liveness,
         store,
         Notifier(store, Stats(), clock, []),
-        Points(Batcher(5000, 0.1), "test", Stats()),
+        Points(Batcher(5000, 0.1), "test", Stats(), clock),
         clock,
         lambda: None,
     )

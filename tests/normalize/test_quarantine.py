@@ -10,19 +10,12 @@ import pytest
 
 from monitor.normalize.quarantine import Quarantine
 from monitor.stats import Stats
-
-
-class FakeClock:
-    def __init__(self, t: float = 1_790_000_000.0) -> None:
-        self.t = t
-
-    def now(self) -> float:
-        return self.t
+from tests.helpers import ManualClock
 
 
 def test_quarantine_stays_within_its_bound(tmp_path: Path) -> None:
     stats = Stats()
-    q = Quarantine(tmp_path, max_bytes=20_000, clock=FakeClock(), stats=stats)
+    q = Quarantine(tmp_path, max_bytes=20_000, clock=ManualClock(), stats=stats)
     for i in range(2000):
         q.reject("customs/a/b/xray_scanner/x/telemetry", b"x" * 100, "malformed_json", f"#{i}", 0)
     q.close()
@@ -37,7 +30,7 @@ def test_quarantine_stays_within_its_bound(tmp_path: Path) -> None:
 
 
 def test_huge_payloads_are_truncated_in_quarantine(tmp_path: Path) -> None:
-    q = Quarantine(tmp_path, max_bytes=10_000_000, clock=FakeClock(), stats=Stats())
+    q = Quarantine(tmp_path, max_bytes=10_000_000, clock=ManualClock(), stats=Stats())
     q.reject("t", b"\xff" * 10_000_000, "payload_too_large", "10 MB", 0)
     q.close()
     (record,) = [json.loads(x) for x in (tmp_path / "quarantine.jsonl").read_text().splitlines()]
@@ -47,17 +40,17 @@ def test_huge_payloads_are_truncated_in_quarantine(tmp_path: Path) -> None:
 
 
 def test_log_once_per_reason_per_minute(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    clock = FakeClock()
+    clock = ManualClock()
     q = Quarantine(tmp_path, max_bytes=1_000_000, clock=clock, stats=Stats())
     caplog.set_level(logging.WARNING, logger="monitor.quarantine")
     for _ in range(100):
         q.reject("t", b"{", "malformed_json", "d", 0)
         q.reject("t", b"[]", "not_object", "d", 0)
     assert [r.reason for r in caplog.records] == ["malformed_json", "not_object"]  # type: ignore[attr-defined]
-    clock.t += 59
+    clock.advance(59)
     q.reject("t", b"{", "malformed_json", "d", 0)
     assert len(caplog.records) == 2
-    clock.t += 2
+    clock.advance(2)
     q.reject("t", b"{", "malformed_json", "d", 0)
     assert len(caplog.records) == 3
     assert caplog.records[-1].similar_since_last_log == 100  # type: ignore[attr-defined]

@@ -1,0 +1,78 @@
+"""A wall-clock step (NTP, an operator) is not an outage (SPEC 7): durations, deadlines and
+ages come from a monotonic clock, the wall clock only stamps points.
+
+The monitor runs as its own process under libfaketime, which steps its wall clock and
+leaves its monotonic clock alone, as a real NTP step does; the devices keep publishing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from monitor.sim.devservers import InfluxDB, Mosquitto
+from tests.helpers import (
+    ALERT_TIMEOUT,
+    MonitorProcess,
+    Publisher,
+    SteppedClock,
+    Talker,
+    Webhook,
+    rows,
+    wait_for,
+)
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+DEVICES = ["xs-a", "xs-b", "xs-c", "xs-d"]
+
+
+def api_devices(port: int) -> dict[str, dict[str, Any]]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/devices", timeout=5) as r:
+        return {d["device"]: d for d in json.load(r)["devices"]}
+
+
+async def test_a_wall_clock_step_either_way_raises_no_alert_and_no_downtime(
+    alert_config: Callable[..., Path],
+    tmp_path: Path,
+    mosquitto: Mosquitto,
+    influxd: InfluxDB,
+    database: str,
+    webhook: Webhook,
+) -> None:
+    path = alert_config(channels=[f"webhook:{webhook.url}"], devices=DEVICES)
+    port = yaml.safe_load(path.read_text())["http"]["port"]
+    clock = SteppedClock(tmp_path)
+    monitor = MonitorProcess(tmp_path / "monitor.log", config=path, env=clock.env)
+    pub = Publisher(mosquitto.port)
+    talker = Talker(pub, DEVICES, period=1.0)  # the alert loop wakes between messages
+    seen: list[tuple[int, str, float | None, bool | None]] = []
+    async with asyncio.TaskGroup() as tg:
+        talking = tg.create_task(talker.run())
+        await monitor.wait_log("mqtt.connected")
+        await wait_for(
+            lambda: all(d["up"] for d in api_devices(port).values()), timeout=ALERT_TIMEOUT + 10
+        )
+        for step in (+300, 0, -300):  # +5 min, back 5 min, back 5 min more
+            clock.step(step)
+            for _ in range(int(3 * ALERT_TIMEOUT / 0.5)):  # three no_data timeouts
+                await asyncio.sleep(0.5)
+                for d in (await asyncio.to_thread(api_devices, port)).values():
+                    seen.append((step, d["device"], d["last_seen_age_s"], d["up"]))
+        talking.cancel()
+    pub.close()
+    assert monitor.terminate() == 0
+    assert webhook.events() == []  # no alert at all: not no_data, not site_silent
+    bad = [s for s in seen if s[3] is not True or s[2] is None or not 0 <= s[2] < ALERT_TIMEOUT]
+    assert not bad, f"ages or states that moved with the wall clock: {bad[:8]}"
+    down = rows(influxd.url, database, "SELECT up, reason FROM device_status WHERE up = 0")
+    assert down == [], "a step wrote downtime into device_status"
+    ups = rows(influxd.url, database, "SELECT count(up) AS n FROM device_status GROUP BY device")
+    assert {r["device"] for r in ups} == set(DEVICES)  # and statuses were written throughout
