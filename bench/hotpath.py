@@ -67,7 +67,7 @@ def main(n: int = 50_000, rounds: int = 5) -> None:
             i % 65535 + 1,
             False,
             1,
-            now_ms,
+            now_ms * 1000,
         )
         for i in range(n)
     ]
@@ -79,7 +79,7 @@ def main(n: int = 50_000, rounds: int = 5) -> None:
         rest = b""
         for chunk in chunks:
             buf = rest + chunk if rest else chunk
-            rest = buf[wire.parse(buf, 1, now_ms, got, []) :]
+            rest = buf[wire.parse(buf, 1, now_ms * 1000, got, []) :]
         return got
 
     assert len(receive()) == n

@@ -19,7 +19,7 @@ from monitor.alerting.notify import Notifier
 from monitor.alerting.rules import RuleBook
 from monitor.alerting.service import AlertService
 from monitor.alerting.store import Store
-from monitor.clock import Clock, SystemClock, now_ms
+from monitor.clock import Clock, SystemClock
 from monitor.config import Config
 from monitor.normalize.normalizer import Normalizer
 from monitor.normalize.quarantine import Quarantine
@@ -161,7 +161,7 @@ def build(config: Config, clock: Clock, stats: Stats) -> Parts:
         config.influx,
         stats,
         clock,
-        on_refused=lambda line, err: quarantine.refuse_point(line, err, now_ms(clock)),
+        on_refused=quarantine.refuse_point,
     )
     sink = SpoolingWriter(writer, spool, stats, retry_max=config.influx.retry.max)
     notifier = Notifier(store, stats, clock, channels_of(config))

@@ -35,8 +35,9 @@ class SystemClock:
         return time.monotonic() + self._anchor
 
 
-def now_ms(clock: Clock) -> int:
-    return int(clock.now() * 1000)
+def now_us(clock: Clock) -> int:
+    """The wall clock in epoch microseconds: the precision points are written with."""
+    return int(clock.now() * 1_000_000)
 
 
 def wall_offset(clock: Clock) -> float:

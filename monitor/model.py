@@ -160,7 +160,7 @@ class Reading:
 
     device: Device
     channel: Channel
-    ts_ms: int
+    ts_ms: int | None  # the payload's own time (epoch ms); None: stamped when received
     fields: dict[str, FieldValue] = field(default_factory=dict)
     state: str | None = None
     online: bool | None = None

@@ -12,14 +12,15 @@ the other way into the same batches, for what alerting and the monitor itself re
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Generic, Protocol, TypeVar
 
 from monitor import logs
 from monitor.alerting.engine import Alert
 from monitor.alerting.liveness import Liveness, StatusPoint
-from monitor.clock import Clock, now_ms
+from monitor.clock import Clock, now_us
 from monitor.errors import LineProtocolError
+from monitor.model import Reading
 from monitor.normalize.normalizer import Normalizer
 from monitor.normalize.quarantine import Quarantine
 from monitor.normalize.reasons import Rejected
@@ -36,7 +37,7 @@ class Received(Protocol):
     topic: str
     payload: bytes
     retain: bool
-    received_ms: int
+    received_us: int  # wall clock, epoch microseconds
 
 
 M = TypeVar("M", bound=Received)
@@ -69,6 +70,7 @@ class Ingest(Generic[M]):
     stats: Stats
     clock: Clock
     on_change: Callable[[], None] = lambda: None  # a device's state changed: alerting cares
+    _stamps: dict[tuple[str, str], int] = field(default_factory=dict, init=False)
 
     async def consume(self) -> None:
         """Normalize every received batch into the batcher, until the source is closed."""
@@ -86,8 +88,10 @@ class Ingest(Generic[M]):
         changed = False
         seen = self.clock.monotonic()  # when we heard from them (a batch is milliseconds)
         self.stats.messages_received += len(messages)
+        reading_line = schema.reading_line
         for m in messages:
-            received_ms = m.received_ms
+            received_us = m.received_us
+            received_ms = received_us // 1000
             try:
                 result = normalize(m.topic, m.payload, received_ms, m.retain)
                 if isinstance(result, Rejected):
@@ -95,7 +99,12 @@ class Ingest(Generic[M]):
                     continue
                 if result.clock_skew:
                     self.stats.clock_skew += 1
-                line = schema.reading_line(result)
+                line = None
+                if result.ts_ms is not None:
+                    line = reading_line(result, result.ts_ms * 1000)
+                elif not result.retained and result.channel != "status":
+                    # retained without a time of its own: old news, not a new point (SPEC 4)
+                    line = reading_line(result, self._stamp(result, received_us))
             except LineProtocolError as e:  # the normalizer should prevent this
                 reject(m.topic, m.payload, "invalid_value", str(e), received_ms)
                 continue
@@ -107,15 +116,24 @@ class Ingest(Generic[M]):
             changed |= observe(result, seen)
             touched.add(result.device.id)
         # device_status at every change: once per device per batch, not per message
-        ts_ms = now_ms(self.clock)
+        ts_us = now_us(self.clock)
         for device_id in touched:
             point = self.liveness.status_point(device_id, seen)
             if point is not None:
-                lines.append(schema.device_status_line(*point, ts_ms))
+                lines.append(schema.device_status_line(*point, ts_us))
                 changed = True
         if changed:
             self.on_change()
         return lines
+
+    def _stamp(self, reading: Reading, received_us: int) -> int:
+        """The receive time, unique within the reading's series: the messages of one socket
+        read share a receive time, and each must stay a point of its own (SPEC 4)."""
+        key = (reading.device.id, reading.channel)
+        last = self._stamps.get(key, 0)
+        ts_us = received_us if received_us > last else last + 1
+        self._stamps[key] = ts_us
+        return ts_us
 
     def _internal_error(self, m: M, e: Exception, received_ms: int) -> None:
         if not self.stats.rejected_by_reason["internal_error"]:
@@ -143,16 +161,16 @@ class Points:
         self._clock = clock
 
     def statuses(self, points: Iterable[StatusPoint]) -> None:
-        ts_ms = now_ms(self._clock)
-        self._add([schema.device_status_line(*p, ts_ms) for p in points])
+        ts_us = now_us(self._clock)
+        self._add([schema.device_status_line(*p, ts_us) for p in points])
 
     def transitions(self, alerts: Iterable[Alert], now: float) -> None:
         """Alert transitions at ``now`` (monotonic: their durations)."""
-        ts_ms = now_ms(self._clock)
-        self._add([schema.alert_line(a, a.duration(now), ts_ms) for a in alerts])
+        ts_us = now_us(self._clock)
+        self._add([schema.alert_line(a, a.duration(now), ts_us) for a in alerts])
 
     def monitor(self) -> None:
         """The `monitor` measurement: the collector's own counters."""
         latency = self._stats.take_latency_ms()
-        line = schema.monitor_line(self._instance, self._stats, latency, now_ms(self._clock))
+        line = schema.monitor_line(self._instance, self._stats, latency, now_us(self._clock))
         self._add([line])

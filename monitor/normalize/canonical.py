@@ -21,28 +21,26 @@ class CanonicalDecoder:
     def __init__(self, devices: Devices) -> None:
         self._devices = devices
 
-    def decode(
-        self, segments: dict[str, str], payload: bytes, received_ms: int, retained: bool
-    ) -> Reading:
+    def decode(self, segments: dict[str, str], payload: bytes, retained: bool) -> Reading:
         channel = segments["channel"]
         if channel not in CHANNELS:
             raise Reject("unknown_topic", f"channel {channel[:40]!r}")
         device = self._devices.resolve(segments, None)
         if channel == "status":
-            return decode_status(device, payload, received_ms, retained)
+            return decode_status(device, payload, retained)
         obj = parse_object(payload)
-        ts_ms = parse_ts(obj.pop("ts"), "ms") if "ts" in obj else received_ms
+        ts_ms = parse_ts(obj.pop("ts"), "ms") if "ts" in obj else None
         if channel == "event":
-            return _event(device, obj, ts_ms)
+            return _event(device, obj, ts_ms, retained)
         state = obj.pop("state", None)
         if state is not None and state not in STATES:
             raise Reject("invalid_state", f"state {str(state)[:40]!r}")
         metrics = KINDS[device.kind]
         fields = {k: metric_value(metrics, k, v) for k, v in obj.items() if v is not None}
-        return Reading(device, "telemetry", ts_ms, fields, state=state)
+        return Reading(device, "telemetry", ts_ms, fields, state=state, retained=retained)
 
 
-def decode_status(device: Device, payload: bytes, received_ms: int, retained: bool) -> Reading:
+def decode_status(device: Device, payload: bytes, retained: bool) -> Reading:
     """``online`` / ``offline`` (the Last Will) or JSON ``{"state", "code", "ts"}``."""
     text = payload.strip()
     if text in (b"online", b"offline"):
@@ -50,13 +48,13 @@ def decode_status(device: Device, payload: bytes, received_ms: int, retained: bo
         return Reading(
             device,
             "status",
-            received_ms,
+            None,
             online=online,
             state=None if online else "offline",
             retained=retained,
         )
     obj = parse_object(payload)
-    ts_ms = parse_ts(obj["ts"], "ms") if obj.get("ts") is not None else received_ms
+    ts_ms = parse_ts(obj["ts"], "ms") if obj.get("ts") is not None else None
     state = obj.get("state")
     if state is not None and state not in STATES:
         raise Reject("invalid_state", f"state {str(state)[:40]!r}")
@@ -76,9 +74,9 @@ def decode_status(device: Device, payload: bytes, received_ms: int, retained: bo
     )
 
 
-def _event(device: Device, obj: dict[str, Any], ts_ms: int) -> Reading:
+def _event(device: Device, obj: dict[str, Any], ts_ms: int | None, retained: bool) -> Reading:
     event_type = obj.pop("type", None)
     if not isinstance(event_type, str) or not EVENT_TYPE_RE.match(event_type):
         raise Reject("invalid_event", f"event type {str(event_type)[:40]!r}")
     fields = {k: generic(k, v) for k, v in obj.items() if v is not None}
-    return Reading(device, "event", ts_ms, fields, event_type=event_type)
+    return Reading(device, "event", ts_ms, fields, event_type=event_type, retained=retained)

@@ -5,8 +5,9 @@ and ``Normalizer.normalize`` does no I/O. A topic is routed to the decoder of th
 profile whose pattern matches it; every way a message can be unusable is a ``Rejected``
 with a reason from ``REASONS``; nothing here raises on bad input.
 
-A decoder is any ``(segments, payload, received_ms, retained) -> Reading`` that raises
-``Reject``: the canonical one (``canonical.py``) and one per vendor profile (``vendor.py``).
+A decoder is any ``(segments, payload, retained) -> Reading`` that raises ``Reject``: the
+canonical one (``canonical.py``) and one per vendor profile (``vendor.py``). A reading keeps
+its payload's timestamp, or none: the pipeline stamps those with the receive time.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from monitor.normalize.reasons import Reject, Rejected
 from monitor.normalize.topics import TopicPattern
 from monitor.normalize.vendor import VendorDecoder
 
-Decoder = Callable[[dict[str, str], bytes, int, bool], Reading]
+Decoder = Callable[[dict[str, str], bytes, bool], Reading]
 Route = tuple[TopicPattern, Decoder]
 
 
@@ -66,7 +67,7 @@ class Normalizer:
             for pattern, decode in self._by_root.get(levels[0], self._wildcard_routes):
                 segments = pattern.match(levels)
                 if segments is not None:
-                    reading = decode(segments, payload, received_ms, retained)
+                    reading = decode(segments, payload, retained)
                     self._check_age(reading, received_ms)
                     return reading
         except Reject as r:
@@ -74,8 +75,11 @@ class Normalizer:
         return Rejected("unknown_topic", "no profile matches the topic")
 
     def _check_age(self, reading: Reading, received_ms: int) -> None:
-        if reading.ts_ms < received_ms - self._max_age_ms:
-            raise Reject("too_old", f"timestamp {reading.ts_ms} ms is older than max_age")
-        if reading.ts_ms > received_ms + self._max_skew_ms:
-            reading.ts_ms = received_ms
+        ts_ms = reading.ts_ms
+        if ts_ms is None:
+            return
+        if ts_ms < received_ms - self._max_age_ms:
+            raise Reject("too_old", f"timestamp {ts_ms} ms is older than max_age")
+        if ts_ms > received_ms + self._max_skew_ms:
+            reading.ts_ms = None  # the receive time instead
             reading.clock_skew = True

@@ -44,10 +44,11 @@ class Quarantine:
         self._log(reason, detail, topic)
         self._append(topic, payload, reason, detail, received_ms)
 
-    def refuse_point(self, line: str, error: str, now_ms: int) -> None:
+    def refuse_point(self, line: str, error: str) -> None:
         """InfluxDB refused this one point (e.g. a field type conflict): keep it here."""
         self._stats.rejected_by_reason["influx_rejected"] += 1
         self._log("influx_rejected", error[:300], "(influx)")
+        now_ms = int(self._clock.now() * 1000)
         self._append("(influx)", line.encode(), "influx_rejected", error[:300], now_ms)
 
     def _log(self, reason: str, detail: str, topic: str) -> None:

@@ -96,19 +96,17 @@ class VendorDecoder:
         self._channel: Channel = profile.channel
         self._telemetry = self._json if profile.format == "json" else self._plain
 
-    def decode(
-        self, segments: dict[str, str], payload: bytes, received_ms: int, retained: bool
-    ) -> Reading:
+    def decode(self, segments: dict[str, str], payload: bytes, retained: bool) -> Reading:
         device = self._devices.resolve(segments, self._profile)
         if self._channel == "status":
-            return decode_status(device, payload, received_ms, retained)
-        return self._telemetry(device, segments, payload, received_ms)
+            return decode_status(device, payload, retained)
+        reading = self._telemetry(device, segments, payload)
+        reading.retained = retained
+        return reading
 
-    def _json(
-        self, device: Device, segments: dict[str, str], payload: bytes, received_ms: int
-    ) -> Reading:
+    def _json(self, device: Device, segments: dict[str, str], payload: bytes) -> Reading:
         obj = parse_object(payload)
-        ts_ms = received_ms
+        ts_ms = None
         ts_field = self._ts_field
         if ts_field is not None and obj.get(ts_field) is not None:
             ts_ms = parse_ts(obj[ts_field], self._ts_unit)
@@ -132,9 +130,7 @@ class VendorDecoder:
                     fields[key] = metric_value(metrics, key, value)
         return Reading(device, "telemetry", ts_ms, fields, state=state)
 
-    def _plain(
-        self, device: Device, segments: dict[str, str], payload: bytes, received_ms: int
-    ) -> Reading:
+    def _plain(self, device: Device, segments: dict[str, str], payload: bytes) -> Reading:
         if not payload.strip():
             raise Reject("empty_payload", "empty payload")
         try:
@@ -149,4 +145,4 @@ class VendorDecoder:
             state = m.put(device, fields, plain_value(text))
         elif self._keep_unmapped:
             fields[signal] = metric_value(KINDS[device.kind], signal, plain_value(text))
-        return Reading(device, "telemetry", received_ms, fields, state=state)
+        return Reading(device, "telemetry", None, fields, state=state)

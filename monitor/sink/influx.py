@@ -1,6 +1,7 @@
 """The InfluxDB writer: line protocol over HTTP, v1 (/write) or v2 (/api/v2/write).
 
-One keep-alive session, gzip bodies, millisecond precision. ``write`` returns only once
+One keep-alive session, gzip bodies, microsecond timestamps (or what a spooled batch of an
+older version was written with: ``precision``). ``write`` returns only once
 every line is stored or, if InfluxDB refuses that very line (400), quarantined: retryable
 failures (connection errors, timeouts, 5xx, 429) are retried with jittered backoff,
 honouring Retry-After; a refused batch is split in halves until the bad lines are
@@ -14,6 +15,7 @@ import gzip
 import random
 import time
 from collections.abc import Callable
+from typing import Literal
 
 import aiohttp
 
@@ -31,6 +33,11 @@ MAX_RETRY_AFTER_S = 300.0
 CREATE_DATABASE_TIMEOUT_S = 2.0
 
 OnRefused = Callable[[str, str], None]  # (line, InfluxDB's error) -> None
+Precision = Literal["us", "ms"]  # of the lines' timestamps
+_PRECISION: dict[str, dict[Precision, str]] = {  # as each write API spells it
+    "v1": {"us": "u", "ms": "ms"},
+    "v2": {"us": "us", "ms": "ms"},
+}
 
 
 def _retry_after(value: str | None) -> float | None:
@@ -77,12 +84,8 @@ class InfluxWriter(Resource):
         if cfg.api == "v2":
             assert cfg.org is not None
             assert cfg.bucket is not None
-            return f"{cfg.url}/api/v2/write", {
-                "org": cfg.org,
-                "bucket": cfg.bucket,
-                "precision": "ms",
-            }
-        params = {"db": cfg.database, "precision": "ms"}
+            return f"{cfg.url}/api/v2/write", {"org": cfg.org, "bucket": cfg.bucket}
+        params = {"db": cfg.database}
         if cfg.retention_policy:
             params["rp"] = cfg.retention_policy
         return f"{cfg.url}/write", params
@@ -126,7 +129,9 @@ class InfluxWriter(Resource):
 
     # -- writing --
 
-    async def write(self, lines: list[str], give_up_after: float | None = None) -> None:
+    async def write(
+        self, lines: list[str], give_up_after: float | None = None, precision: Precision = "us"
+    ) -> None:
         """Store all lines; returns when each is written or was refused and handed over.
 
         Retryable failures are retried until ``give_up_after`` seconds have passed (then
@@ -135,11 +140,14 @@ class InfluxWriter(Resource):
         if not lines:
             return
         deadline = None if give_up_after is None else time.monotonic() + give_up_after
-        await self._write_split(lines, deadline)
+        params = {**self._params, "precision": _PRECISION[self._config.api][precision]}
+        await self._write_split(lines, deadline, params)
 
-    async def _write_split(self, lines: list[str], deadline: float | None) -> None:
+    async def _write_split(
+        self, lines: list[str], deadline: float | None, params: dict[str, str]
+    ) -> None:
         try:
-            await self._write_with_retry(lines, deadline)
+            await self._write_with_retry(lines, deadline, params)
         except InfluxUnavailable:
             raise
         except WriteError as e:
@@ -148,10 +156,12 @@ class InfluxWriter(Resource):
                 self._on_refused(lines[0], str(e))
                 return
             half = len(lines) // 2
-            await self._write_split(lines[:half], deadline)
-            await self._write_split(lines[half:], deadline)
+            await self._write_split(lines[:half], deadline, params)
+            await self._write_split(lines[half:], deadline, params)
 
-    async def _write_with_retry(self, lines: list[str], deadline: float | None) -> None:
+    async def _write_with_retry(
+        self, lines: list[str], deadline: float | None, params: dict[str, str]
+    ) -> None:
         """Post until it succeeds; raises WriteError for a batch InfluxDB refuses, and
         InfluxUnavailable when still failing at the deadline."""
         body = "\n".join(lines).encode("utf-8")
@@ -161,7 +171,7 @@ class InfluxWriter(Resource):
         while True:
             started = time.perf_counter()
             try:
-                await self._post(body)
+                await self._post(body, params)
             except WriteError as e:
                 self._stats.write_errors += 1
                 if not e.retryable:
@@ -187,13 +197,13 @@ class InfluxWriter(Resource):
             self._note_success()
             return
 
-    async def _post(self, body: bytes) -> None:
+    async def _post(self, body: bytes, params: dict[str, str]) -> None:
         if self._session is None:
             raise RuntimeError("InfluxWriter used outside its context")
         try:
             async with self._session.post(
                 self._url,
-                params=self._params,
+                params=params,
                 data=body,
                 headers=self._headers,
                 auth=self._auth,

@@ -1,4 +1,4 @@
-"""A small, strict InfluxDB line-protocol serializer (millisecond timestamps).
+"""A small, strict InfluxDB line-protocol serializer (timestamps in microseconds).
 
 Strict means: a value that InfluxDB would misread is refused with LineProtocolError
 instead of being written wrongly. Measured on InfluxDB 1.6.7: names and tag values keep
@@ -94,10 +94,10 @@ def line(
     measurement: str,
     tags: Mapping[str, str],
     fields: Mapping[str, FieldValue],
-    ts_ms: int,
+    ts_us: int,
 ) -> str:
-    """One point, timestamp in milliseconds."""
-    return f"{head(measurement, tags)} {field_set(fields)} {int(ts_ms)}"
+    """One point, timestamp in epoch microseconds."""
+    return f"{head(measurement, tags)} {field_set(fields)} {int(ts_us)}"
 
 
 # Field keys already checked and escaped: a handful per kind, looked up per field.

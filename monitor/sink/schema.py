@@ -1,4 +1,8 @@
-"""The InfluxDB schema (SPEC 4): which measurement, tags and fields each thing becomes."""
+"""The InfluxDB schema (SPEC 4): which measurement, tags and fields each thing becomes.
+
+Timestamps are epoch microseconds: payload times keep their milliseconds, receive times
+need the finer precision to keep one point per message (``pipeline.py``).
+"""
 
 from __future__ import annotations
 
@@ -46,7 +50,7 @@ def _telemetry_head(device: Device) -> str:
     return head
 
 
-def reading_line(reading: Reading) -> str | None:
+def reading_line(reading: Reading, ts_us: int) -> str | None:
     """The point of a telemetry or event message; None when it carries nothing to store."""
     device = reading.device
     if reading.channel == "telemetry":
@@ -55,7 +59,7 @@ def reading_line(reading: Reading) -> str | None:
             fields = {**fields, "state": reading.state}
         if not fields:
             return None
-        return f"{_telemetry_head(device)} {lineproto.field_set(fields)} {reading.ts_ms}"
+        return f"{_telemetry_head(device)} {lineproto.field_set(fields)} {ts_us}"
     if reading.channel == "event":
         # n=1 on every event so that count(n) counts events whatever their payload.
         return lineproto.line(
@@ -68,7 +72,7 @@ def reading_line(reading: Reading) -> str | None:
                 "type": reading.event_type or "unknown",
             },
             {**reading.fields, "n": 1},
-            reading.ts_ms,
+            ts_us,
         )
     return None
 
@@ -79,7 +83,7 @@ def device_status_line(
     state: str,
     reason: str,
     last_seen_age_s: float | None,
-    ts_ms: int,
+    ts_us: int,
 ) -> str:
     fields: dict[str, FieldValue] = {"up": int(up), "state": state, "reason": reason}
     if last_seen_age_s is not None:
@@ -88,11 +92,11 @@ def device_status_line(
         DEVICE_STATUS,
         {"site": device.site, "area": device.area, "kind": device.kind, "device": device.id},
         fields,
-        ts_ms,
+        ts_us,
     )
 
 
-def monitor_line(instance: str, stats: Stats, latency_ms: float | None, ts_ms: int) -> str:
+def monitor_line(instance: str, stats: Stats, latency_ms: float | None, ts_us: int) -> str:
     fields: dict[str, FieldValue] = {
         "messages_received": stats.messages_received,
         "messages_rejected": stats.messages_rejected,
@@ -113,10 +117,10 @@ def monitor_line(instance: str, stats: Stats, latency_ms: float | None, ts_ms: i
         fields["write_latency_ms"] = float(latency_ms)
     for reason, n in stats.rejected_by_reason.items():
         fields[f"rejected_{reason}"] = n
-    return lineproto.line(MONITOR, {"instance": instance}, fields, ts_ms)
+    return lineproto.line(MONITOR, {"instance": instance}, fields, ts_us)
 
 
-def alert_line(alert: AlertFacts, duration_s: float, ts_ms: int) -> str:
+def alert_line(alert: AlertFacts, duration_s: float, ts_us: int) -> str:
     """One point per alert transition (firing, acknowledged, resolved)."""
     return lineproto.line(
         ALERTS,
@@ -134,5 +138,5 @@ def alert_line(alert: AlertFacts, duration_s: float, ts_ms: int) -> str:
             "duration_s": float(duration_s),
             "summary": alert.summary,
         },
-        ts_ms,
+        ts_us,
     )

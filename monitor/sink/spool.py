@@ -19,7 +19,7 @@ from pathlib import Path
 from monitor import logs
 from monitor.backoff import backoff_delay
 from monitor.errors import InfluxUnavailable
-from monitor.sink.influx import InfluxWriter
+from monitor.sink.influx import InfluxWriter, Precision
 from monitor.stats import Stats
 
 log = logs.get(__name__)
@@ -39,8 +39,11 @@ class Spool:
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS batches (id INTEGER PRIMARY KEY AUTOINCREMENT,"
-            " points INTEGER NOT NULL, data BLOB NOT NULL)"
+            " points INTEGER NOT NULL, data BLOB NOT NULL, precision TEXT NOT NULL)"
         )
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(batches)")}
+        if "precision" not in columns:  # spooled by a version that wrote milliseconds
+            self._db.execute("ALTER TABLE batches ADD COLUMN precision TEXT NOT NULL DEFAULT 'ms'")
         row = self._db.execute(
             "SELECT COALESCE(SUM(LENGTH(data)), 0), COUNT(*), COALESCE(SUM(points), 0) FROM batches"
         ).fetchone()
@@ -52,18 +55,23 @@ class Spool:
         data = zlib.compress("\n".join(lines).encode(), 1)
         if self.bytes + len(data) > self.max_bytes:
             return False
-        self._db.execute("INSERT INTO batches (points, data) VALUES (?, ?)", (len(lines), data))
+        self._db.execute(
+            "INSERT INTO batches (points, data, precision) VALUES (?, ?, 'us')", (len(lines), data)
+        )
         self.bytes += len(data)
         self.batches += 1
         self.points += len(lines)
         self._publish()
         return True
 
-    def oldest(self) -> tuple[int, list[str]] | None:
-        row = self._db.execute("SELECT id, data FROM batches ORDER BY id LIMIT 1").fetchone()
+    def oldest(self) -> tuple[int, list[str], Precision] | None:
+        row = self._db.execute(
+            "SELECT id, data, precision FROM batches ORDER BY id LIMIT 1"
+        ).fetchone()
         if row is None:
             return None
-        return int(row[0]), zlib.decompress(row[1]).decode().split("\n")
+        precision: Precision = "ms" if row[2] == "ms" else "us"
+        return int(row[0]), zlib.decompress(row[1]).decode().split("\n"), precision
 
     def remove(self, batch_id: int) -> None:
         row = self._db.execute(
@@ -165,9 +173,9 @@ class SpoolingWriter:
                 self._spooled.clear()
                 await self._spooled.wait()
                 continue
-            batch_id, lines = item
+            batch_id, lines, precision = item
             try:
-                await self._writer.write(lines, give_up_after=self._live_give_up)
+                await self._writer.write(lines, self._live_give_up, precision)
             except InfluxUnavailable:
                 self.influx_down = True
                 await asyncio.sleep(backoff_delay(attempt, 0.5, self._retry_max, self._rng))

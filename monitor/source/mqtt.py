@@ -28,7 +28,7 @@ from typing import Any, TypeVar
 
 from monitor import logs
 from monitor.backoff import backoff_delay
-from monitor.clock import Clock
+from monitor.clock import Clock, now_us
 from monitor.config import MQTT, TLS
 from monitor.errors import BrokerError
 from monitor.lifecycle import Resource
@@ -116,9 +116,7 @@ class _Connection(asyncio.Protocol):
         messages: list[Message] = []
         controls: list[wire.Control] = []
         try:
-            used = wire.parse(
-                buf, self.generation, int(self._clock.now() * 1000), messages, controls
-            )
+            used = wire.parse(buf, self.generation, now_us(self._clock), messages, controls)
         except (wire.ProtocolError, IndexError) as e:
             log.error("mqtt.protocol_error", error=str(e) or "truncated packet")
             self.abort()

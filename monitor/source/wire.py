@@ -51,7 +51,7 @@ class Message:
     mid: int
     retain: bool
     generation: int  # which connection delivered it: acks are valid only on that one
-    received_ms: int
+    received_us: int  # wall clock, epoch microseconds
 
 
 @dataclass(slots=True)
@@ -223,7 +223,7 @@ def disconnect_reason(body: bytes) -> str:
 def parse(
     buf: bytes,
     generation: int,
-    received_ms: int,
+    received_us: int,
     publishes: list[Message],
     controls: list[Control],
 ) -> int:
@@ -280,7 +280,7 @@ def parse(
                 topic = raw_topic.decode()
             except UnicodeDecodeError:  # brokers validate UTF-8; never trust that blindly
                 topic = raw_topic.decode("utf-8", "replace")
-            append(Message(topic, buf[j:end], qos, mid, bool(first & 1), generation, received_ms))
+            append(Message(topic, buf[j:end], qos, mid, bool(first & 1), generation, received_us))
         else:
             controls.append(Control(first >> 4, buf[start:end]))
         pos = end

@@ -414,3 +414,39 @@ async def test_device_status_and_monitor_measurements(
     assert mon[0]["instance"] == "monitor-test"
     assert mon[0]["received"] == 1
     assert mon[0]["written"] >= 2
+
+
+async def test_every_message_without_a_timestamp_is_its_own_point(
+    config: Config, mosquitto: Mosquitto, influxd: InfluxDB, database: str
+) -> None:
+    """A burst without `ts` (thousands in one socket read) and a PLC gateway's plain values
+    (which never carry a time): one point per message, none overwriting another (SPEC 4)."""
+    pub = Publisher(mosquitto.port)
+    burst = [(f"{XS01}/telemetry", json.dumps({"scans_total": i})) for i in range(2000)]
+    plc = [
+        (f"plc/aktau/gb-01/{signal}", value)
+        for i in range(300)
+        for signal, value in (("barrier_up", str(i % 2)), ("motor_amps", f"{2 + i / 1000:.3f}"))
+    ]
+
+    def counts() -> tuple[int, int, int]:
+        q = (
+            "SELECT count(scans_total) FROM xray_scanner;"
+            " SELECT count(position), count(motor_current_a) FROM gate_barrier"
+        )
+        got = [r for q1 in q.split(";") for r in rows(influxd.url, database, q1)]
+        xs = next((r["count"] for r in got if r["_measurement"] == "xray_scanner"), 0)
+        gb = next((r for r in got if r["_measurement"] == "gate_barrier"), {})
+        return xs, gb.get("count", 0), gb.get("count_1", 0)
+
+    async with running_monitor(config):
+        sent_from = now_ms()
+        pub.publish_all(burst + plc)
+        sent_until = now_ms()
+        await wait_for(lambda: counts() == (2000, 300, 300), timeout=30)
+    pub.close()
+    scans = rows(influxd.url, database, "SELECT scans_total FROM xray_scanner")
+    assert sorted(r["scans_total"] for r in scans) == list(range(2000))
+    # stamped with when they were received, in arrival order
+    assert all(sent_from <= r["time"] <= sent_until + 1000 for r in scans)
+    assert [r["scans_total"] for r in sorted(scans, key=lambda r: r["time"])] == list(range(2000))

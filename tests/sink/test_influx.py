@@ -189,12 +189,12 @@ async def test_v2_api_writes_to_a_real_api_v2_peer(
                     "xray_scanner",
                     {"site": "aktau", "device": "xs-01"},
                     {"tube_voltage_kv": 140.5, "scans_total": 12},
-                    ts,
+                    ts * 1000,  # microseconds, as the monitor writes them
                 )
             ]
         )
     assert proxy.requests == [
-        "POST /api/v2/write?org=customs-kz&bucket=aktau&precision=ms auth=Token t0k3n enc=gzip"
+        "POST /api/v2/write?org=customs-kz&bucket=aktau&precision=us auth=Token t0k3n enc=gzip"
     ]
 
     def exported() -> list[dict]:

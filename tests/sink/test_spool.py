@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
+import zlib
 from pathlib import Path
 
 from monitor.errors import InfluxUnavailable
@@ -23,11 +25,32 @@ def test_append_oldest_remove_in_order_and_across_reopen(tmp_path: Path) -> None
     assert (again.batches, again.points) == (3, 6)
     seen = []
     while (item := again.oldest()) is not None:
-        batch_id, lines = item
+        batch_id, lines, precision = item
+        assert precision == "us"
         seen.append(lines[0])
         again.remove(batch_id)
     assert seen == ["m v=0i 0", "m v=1i 1", "m v=2i 2"]
     assert (again.bytes, again.batches, again.points) == (0, 0, 0)
+
+
+def test_batches_spooled_by_a_version_that_wrote_milliseconds_replay_as_such(
+    tmp_path: Path,
+) -> None:
+    old = sqlite3.connect(tmp_path / "spool.db")
+    old.execute(
+        "CREATE TABLE batches (id INTEGER PRIMARY KEY AUTOINCREMENT,"
+        " points INTEGER NOT NULL, data BLOB NOT NULL)"
+    )
+    old.execute("INSERT INTO batches (points, data) VALUES (1, ?)", (zlib.compress(b"m v=1i 5"),))
+    old.commit()
+    old.close()
+    spool = Spool(tmp_path / "spool.db", 10_000_000, Stats())
+    assert spool.append(["m v=2i 6000"])
+    first = spool.oldest()
+    assert first is not None and first[1:] == (["m v=1i 5"], "ms")
+    spool.remove(first[0])
+    second = spool.oldest()
+    assert second is not None and second[1:] == (["m v=2i 6000"], "us")
 
 
 def test_a_full_spool_refuses_and_keeps_nothing(tmp_path: Path) -> None:
@@ -46,7 +69,9 @@ class FakeInflux:
         self.up = False
         self.written: list[list[str]] = []
 
-    async def write(self, lines: list[str], give_up_after: float | None = None) -> None:
+    async def write(
+        self, lines: list[str], give_up_after: float | None = None, precision: str = "us"
+    ) -> None:
         if not self.up:
             raise InfluxUnavailable("down")
         self.written.append(lines)
