@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
+import urllib.request
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -450,3 +452,29 @@ async def test_every_message_without_a_timestamp_is_its_own_point(
     # stamped with when they were received, in arrival order
     assert all(sent_from <= r["time"] <= sent_until + 1000 for r in scans)
     assert [r["scans_total"] for r in sorted(scans, key=lambda r: r["time"])] == list(range(2000))
+
+
+async def test_retained_telemetry_is_old_news_across_restarts(
+    configure: Callable[..., Config], mosquitto: Mosquitto, influxd: InfluxDB, database: str
+) -> None:
+    """A retained message without `ts` comes again on every (re)subscribe: it is neither
+    written again with a new time nor a sign of life (SPEC 4)."""
+    config = configure(MONITOR_ALERTS__KINDS__XRAY_SCANNER__NO_DATA_TIMEOUT="2s")
+    pub = Publisher(mosquitto.port)
+    topic = f"{XS01}/telemetry"
+
+    def points() -> int:
+        got = rows(influxd.url, database, "SELECT count(scans_total) AS n FROM xray_scanner")
+        return int(got[0]["n"]) if got else 0
+
+    async with running_monitor(config):
+        pub.publish(topic, json.dumps({"scans_total": 7}), retain=True).wait_for_publish(10)
+        await wait_for(lambda: points() == 1)  # delivered live: a point of its own
+    for _ in range(2):  # two restarts: the broker sends the retained message each time
+        async with running_monitor(config) as running:
+            await asyncio.sleep(3)  # past xs-01's 2 s grace
+            url = f"http://127.0.0.1:{running.api.port}/api/devices/xs-01"
+            device = await asyncio.to_thread(lambda: json.load(urllib.request.urlopen(url)))
+        assert (device["up"], device["reason"]) == (False, "no_data")  # not a sign of life
+    assert points() == 1
+    pub.close()
