@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from monitor import logs
@@ -21,6 +21,7 @@ from monitor.alerting.service import AlertService
 from monitor.alerting.store import Store
 from monitor.clock import Clock, SystemClock
 from monitor.config import Config
+from monitor.lifecycle import supervised
 from monitor.normalize.normalizer import Normalizer
 from monitor.normalize.quarantine import Quarantine
 from monitor.pipeline import Ingest, Points
@@ -37,6 +38,8 @@ log = logs.get(__name__)
 # are not acknowledged, so the broker redelivers them to the next run).
 DRAIN_TIMEOUT_S = 10.0
 SPOOL_ALERT_FILL = 0.8
+HOUSEKEEPING_S = 3600.0
+WINDOWS_KEPT_S = 7 * 86400.0  # maintenance windows added at run time, after they ended
 
 
 def config_windows(config: Config) -> list[Window]:
@@ -96,19 +99,40 @@ class Parts:
         """``device_status`` of every device (SPEC 4), and last-seen times saved."""
         if self.stats.broker_connected:  # our outage is not the devices'
             self.points.statuses(self.liveness.status_points(self.clock.monotonic(), force=True))
-        self.store.save_devices(self.liveness.devices.values())
+        self.store.save_devices(self.liveness.devices.values())  # and retries what is pending
+        for part in (self.spool, self.quarantine):
+            if part is not None:
+                part.retry()
+
+    def housekeeping(self) -> None:
+        """History kept bounded: old resolved alerts and deliveries, ended windows."""
+        self.store.prune(self.clock.monotonic())
+        self.service.forget_windows_ended_before(self.clock.now() - WINDOWS_KEPT_S)
+
+    def state_dir_problems(self) -> list[str]:
+        """Why state_dir refuses writes, part by part (a full or failing disk)."""
+        parts: list[Store | Spool | Quarantine | None] = [self.store, self.spool, self.quarantine]
+        return [p.problem for p in parts if p is not None and p.problem is not None]
 
     def monitor_conditions(self) -> dict[str, str | None]:
         """The monitor's own troubles that are alerts: a summary while each holds."""
+        instance = self.config.instance_name
         spool = self.spool
         high = spool is not None and spool.fill >= SPOOL_ALERT_FILL
+        problems = self.state_dir_problems()
         return {
             "monitor_spool_high": (
-                f"monitor {self.config.instance_name}: the disk spool is {spool.fill:.0%} full"
+                f"monitor {instance}: the disk spool is {spool.fill:.0%} full"
                 f" ({spool.points} points waiting for InfluxDB); at 100% acks stop"
             )
             if high and spool is not None
-            else None
+            else None,
+            "monitor_state_dir": (
+                f"monitor {instance} cannot write to its state_dir ({'; '.join(problems)}):"
+                " alerts, acknowledgements and windows are kept in memory until it can"
+            )
+            if problems
+            else None,
         }
 
     def connection_changed(self, connected: bool) -> None:
@@ -125,6 +149,7 @@ class Parts:
             reasons.append("InfluxDB writes failing")
         elif self.stats.last_write_ok is None and self.clock.monotonic() - self.api.started > 60:
             reasons.append("no successful InfluxDB write yet")
+        reasons.extend(f"state_dir: {p}" for p in self.state_dir_problems())
         return Health(
             reasons,
             broker_connected=connected,
@@ -138,7 +163,10 @@ def build(config: Config, clock: Clock, stats: Stats) -> Parts:
     instance = config.instance_name
     normalizer = Normalizer(config)
     rulebook = RuleBook(config)
-    config.state_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        config.state_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:  # the parts that live there say so, and run without it meanwhile
+        log.error("monitor.state_dir_unusable", path=str(config.state_dir), error=str(e))
     quarantine = Quarantine(
         config.state_dir / "quarantine", int(config.ingest.quarantine_max_bytes), clock, stats
     )
@@ -151,9 +179,9 @@ def build(config: Config, clock: Clock, stats: Stats) -> Parts:
         broker_down_after=config.alerts.broker_down_after,
     )
     liveness = Liveness(normalizer.registry.values(), rulebook, engine.in_maintenance)
-    store = Store(config.state_dir / "state.db")
+    store = Store(config.state_dir / "state.db", clock)
     spool = (
-        Spool(config.state_dir / "spool.db", int(config.spool_max_bytes), stats)
+        Spool(config.state_dir / "spool.db", int(config.spool_max_bytes), stats, clock)
         if config.spool_max_bytes
         else None
     )
@@ -232,22 +260,33 @@ async def _every(interval: float, fn: Callable[[], None]) -> None:
 
 def start_tasks(tg: asyncio.TaskGroup, p: Parts) -> Tasks:
     """Downstream first: the writer is waiting before ingest feeds it, and ingest before
-    the first message arrives."""
+    the first message arrives. Each runs inside its error boundary (``supervised``)."""
     config = p.config
-    flushing = tg.create_task(p.ingest.flush(), name="influx-writer")
+
+    def task(
+        name: str, run: Callable[[], Awaitable[None]], on_failure: Callable[[], None] = _nothing
+    ) -> asyncio.Task[None]:
+        restarts = p.stats.task_restarts
+        return tg.create_task(supervised(name, run, restarts, on_failure=on_failure), name=name)
+
+    # A batch lost to a failure in the pipeline was not acknowledged: a new connection
+    # makes the broker deliver it again (a duplicate write is harmless).
+    flushing = task("influx-writer", p.ingest.flush, on_failure=p.source.drop)
     background = [
-        tg.create_task(p.notifier.run(), name="notifier"),
-        tg.create_task(p.sink.replay(), name="spool-replay"),
-        tg.create_task(p.service.run(), name="alerting"),
-        tg.create_task(_every(config.status_interval, p.status_tick), name="device-status"),
-        tg.create_task(
-            _every(config.stats_interval, p.points.monitor),
-            name="monitor-stats",
-        ),
+        task("notifier", p.notifier.run),
+        task("spool-replay", p.sink.replay),
+        task("alerting", p.service.run),
+        task("device-status", lambda: _every(config.status_interval, p.status_tick)),
+        task("monitor-stats", lambda: _every(config.stats_interval, p.points.monitor)),
+        task("housekeeping", lambda: _every(HOUSEKEEPING_S, p.housekeeping)),
     ]
-    consuming = tg.create_task(p.ingest.consume(), name="ingest")
-    connection = tg.create_task(p.source.run(), name="mqtt-connection")
+    consuming = task("ingest", p.ingest.consume, on_failure=p.source.drop)
+    connection = task("mqtt-connection", p.source.run)
     return Tasks(consuming, background, flushing, connection)
+
+
+def _nothing() -> None:
+    pass
 
 
 async def stop_sequence(p: Parts, t: Tasks) -> None:

@@ -1,13 +1,21 @@
-"""Parts that own a connection, a server or a file are async context managers.
-
-``app.py`` enters them in start order and exits them in reverse, so every connection is
-closed on every way out (a stop, an error, a cancellation).
+"""How parts live: those that own a connection, a server or a file are async context
+managers, entered by ``app.py`` in start order and exited in reverse, so every connection is
+closed on every way out; every long-running task runs inside an error boundary.
 """
 
 from __future__ import annotations
 
+import asyncio
+import random
+from collections import Counter
+from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import Self
+
+from monitor import logs
+from monitor.backoff import backoff_delay
+
+log = logs.get(__name__)
 
 
 class Resource:
@@ -30,3 +38,46 @@ class Resource:
         tb: TracebackType | None,
     ) -> None:
         await self.aclose()
+
+
+async def supervised(
+    name: str,
+    run: Callable[[], Awaitable[None]],
+    restarts: Counter[str],
+    *,
+    on_failure: Callable[[], None] = lambda: None,
+    initial: float = 1.0,
+    maximum: float = 30.0,
+    rng: random.Random | None = None,
+) -> None:
+    """The error boundary of a long-running task: if ``run`` fails, log it (once per kind
+    of failure), count it, back off and run it again; ``on_failure`` first repairs what
+    the failure may have left behind. Returns when ``run`` returns; cancellation passes."""
+    rng = rng or random.Random()
+    loop = asyncio.get_running_loop()
+    attempt, last = 0, ""
+    while True:
+        started = loop.time()
+        try:
+            await run()
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:
+            restarts[name] += 1
+            if loop.time() - started > maximum:
+                attempt = 0  # it ran well for a while: this is a new failure
+            delay = backoff_delay(attempt, initial, maximum, rng)
+            kind = f"{type(e).__name__}: {e}"
+            if kind != last:
+                log.error(
+                    "task.failed",
+                    task=name,
+                    error=kind[:500],
+                    retry_in_s=round(delay, 2),
+                    exc_info=True,
+                )
+                last = kind
+            on_failure()
+        await asyncio.sleep(delay)
+        attempt += 1

@@ -26,6 +26,8 @@ class Stats:
     spool_refusals: int = 0  # batches that found the spool full (acks held back)
     points_replayed: int = 0
     quarantine_bytes: int = 0
+    quarantine_write_errors: int = 0  # rejected messages the disk refused to keep
+    task_restarts: Counter[str] = field(default_factory=Counter)  # by task name
     # write latency of the batches since the last `monitor` point
     _latency_sum_ms: float = 0.0
     _latency_n: int = 0

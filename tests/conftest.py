@@ -10,7 +10,7 @@ import pytest
 
 from monitor.config import Config
 from monitor.sim.devservers import InfluxDB, Mosquitto
-from tests.helpers import Webhook
+from tests.helpers import SmallDisk, Webhook
 
 _db_counter = itertools.count()
 
@@ -100,3 +100,11 @@ async def webhook() -> AsyncIterator[Webhook]:
     await web.TCPSite(runner, "127.0.0.1", hook.port).start()
     yield hook
     await runner.cleanup()
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[SmallDisk]:
+    """A tmpfs of 4 MiB at tmp_path/state (alerting_config's state_dir) to fill up."""
+    disk = SmallDisk(tmp_path / "state")
+    yield disk
+    disk.unmount()

@@ -256,10 +256,11 @@ def alerting_config(
     channels: list[str],
     devices: list[str],
     repeat: str = "1h",
+    severity: tuple[str, ...] = ("critical",),
     extra: str = "",
 ) -> Path:
     """A config file of X-ray scanners in aktau/inspection-1 with ALERT_TIMEOUT, one route
-    for critical alerts to ``channels``, and the monitor's outage alert after 3 s."""
+    for alerts of ``severity`` to ``channels``, and the monitor's outage alert after 3 s."""
     devs = "\n".join(
         f"  - {{id: {d}, kind: xray_scanner, site: aktau, area: inspection-1}}" for d in devices
     )
@@ -280,7 +281,7 @@ alerts:
 notify:
   routes:
     - name: crew
-      match: {{severity: [critical]}}
+      match: {{severity: {json.dumps(list(severity))}}}
       channels: {json.dumps(channels)}
       repeat_interval: {repeat}
 devices:
@@ -358,3 +359,44 @@ class SteppedClock:
             "FAKETIME_NO_CACHE": "1",
             "FAKETIME_DONT_FAKE_MONOTONIC": "1",
         }
+
+
+# -- a real full filesystem ---------------------------------------------------------------
+
+
+class SmallDisk:
+    """A tmpfs mounted at ``path``; ``fill`` takes every free byte, ``free`` gives it back."""
+
+    def __init__(self, path: Path, size: str = "4m") -> None:
+        self.path = path
+        path.mkdir(parents=True, exist_ok=True)
+        sudo = [] if os.geteuid() == 0 else ["sudo", "-n"]
+        res = subprocess.run(
+            [*sudo, "mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if res.returncode != 0:
+            pytest.fail(f"mounting a tmpfs needs root or sudo: {res.stderr.strip()}")
+        self._sudo = sudo
+        self.filler = path / "filler"
+
+    def fill(self) -> None:
+        with open(self.filler, "ab") as f:
+            with contextlib.suppress(OSError):
+                while True:
+                    f.write(b"\0" * 65536)
+                    f.flush()
+            with contextlib.suppress(OSError):
+                while True:  # the last partial block
+                    f.write(b"\0" * 512)
+                    f.flush()
+            with contextlib.suppress(OSError):
+                f.close()
+
+    def free(self) -> None:
+        self.filler.unlink()
+
+    def unmount(self) -> None:
+        subprocess.run([*self._sudo, "umount", "-l", str(self.path)], check=False)

@@ -131,6 +131,13 @@ class AlertService:
         self._window_changed()
         return True
 
+    def forget_windows_ended_before(self, t: float) -> None:
+        """Maintenance windows added at run time that ended before ``t`` (wall clock)."""
+        ended = [w for w in self.engine.windows.values() if w.created_by != "config" and w.ends < t]
+        for w in ended:
+            self.engine.windows.pop(w.id)
+            self.store.delete_window(w.id)
+
     def _window_changed(self) -> None:
         self.recorder.statuses(self.liveness.status_points(self._now(), force=False))
         self.poke()

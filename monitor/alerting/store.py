@@ -1,23 +1,35 @@
 """Durable state in SQLite (WAL) under ``state_dir``: alerts, maintenance windows,
 devices' last-seen, the notification outbox and its delivery history.
 
-Small synchronous writes on the event loop: each is tens of microseconds in WAL mode
-with synchronous=NORMAL, far below anything that would need a thread.
+Writes never raise. What the disk does not take (full, failing, read-only) is kept in
+memory, bounded, seen by every read, and written in one transaction as soon as the disk
+takes it again: each write tries, and while failing at most every ``RETRY_S``. ``problem``
+says why meanwhile (``/health``, the monitor's own alert). A store that cannot even be
+created (a new state_dir on a full disk) starts empty and keeps trying: the monitor runs
+degraded rather than not at all.
+
+Small synchronous writes on the event loop: each is tens of microseconds in WAL mode with
+synchronous=NORMAL, far below anything that would need a thread.
 """
 
 from __future__ import annotations
 
 import json
 import sqlite3
+from collections import Counter, deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from monitor import logs
 from monitor.alerting.engine import Alert, Window
 from monitor.alerting.rules import DeviceState
+from monitor.clock import Clock, SystemClock
 from monitor.lifecycle import Resource
 from monitor.model import Device
+
+log = logs.get(__name__)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS alerts (
@@ -32,90 +44,256 @@ CREATE INDEX IF NOT EXISTS outbox_channel ON outbox (channel, id);
 CREATE TABLE IF NOT EXISTS deliveries (
     id INTEGER PRIMARY KEY AUTOINCREMENT, at REAL NOT NULL, alert_id TEXT NOT NULL,
     event TEXT NOT NULL, channel TEXT NOT NULL, ok INTEGER NOT NULL, error TEXT);
+CREATE INDEX IF NOT EXISTS deliveries_alert ON deliveries (alert_id);
 """
 
 _DEVICE_FIELDS = ("last_seen", "state", "state_since", "online", "offline_since", "code")
+RETRY_S = 5.0
+# What is kept in memory while the disk refuses: beyond this the oldest goes (logged).
+MAX_PENDING = 10_000
+# History kept on disk (resolved alerts, deliveries); open alerts are always kept.
+KEEP_S = 90 * 86400.0
+KEEP_ROWS = 100_000
 
 
 @dataclass(frozen=True)
 class OutboxItem:
-    id: int
+    id: int  # negative: not written yet (the disk refused it), delivered from memory
     channel: str
     created: float
     attempts: int
     data: dict[str, Any]
 
 
+_Delivery = tuple[float, str, str, str, bool, str | None]  # at, alert, event, channel, ok, error
+
+
 class Store(Resource):
-    def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+    def __init__(self, path: Path, clock: Clock | None = None) -> None:
         self.path = path
-        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(SCHEMA)
+        self._clock = clock or SystemClock()
+        self._db: sqlite3.Connection | None = None
+        self.problem: str | None = None  # why the disk refuses, while it does
+        self._retry_at = 0.0
+        # Not yet on disk: the newest state of each thing.
+        self._alerts: dict[str, Alert] = {}
+        self._windows: dict[str, Window | None] = {}  # None: deleted
+        self._devices: dict[str, str] = {}  # id -> its JSON
+        self._outbox: dict[int, OutboxItem] = {}  # by (negative) temporary id
+        self._written_as: dict[int, int] = {}  # temporary id -> id on disk
+        self._done: dict[int, _Delivery] = {}  # on disk, delivered, not yet deleted
+        self._attempts: Counter[int] = Counter()
+        self._deliveries: deque[_Delivery] = deque(maxlen=1000)
+        self._next_temp = -1
+        self._open_db()
+
+    # -- the connection --
+
+    def _open_db(self) -> bool:
+        db = None
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.executescript(SCHEMA)
+        except (sqlite3.Error, OSError) as e:
+            if db is not None:
+                db.close()
+            self._failed("cannot open", e)
+            return False
+        self._db = db
+        return True
+
+    def _failed(self, doing: str, e: Exception) -> None:
+        problem = f"{doing} {self.path}: {e}"
+        if problem != self.problem:
+            log.error("store.failing", path=str(self.path), error=str(e), pending=self.pending)
+        self.problem = problem
+        self._retry_at = self._clock.monotonic() + RETRY_S
+
+    @property
+    def pending(self) -> int:
+        """How many things wait in memory for the disk."""
+        return (
+            len(self._alerts)
+            + len(self._windows)
+            + len(self._devices)
+            + len(self._outbox)
+            + len(self._done)
+            + len(self._attempts)
+        )
 
     async def aclose(self) -> None:
         self.close()
 
     def close(self) -> None:
-        self._db.close()
+        self.flush(force=True)
+        if self.pending:
+            log.error("store.closed_with_pending", path=str(self.path), pending=self.pending)
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+    # -- writing what is pending --
+
+    def flush(self, force: bool = False) -> bool:
+        """Write everything pending in one transaction; False (all of it kept) if the disk
+        does not take it. While failing, tries at most every RETRY_S unless ``force``."""
+        if not self.pending and self.problem is None:
+            return True
+        if not force and self.problem is not None and self._clock.monotonic() < self._retry_at:
+            return False
+        if self._db is None and not self._open_db():
+            return False
+        assert self._db is not None
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                written = self._write_pending(self._db)
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as e:
+            self._failed("cannot write", e)
+            return False
+        self._written_as.update(written)
+        self._alerts.clear()
+        self._windows.clear()
+        self._devices.clear()
+        self._outbox.clear()
+        self._done.clear()
+        self._attempts.clear()
+        self._deliveries.clear()
+        if self.problem is not None:
+            log.info("store.recovered", path=str(self.path))
+            self.problem = None
+        return True
+
+    def _write_pending(self, db: sqlite3.Connection) -> dict[int, int]:
+        db.executemany(
+            "INSERT INTO alerts (id, open, fired_at, data) VALUES (?, ?, ?, ?)"
+            " ON CONFLICT(id) DO UPDATE SET open=excluded.open, data=excluded.data",
+            [
+                (a.id, int(a.is_open), a.fired_at, json.dumps(a.to_dict()))
+                for a in self._alerts.values()
+            ],
+        )
+        for window_id, w in self._windows.items():
+            if w is None:
+                db.execute("DELETE FROM maintenance WHERE id = ?", (window_id,))
+            else:
+                db.execute(
+                    "INSERT OR REPLACE INTO maintenance (id, data) VALUES (?, ?)",
+                    (w.id, json.dumps(w.to_dict())),
+                )
+        db.executemany(
+            "INSERT OR REPLACE INTO devices (id, data) VALUES (?, ?)", self._devices.items()
+        )
+        written = {}
+        for item in self._outbox.values():
+            cur = db.execute(
+                "INSERT INTO outbox (channel, created, attempts, data) VALUES (?, ?, ?, ?)",
+                (item.channel, item.created, item.attempts, json.dumps(item.data)),
+            )
+            assert cur.lastrowid is not None
+            written[item.id] = cur.lastrowid
+        db.executemany(
+            "UPDATE outbox SET attempts = attempts + ? WHERE id = ?",
+            [(n, item_id) for item_id, n in self._attempts.items()],
+        )
+        db.executemany("DELETE FROM outbox WHERE id = ?", [(i,) for i in self._done])
+        db.executemany(
+            "INSERT INTO deliveries (at, alert_id, event, channel, ok, error)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            [(at, a, e, c, int(ok), err) for at, a, e, c, ok, err in self._deliveries],
+        )
+        return written
+
+    def _read(self, sql: str, params: Iterable[Any] = ()) -> list[Any]:
+        """Rows from the disk; none when it cannot be read (the problem is reported)."""
+        if self._db is None:
+            return []
+        try:
+            return self._db.execute(sql, tuple(params)).fetchall()
+        except sqlite3.Error as e:
+            self._failed("cannot read", e)
+            return []
+
+    def _bound(self, pending: dict[Any, Any], what: str) -> None:
+        while len(pending) > MAX_PENDING:
+            pending.pop(next(iter(pending)))
+            log.error("store.dropped_pending", what=what, limit=MAX_PENDING)
 
     # -- alerts --
 
     def save_alerts(self, alerts: Iterable[Alert]) -> None:
-        rows = [(a.id, int(a.is_open), a.fired_at, json.dumps(a.to_dict())) for a in alerts]
-        if rows:
-            with self._db:
-                self._db.executemany(
-                    "INSERT INTO alerts (id, open, fired_at, data) VALUES (?, ?, ?, ?)"
-                    " ON CONFLICT(id) DO UPDATE SET open=excluded.open, data=excluded.data",
-                    rows,
-                )
+        for a in alerts:
+            self._alerts.pop(a.id, None)  # newest last: the oldest goes first when bounded
+            self._alerts[a.id] = a
+        self._bound(self._alerts, "alerts")
+        self.flush()
 
     def alerts(self, open_only: bool, limit: int = 500) -> list[Alert]:
         where = "WHERE open = 1" if open_only else ""
-        cur = self._db.execute(
-            f"SELECT data FROM alerts {where} ORDER BY fired_at DESC LIMIT ?", (limit,)
+        rows = self._read(
+            f"SELECT data FROM alerts {where} ORDER BY fired_at DESC LIMIT ?", [limit]
         )
-        return [Alert.from_dict(json.loads(row[0])) for row in cur]
+        found = {a.id: a for a in (Alert.from_dict(json.loads(r[0])) for r in rows)}
+        for a in self._alerts.values():
+            if a.is_open or not open_only:
+                found[a.id] = Alert.from_dict(a.to_dict())
+            else:
+                found.pop(a.id, None)
+        return sorted(found.values(), key=lambda a: a.fired_at, reverse=True)[:limit]
 
     def alert(self, alert_id: str) -> Alert | None:
-        row = self._db.execute("SELECT data FROM alerts WHERE id = ?", (alert_id,)).fetchone()
-        return Alert.from_dict(json.loads(row[0])) if row else None
+        if (pending := self._alerts.get(alert_id)) is not None:
+            return Alert.from_dict(pending.to_dict())
+        rows = self._read("SELECT data FROM alerts WHERE id = ?", [alert_id])
+        return Alert.from_dict(json.loads(rows[0][0])) if rows else None
 
     # -- maintenance windows --
 
     def save_window(self, w: Window) -> None:
-        self._db.execute(
-            "INSERT OR REPLACE INTO maintenance (id, data) VALUES (?, ?)",
-            (w.id, json.dumps(w.to_dict())),
-        )
+        self._windows[w.id] = w
+        self.flush()
 
-    def delete_window(self, window_id: str) -> bool:
-        return self._db.execute("DELETE FROM maintenance WHERE id = ?", (window_id,)).rowcount > 0
+    def delete_window(self, window_id: str) -> None:
+        self._windows[window_id] = None
+        self.flush()
 
     def windows(self) -> list[Window]:
-        return [
-            Window(**json.loads(r[0])) for r in self._db.execute("SELECT data FROM maintenance")
-        ]
+        found = {
+            w.id: w
+            for w in (
+                Window(**json.loads(r[0])) for r in self._read("SELECT data FROM maintenance")
+            )
+        }
+        for window_id, w in self._windows.items():
+            if w is None:
+                found.pop(window_id, None)
+            else:
+                found[window_id] = w
+        return list(found.values())
 
     # -- devices --
 
     def save_devices(self, states: Iterable[DeviceState]) -> None:
-        rows = []
         for ds in states:
             data = {f: getattr(ds, f) for f in _DEVICE_FIELDS}
             d = ds.device
             data["device"] = [d.id, d.kind, d.site, d.area]
-            rows.append((d.id, json.dumps(data)))
-        with self._db:
-            self._db.executemany("INSERT OR REPLACE INTO devices (id, data) VALUES (?, ?)", rows)
+            self._devices[d.id] = json.dumps(data)
+        self.flush()
 
     def devices(self) -> list[DeviceState]:
+        raw = {r[0]: r[1] for r in self._read("SELECT id, data FROM devices")}
+        raw.update(self._devices)
         out = []
-        for (raw,) in self._db.execute("SELECT data FROM devices"):
-            data = json.loads(raw)
+        for text in raw.values():
+            data = json.loads(text)
             ds = DeviceState(Device(*data.pop("device")))
             for f in _DEVICE_FIELDS:
                 setattr(ds, f, data.get(f))
@@ -124,49 +302,78 @@ class Store(Resource):
 
     # -- notification outbox --
 
-    def outbox_add(self, channel: str, created: float, data: dict[str, Any]) -> int:
-        cur = self._db.execute(
-            "INSERT INTO outbox (channel, created, data) VALUES (?, ?, ?)",
-            (channel, created, json.dumps(data)),
-        )
-        assert cur.lastrowid is not None
-        return cur.lastrowid
+    def outbox_add(self, channel: str, created: float, data: dict[str, Any]) -> None:
+        """Queue a notification; if the disk refuses it, it is delivered from memory."""
+        item = OutboxItem(self._next_temp, channel, created, 0, data)
+        self._next_temp -= 1
+        self._outbox[item.id] = item
+        if not self.flush() and len(self._outbox) > MAX_PENDING:
+            self._bound(self._outbox, "notifications")
 
     def outbox_next(self, channel: str) -> OutboxItem | None:
-        row = self._db.execute(
+        """The oldest notification of this channel not yet delivered."""
+        rows = self._read(
             "SELECT id, channel, created, attempts, data FROM outbox WHERE channel = ?"
-            " ORDER BY id LIMIT 1",
-            (channel,),
-        ).fetchone()
-        if row is None:
-            return None
-        return OutboxItem(row[0], row[1], row[2], row[3], json.loads(row[4]))
+            " ORDER BY id LIMIT ?",
+            [channel, len(self._done) + 1],
+        )
+        for row in rows:
+            if row[0] not in self._done:
+                return OutboxItem(row[0], row[1], row[2], row[3], json.loads(row[4]))
+        return next((i for i in self._outbox.values() if i.channel == channel), None)
 
     def outbox_channels(self) -> list[str]:
-        return [r[0] for r in self._db.execute("SELECT DISTINCT channel FROM outbox")]
+        channels = [r[0] for r in self._read("SELECT DISTINCT channel FROM outbox")]
+        return list(dict.fromkeys([*channels, *(i.channel for i in self._outbox.values())]))
 
     def outbox_attempted(self, item_id: int) -> None:
-        self._db.execute("UPDATE outbox SET attempts = attempts + 1 WHERE id = ?", (item_id,))
+        item_id = self._written_as.get(item_id, item_id)
+        if item_id > 0:
+            self._attempts[item_id] += 1
+            self.flush()
 
     def outbox_done(self, item: OutboxItem, at: float, ok: bool, error: str | None) -> None:
-        with self._db:
-            self._db.execute("DELETE FROM outbox WHERE id = ?", (item.id,))
-            self._db.execute(
-                "INSERT INTO deliveries (at, alert_id, event, channel, ok, error)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                (
-                    at,
-                    item.data.get("alert_id", ""),
-                    item.data.get("event", ""),
-                    item.channel,
-                    int(ok),
-                    error,
-                ),
-            )
+        delivery = (
+            at,
+            str(item.data.get("alert_id", "")),
+            str(item.data.get("event", "")),
+            item.channel,
+            ok,
+            error,
+        )
+        self._deliveries.append(delivery)
+        if self._outbox.pop(item.id, None) is None:  # on disk (perhaps since it was taken)
+            self._done[self._written_as.pop(item.id, item.id)] = delivery
+        self.flush()
 
     def deliveries(self, alert_id: str) -> list[dict[str, Any]]:
-        cur = self._db.execute(
+        rows = self._read(
             "SELECT at, event, channel, ok, error FROM deliveries WHERE alert_id = ? ORDER BY id",
-            (alert_id,),
+            [alert_id],
         )
-        return [dict(zip(("at", "event", "channel", "ok", "error"), r, strict=True)) for r in cur]
+        rows += [
+            (at, e, c, int(ok), err) for at, a, e, c, ok, err in self._deliveries if a == alert_id
+        ]
+        return [dict(zip(("at", "event", "channel", "ok", "error"), r, strict=True)) for r in rows]
+
+    # -- history kept bounded --
+
+    def prune(self, now: float) -> None:
+        """Resolved alerts and deliveries older than KEEP_S or beyond KEEP_ROWS go."""
+        if self._db is None or self.problem is not None:
+            return
+        cutoff = now - KEEP_S
+        try:
+            self._db.execute("DELETE FROM alerts WHERE open = 0 AND fired_at < ?", (cutoff,))
+            self._db.execute(
+                "DELETE FROM alerts WHERE open = 0 AND id NOT IN"
+                " (SELECT id FROM alerts ORDER BY fired_at DESC LIMIT ?)",
+                (KEEP_ROWS,),
+            )
+            self._db.execute("DELETE FROM deliveries WHERE at < ?", (cutoff,))
+            self._db.execute(
+                "DELETE FROM deliveries WHERE id <= (SELECT MAX(id) FROM deliveries) - ?",
+                (KEEP_ROWS,),
+            )
+        except sqlite3.Error as e:
+            self._failed("cannot prune", e)

@@ -4,11 +4,12 @@ kept in a bounded JSON-lines quarantine under ``state_dir`` for a person to insp
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from monitor import logs
 from monitor.clock import Clock
@@ -18,23 +19,66 @@ log = logs.get(__name__)
 
 LOG_EVERY_S = 60.0
 MAX_STORED_PAYLOAD = 64 * 1024  # a 10 MB junk payload is kept as its first 64 KiB
+FLUSH_BYTES = 256 * 1024  # records collected before a write, at the most
+FREE_ENOUGH = 1024 * 1024  # free space at which a refusing disk is worth trying again
 
 
 class Quarantine:
-    """Two rotating files (``quarantine.jsonl`` and ``.1``), together at most ``max_bytes``."""
+    """Two rotating files (``quarantine.jsonl`` and ``.1``), together at most ``max_bytes``.
+
+    Records are collected and written together (``flush``, before the batch they belong to
+    is acknowledged). A disk that refuses them costs the records, never the monitor: they
+    are counted (``quarantine_write_errors``), ``problem`` says why, and the next flush
+    tries again.
+    """
 
     def __init__(self, directory: Path, max_bytes: int, clock: Clock, stats: Stats) -> None:
-        directory.mkdir(parents=True, exist_ok=True)
         self.path = directory / "quarantine.jsonl"
         self._old = directory / "quarantine.1.jsonl"
         self._limit = max(max_bytes // 2, 4096)
         self._clock = clock
         self._stats = stats
-        self._file: IO[bytes] = open(self.path, "ab")  # noqa: SIM115 - owned until close()
-        self._size = self._file.tell()
+        self.problem: str | None = None
+        self._fd: int | None = None
+        self._size = self._old_size = 0
+        self._pending: list[bytes] = []
+        self._pending_bytes = 0
         self._last_logged: dict[str, float] = {}
         self._suppressed: dict[str, int] = {}
+        self._open()
+
+    def _open(self) -> bool:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            self._size = os.fstat(self._fd).st_size
+            self._old_size = self._old.stat().st_size if self._old.exists() else 0
+        except OSError as e:
+            self._failed(e)
+            return False
         self._update_stats()
+        return True
+
+    def retry(self) -> None:
+        """While the disk refuses the quarantine, see whether it has room again."""
+        if self.problem is None:
+            return
+        if self._fd is None:
+            self._open()
+            return
+        try:
+            free = os.statvfs(self.path.parent)
+        except OSError:
+            return
+        if free.f_bavail * free.f_frsize >= FREE_ENOUGH:
+            log.info("quarantine.recovered", path=str(self.path))
+            self.problem = None
+
+    def _failed(self, e: OSError) -> None:
+        problem = f"cannot write {self.path}: {e.strerror or e}"
+        if problem != self.problem:
+            log.error("quarantine.failing", path=str(self.path), error=e.strerror or str(e))
+        self.problem = problem
 
     def reject(
         self, topic: str, payload: bytes, reason: str, detail: str, received_ms: int
@@ -87,24 +131,62 @@ class Quarantine:
         if len(stored) < len(payload):
             record["payload_truncated"] = True
         data = (json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8", "replace")
-        if self._size + len(data) > self._limit:
-            self._rotate()
-        self._file.write(data)
-        self._size += len(data)
-        self._update_stats()
-
-    def _rotate(self) -> None:
-        self._file.close()
-        os.replace(self.path, self._old)
-        self._file = open(self.path, "ab")  # noqa: SIM115
-        self._size = 0
-
-    def _update_stats(self) -> None:
-        old = self._old.stat().st_size if self._old.exists() else 0
-        self._stats.quarantine_bytes = old + self._size
+        self._pending.append(data)
+        self._pending_bytes += len(data)
+        if self._pending_bytes >= FLUSH_BYTES:
+            self.flush()
 
     def flush(self) -> None:
-        self._file.flush()
+        """Write the records collected so far (they are lost, and counted, if it fails)."""
+        if not self._pending:
+            return
+        records = self._pending
+        self._pending, self._pending_bytes = [], 0
+        try:
+            if self._fd is None and not self._open():
+                raise OSError(self.problem)
+            run = bytearray()  # records that fit in the current file, in one write
+            for record in records:
+                if self._size + len(run) + len(record) > self._limit and (run or self._size):
+                    self._write(run)
+                    run.clear()
+                    self._rotate()
+                run += record
+            self._write(run)
+        except OSError as e:
+            self._stats.quarantine_write_errors += len(records)
+            self._failed(e)
+            return
+        self._update_stats()
+        if self.problem is not None:
+            log.info("quarantine.recovered", path=str(self.path))
+            self.problem = None
+
+    def _write(self, data: bytearray) -> None:
+        assert self._fd is not None
+        view = memoryview(data)
+        try:
+            while view:
+                view = view[os.write(self._fd, view) :]
+        except OSError:
+            with contextlib.suppress(OSError):  # no half record left behind
+                os.ftruncate(self._fd, self._size)
+            raise
+        self._size += len(data)
+
+    def _rotate(self) -> None:
+        assert self._fd is not None
+        os.close(self._fd)
+        self._fd = None
+        os.replace(self.path, self._old)
+        self._old_size, self._size = self._size, 0
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+
+    def _update_stats(self) -> None:
+        self._stats.quarantine_bytes = self._old_size + self._size
 
     def close(self) -> None:
-        self._file.close()
+        self.flush()
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None

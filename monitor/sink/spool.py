@@ -4,7 +4,8 @@ SQLite (its own file, WAL, synchronous=FULL): an append is on disk (fsync'd) whe
 returns, which is what lets the writer acknowledge the batch's MQTT messages; batches come
 back oldest first; deleting a replayed batch is atomic. Bounded by ``max_bytes`` of
 compressed data: when full, ``append`` refuses and the caller stops acknowledging, so the
-broker keeps the messages instead of anything being dropped.
+broker keeps the messages instead of anything being dropped. A disk that refuses the spool
+(full, failing) is the same as a full spool, never an error: ``problem`` says why.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pathlib import Path
 
 from monitor import logs
 from monitor.backoff import backoff_delay
+from monitor.clock import Clock, SystemClock
 from monitor.errors import InfluxUnavailable
 from monitor.sink.influx import InfluxWriter, Precision
 from monitor.stats import Stats
@@ -27,37 +29,99 @@ log = logs.get(__name__)
 # A live batch gets this long against a failing InfluxDB before it goes to the spool: long
 # enough to ride out a blip, short enough that acks (and the broker's window) keep moving.
 LIVE_GIVE_UP_S = 2.0
+RETRY_S = 5.0  # a spool the disk refused is tried again at most this often
 
 
 class Spool:
-    def __init__(self, path: Path, max_bytes: int, stats: Stats) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+    def __init__(
+        self, path: Path, max_bytes: int, stats: Stats, clock: Clock | None = None
+    ) -> None:
+        self.path = path
         self.max_bytes = max_bytes
         self._stats = stats
-        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.execute(
-            "CREATE TABLE IF NOT EXISTS batches (id INTEGER PRIMARY KEY AUTOINCREMENT,"
-            " points INTEGER NOT NULL, data BLOB NOT NULL, precision TEXT NOT NULL)"
-        )
-        columns = {row[1] for row in self._db.execute("PRAGMA table_info(batches)")}
-        if "precision" not in columns:  # spooled by a version that wrote milliseconds
-            self._db.execute("ALTER TABLE batches ADD COLUMN precision TEXT NOT NULL DEFAULT 'ms'")
-        row = self._db.execute(
-            "SELECT COALESCE(SUM(LENGTH(data)), 0), COUNT(*), COALESCE(SUM(points), 0) FROM batches"
-        ).fetchone()
+        self._clock = clock or SystemClock()
+        self._db: sqlite3.Connection | None = None
+        self.problem: str | None = None  # why the disk refuses the spool, while it does
+        self._retry_at = 0.0
+        self.bytes = self.batches = self.points = 0
+        self._open_db()
+
+    def _open_db(self) -> bool:
+        db = None
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=FULL")
+            db.execute(
+                "CREATE TABLE IF NOT EXISTS batches (id INTEGER PRIMARY KEY AUTOINCREMENT,"
+                " points INTEGER NOT NULL, data BLOB NOT NULL, precision TEXT NOT NULL)"
+            )
+            columns = {row[1] for row in db.execute("PRAGMA table_info(batches)")}
+            if "precision" not in columns:  # spooled by a version that wrote milliseconds
+                db.execute("ALTER TABLE batches ADD COLUMN precision TEXT NOT NULL DEFAULT 'ms'")
+            row = db.execute(
+                "SELECT COALESCE(SUM(LENGTH(data)), 0), COUNT(*), COALESCE(SUM(points), 0)"
+                " FROM batches"
+            ).fetchone()
+        except (sqlite3.Error, OSError) as e:
+            if db is not None:
+                db.close()
+            self._failed("cannot open", e)
+            return False
+        self._db = db
         self.bytes, self.batches, self.points = int(row[0]), int(row[1]), int(row[2])
         self._publish()
+        return True
+
+    def _failed(self, doing: str, e: Exception) -> None:
+        problem = f"{doing} {self.path}: {e}"
+        if problem != self.problem:
+            log.error("spool.failing", path=str(self.path), error=str(e))
+        self.problem = problem
+        self._retry_at = self._clock.monotonic() + RETRY_S
+
+    def retry(self) -> None:
+        """While the disk refuses the spool, try it again (paced): the problem goes as soon
+        as a small write goes through, not only when InfluxDB next fails."""
+        if self.problem is None or self._clock.monotonic() < self._retry_at:
+            return
+        if self._db is None:
+            self._open_db()
+            return
+        try:
+            self._db.execute("CREATE TABLE IF NOT EXISTS probe (data BLOB)")
+            self._db.execute("INSERT INTO probe VALUES (randomblob(4096))")
+            self._db.execute("DELETE FROM probe")
+        except sqlite3.Error as e:
+            self._failed("cannot write", e)
+            return
+        log.info("spool.recovered", path=str(self.path))
+        self.problem = None
+
+    def _usable(self) -> bool:
+        if self._db is not None:
+            return True
+        return self._clock.monotonic() >= self._retry_at and self._open_db()
 
     def append(self, lines: list[str]) -> bool:
-        """Durably keep a batch; False (and nothing kept) when it does not fit."""
+        """Durably keep a batch; False (and nothing kept) when it does not fit, or when the
+        disk refuses it: then, as when full, the caller does not acknowledge."""
         data = zlib.compress("\n".join(lines).encode(), 1)
-        if self.bytes + len(data) > self.max_bytes:
+        if self.bytes + len(data) > self.max_bytes or not self._usable():
             return False
-        self._db.execute(
-            "INSERT INTO batches (points, data, precision) VALUES (?, ?, 'us')", (len(lines), data)
-        )
+        assert self._db is not None
+        try:
+            self._db.execute(
+                "INSERT INTO batches (points, data, precision) VALUES (?, ?, 'us')",
+                (len(lines), data),
+            )
+        except sqlite3.Error as e:
+            self._failed("cannot write", e)
+            return False
+        if self.problem is not None:
+            log.info("spool.recovered", path=str(self.path))
+            self.problem = None
         self.bytes += len(data)
         self.batches += 1
         self.points += len(lines)
@@ -65,18 +129,31 @@ class Spool:
         return True
 
     def oldest(self) -> tuple[int, list[str], Precision] | None:
-        row = self._db.execute(
-            "SELECT id, data, precision FROM batches ORDER BY id LIMIT 1"
-        ).fetchone()
+        if self._db is None:
+            return None
+        try:
+            row = self._db.execute(
+                "SELECT id, data, precision FROM batches ORDER BY id LIMIT 1"
+            ).fetchone()
+        except sqlite3.Error as e:
+            self._failed("cannot read", e)
+            return None
         if row is None:
             return None
         precision: Precision = "ms" if row[2] == "ms" else "us"
         return int(row[0]), zlib.decompress(row[1]).decode().split("\n"), precision
 
     def remove(self, batch_id: int) -> None:
-        row = self._db.execute(
-            "DELETE FROM batches WHERE id = ? RETURNING LENGTH(data), points", (batch_id,)
-        ).fetchone()
+        """Forget a replayed batch; if the disk refuses, it is replayed again (harmless)."""
+        if self._db is None:
+            return
+        try:
+            row = self._db.execute(
+                "DELETE FROM batches WHERE id = ? RETURNING LENGTH(data), points", (batch_id,)
+            ).fetchone()
+        except sqlite3.Error as e:
+            self._failed("cannot delete from", e)
+            return
         if row is not None:
             self.bytes -= int(row[0])
             self.batches -= 1
@@ -92,7 +169,9 @@ class Spool:
         self._stats.spool_points = self.points
 
     def close(self) -> None:
-        self._db.close()
+        if self._db is not None:
+            self._db.close()
+            self._db = None
 
 
 class SpoolingWriter:

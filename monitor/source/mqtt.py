@@ -393,6 +393,12 @@ class MqttSource(Resource):
         if self._conn is not None:
             self._conn.resume()
 
+    def drop(self) -> None:
+        """Drop the connection (the loop makes a new one): the broker then delivers again
+        what was not acknowledged on it."""
+        if self._conn is not None:
+            self._conn.abort()
+
     def _set_disconnected(self) -> None:
         if self.connected.is_set():
             self.down_since = self._clock.monotonic()

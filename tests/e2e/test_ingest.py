@@ -9,6 +9,7 @@ import urllib.request
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -19,6 +20,11 @@ from tests.helpers import Publisher, rows, running_monitor, wait_for
 pytestmark = pytest.mark.integration
 
 XS01 = "customs/aktau/inspection-1/xray_scanner/xs-01"
+
+
+def get_json(url: str) -> Any:
+    with urllib.request.urlopen(url, timeout=5) as r:
+        return json.load(r)
 
 
 def now_ms() -> int:
@@ -474,7 +480,7 @@ async def test_retained_telemetry_is_old_news_across_restarts(
         async with running_monitor(config) as running:
             await asyncio.sleep(3)  # past xs-01's 2 s grace
             url = f"http://127.0.0.1:{running.api.port}/api/devices/xs-01"
-            device = await asyncio.to_thread(lambda: json.load(urllib.request.urlopen(url)))
+            device = await asyncio.to_thread(get_json, url)
         assert (device["up"], device["reason"]) == (False, "no_data")  # not a sign of life
     assert points() == 1
     pub.close()

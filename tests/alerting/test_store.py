@@ -1,0 +1,86 @@
+"""The store on a real full disk: nothing raises, reads see what waits in memory, a
+notification the outbox cannot keep is delivered from memory, and once space returns all
+of it is written and nothing is delivered twice."""
+
+from __future__ import annotations
+
+from monitor.alerting.engine import Alert, Window
+from monitor.alerting.rules import DeviceState
+from monitor.alerting.store import Store
+from monitor.model import Device
+from tests.helpers import ManualClock, SmallDisk
+
+T0 = 1_790_000_000.0
+
+
+def alert(i: int, state: str = "firing") -> Alert:
+    a = Alert(f"a{i}", "no_data", "aktau", "a", "xray_scanner", f"xs-{i}", "critical", "s", T0, T0)
+    a.state = state  # type: ignore[assignment]
+    return a
+
+
+def test_a_full_disk_keeps_state_in_memory_and_writes_it_when_space_returns(
+    small_disk: SmallDisk,
+) -> None:
+    clock = ManualClock(T0)
+    store = Store(small_disk.path / "state.db", clock)
+    store.save_alerts([alert(0)])
+    store.outbox_add("webhook:http://h/x", T0, {"alert_id": "a0", "event": "firing"})
+    written = store.outbox_next("webhook:http://h/x")
+    assert written is not None and written.id > 0
+    assert store.problem is None
+
+    small_disk.fill()
+    store.save_alerts([alert(1), alert(0, "resolved")])  # does not raise
+    store.save_window(Window("w1", "device", "xs-1", T0, T0 + 3600))
+    store.save_devices([DeviceState(Device("xs-1", "xray_scanner", "aktau", "a"), last_seen=T0)])
+    store.outbox_add("webhook:http://h/x", T0, {"alert_id": "a1", "event": "firing"})
+    assert store.problem is not None and "full" in store.problem
+    assert store.pending >= 4
+    # reads see what waits in memory
+    assert [a.id for a in store.alerts(open_only=True)] == ["a1"]
+    assert store.alert("a0") is not None and store.alert("a0").state == "resolved"  # type: ignore[union-attr]
+    assert [w.id for w in store.windows()] == ["w1"]
+    assert [d.device.id for d in store.devices()] == ["xs-1"]
+    # the notifications: the one on disk first, then the one only in memory
+    first = store.outbox_next("webhook:http://h/x")
+    assert first is not None and first.id == written.id
+    store.outbox_done(first, T0, True, None)
+    second = store.outbox_next("webhook:http://h/x")
+    assert second is not None and second.id < 0 and second.data["alert_id"] == "a1"
+    store.outbox_done(second, T0, True, None)  # delivered from memory
+    assert store.outbox_next("webhook:http://h/x") is None
+
+    small_disk.free()
+    clock.advance(10)  # past the retry pacing
+    store.save_devices([])  # any write retries what waits
+    assert (store.problem, store.pending) == (None, 0)
+    store.close()
+
+    again = Store(small_disk.path / "state.db", clock)  # after a restart
+    assert {a.id: a.state for a in again.alerts(open_only=False)} == {
+        "a0": "resolved",
+        "a1": "firing",
+    }
+    assert [w.id for w in again.windows()] == ["w1"]
+    assert again.outbox_next("webhook:http://h/x") is None  # nothing is sent twice
+    assert [d["event"] for d in again.deliveries("a1")] == ["firing"]
+    again.close()
+
+
+def test_a_store_that_cannot_be_created_starts_empty_and_keeps_trying(
+    small_disk: SmallDisk,
+) -> None:
+    clock = ManualClock(T0)
+    small_disk.fill()
+    store = Store(small_disk.path / "state.db", clock)
+    assert store.problem is not None
+    assert store.alerts(open_only=False) == [] and store.devices() == []
+    store.save_alerts([alert(2)])
+    assert [a.id for a in store.alerts(open_only=True)] == ["a2"]
+    small_disk.free()
+    clock.advance(10)
+    store.save_devices([])
+    assert store.problem is None
+    store.close()
+    assert [a.id for a in Store(small_disk.path / "state.db", clock).alerts(True)] == ["a2"]
