@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import os
 import signal
+import threading
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -34,9 +37,12 @@ from monitor.web.api import Api, Health
 
 log = logs.get(__name__)
 
-# How long a stop may spend writing what it holds before giving up on it (those messages
-# are not acknowledged, so the broker redelivers them to the next run).
-DRAIN_TIMEOUT_S = 10.0
+# Of a stop's time (config stop_timeout), what closing the connections may take once the
+# drain is over or given up: the DISCONNECT, the HTTP server, the sessions, the files.
+CLOSE_RESERVE_S = 3.0
+# A stop still not over this long after its own bound (a part stuck past every timeout of
+# its own) ends the process anyway: what was not written was not acknowledged either.
+FORCE_EXIT_AFTER_S = 5.0
 SPOOL_ALERT_FILL = 0.8
 HOUSEKEEPING_S = 3600.0
 WINDOWS_KEPT_S = 7 * 86400.0  # maintenance windows added at run time, after they ended
@@ -290,23 +296,33 @@ def _nothing() -> None:
 
 
 async def stop_sequence(p: Parts, t: Tasks) -> None:
-    """Upstream first (SPEC 7): take no more messages, write what was received and ack it;
-    what cannot be written within DRAIN_TIMEOUT_S stays unacknowledged, and the broker
-    redelivers it to the next run. The DISCONNECT follows the acks when the source exits."""
-    log.info("monitor.stopping")
+    """Upstream first (SPEC 7), all of it within ``stop_timeout``: take no more messages,
+    write what was received and ack it. What cannot be written in time (InfluxDB down and
+    the spool full, say) stays unacknowledged, and the broker delivers it to the next run.
+    The DISCONNECT follows the acks when the source exits."""
+    timeout = p.config.stop_timeout
+    log.info("monitor.stopping", timeout_s=timeout)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + max(timeout / 2, timeout - CLOSE_RESERVE_S)
     p.source.close_inbox()  # 1. no more messages
-    await t.consuming  # 2. normalize what was received into the batcher
-    for task in t.background:  # 3. alerting, notifications, spool replay, ticks
+    for task in t.background:  # 2. alerting, notifications (kept in the outbox), ticks
         task.cancel()
-    p.store.save_devices(p.liveness.devices.values())  # 4. last-seen times for the next run
-    p.points.monitor()
-    p.batcher.close()  # 5. write what is held, ack it (bounded)
     try:
-        async with asyncio.timeout(DRAIN_TIMEOUT_S):
+        async with asyncio.timeout_at(deadline):
+            await t.consuming  # 3. normalize what was received into the batcher
+            p.points.monitor()
+            p.batcher.close()  # 4. write what is held, ack it
             await t.flushing
     except TimeoutError:
-        log.warning("monitor.drain_timeout", timeout_s=DRAIN_TIMEOUT_S)
+        t.consuming.cancel()
         t.flushing.cancel()
+        log.warning(
+            "monitor.stop_timeout",
+            timeout_s=timeout,
+            unwritten="not acknowledged: the broker delivers it to the next run",
+        )
+    finally:
+        p.store.save_devices(p.liveness.devices.values())  # 5. last-seen times, next run
     t.connection.cancel()  # 6. then the connection
 
 
@@ -357,8 +373,26 @@ async def run(
     return stats
 
 
-def install_signal_handlers(stop: asyncio.Event) -> None:
+def install_signal_handlers(stop: asyncio.Event, bound: float | None = None) -> None:
+    """SIGINT and SIGTERM set ``stop``. With a ``bound``, a process whose stop is not over
+    by then (plus FORCE_EXIT_AFTER_S) exits anyway, with 0."""
     loop = asyncio.get_running_loop()
+
+    def on_signal() -> None:
+        if stop.is_set():
+            return
+        stop.set()
+        if bound is not None:
+            watchdog = threading.Timer(bound + FORCE_EXIT_AFTER_S, _force_exit)
+            watchdog.daemon = True
+            watchdog.start()
+
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(sig, stop.set)
+            loop.add_signal_handler(sig, on_signal)
+
+
+def _force_exit() -> None:
+    log.error("monitor.stop_forced", after_s=FORCE_EXIT_AFTER_S)
+    logging.shutdown()
+    os._exit(0)

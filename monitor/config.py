@@ -469,6 +469,9 @@ class Config(BaseSettings):
     http: HTTP = HTTP()
     instance: str | None = None  # the `monitor` measurement's tag; default: mqtt.client_id
     status_interval: Interval = 15.0
+    # A stop (SIGTERM) ends within this, exit 0; what it could not write stays
+    # unacknowledged, so the broker delivers it again (SPEC 7).
+    stop_timeout: Interval = 15.0
     stats_interval: Interval = 10.0
     # Disk spool for batches InfluxDB cannot take (0 turns it off: then nothing is acked
     # until InfluxDB is back). An alert fires at 80 %; when full, acks stop.

@@ -41,7 +41,7 @@ def run(
 
     async def main() -> None:
         stop = asyncio.Event()
-        monitor_app.install_signal_handlers(stop)
+        monitor_app.install_signal_handlers(stop, bound=cfg.stop_timeout)
         await monitor_app.run(cfg, stop)
 
     try:

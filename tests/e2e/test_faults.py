@@ -304,6 +304,41 @@ async def test_spool_full_holds_acks_and_the_broker_keeps_the_rest(
     assert stored(influxd, database) == stream.n
 
 
+async def test_sigterm_with_influxdb_down_and_the_spool_full_ends_within_the_bound(
+    env: dict[str, str],
+    mosquitto: Mosquitto,
+    influxd: InfluxDB,
+    database: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Nothing can be written: the stop still ends within stop_timeout, exit 0, and what
+    it could not write was not acknowledged, so the next run gets it (SPEC 7)."""
+    monkeypatch.setenv("MONITOR_SPOOL_MAX_BYTES", "16KiB")
+    monkeypatch.setenv("MONITOR_INFLUX__BATCH_SIZE", "50")
+    monkeypatch.setenv("MONITOR_STOP_TIMEOUT", "5s")
+    mon = MonitorProcess(tmp_path / "monitor-0.log")
+    await mon.wait_log("event=mqtt.connected")
+    influxd.stop()
+    stream = Stream(mosquitto.port, 5_000, rate=2000).start()
+    await stream.done()
+    await mon.wait_log("event=spool.full", timeout=30)
+    await asyncio.sleep(1)  # the ingest task now waits for room in a full batcher
+    started = time.monotonic()
+    code = await asyncio.to_thread(mon.terminate, 60)
+    took = time.monotonic() - started
+    assert (code, took < 5 + 2) == (0, True), f"exit {code} after {took:.1f} s"
+    assert "event=monitor.stop_timeout" in mon.log()
+    influxd.start()
+    mon = MonitorProcess(tmp_path / "monitor-1.log")
+    await wait_for(lambda: stored(influxd, database) >= stream.n, timeout=120)
+    rss = peak_rss_kib(mon.proc.pid)
+    assert await asyncio.to_thread(mon.terminate) == 0
+    stream.close()
+    record("SIGTERM with InfluxDB down, spool full", stream.n, influxd, database, rss)
+    assert stored(influxd, database) == stream.n
+
+
 def test_print_fault_table() -> None:
     """Runs last in this module: the table for the issue note."""
     if not RESULTS:
