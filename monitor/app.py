@@ -199,7 +199,13 @@ def build(config: Config, clock: Clock, stats: Stats) -> Parts:
     )
     sink = SpoolingWriter(writer, spool, stats, retry_max=config.influx.retry.max)
     notifier = Notifier(store, stats, clock, channels_of(config))
-    source = MqttSource(config.mqtt, config.mqtt.topics or normalizer.subscriptions, stats, clock)
+    source = MqttSource(
+        config.mqtt,
+        config.mqtt.topics or normalizer.subscriptions,
+        stats,
+        clock,
+        max_payload=int(config.ingest.max_payload_bytes),
+    )
     parts: Parts
     service = AlertService(
         engine,

@@ -38,6 +38,7 @@ class Received(Protocol):
     payload: bytes
     retain: bool
     received_us: int  # wall clock, epoch microseconds
+    oversize: int  # over the payload limit: its real size (the payload is its start)
 
 
 M = TypeVar("M", bound=Received)
@@ -92,6 +93,10 @@ class Ingest(Generic[M]):
         for m in messages:
             received_us = m.received_us
             received_ms = received_us // 1000
+            if m.oversize:  # skipped as it streamed in: only its start is here
+                size = m.oversize
+                reject(m.topic, m.payload, "payload_too_large", f"{size} bytes", received_ms, size)
+                continue
             try:
                 result = normalize(m.topic, m.payload, received_ms, m.retain)
                 if isinstance(result, Rejected):

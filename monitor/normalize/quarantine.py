@@ -81,12 +81,20 @@ class Quarantine:
         self.problem = problem
 
     def reject(
-        self, topic: str, payload: bytes, reason: str, detail: str, received_ms: int
+        self,
+        topic: str,
+        payload: bytes,
+        reason: str,
+        detail: str,
+        received_ms: int,
+        size: int | None = None,
     ) -> None:
+        """Count and keep a rejected message; ``size``: of a payload of which ``payload``
+        is only the start."""
         self._stats.messages_rejected += 1
         self._stats.rejected_by_reason[reason] += 1
         self._log(reason, detail, topic)
-        self._append(topic, payload, reason, detail, received_ms)
+        self._append(topic, payload, reason, detail, received_ms, size)
 
     def refuse_point(self, line: str, error: str) -> None:
         """InfluxDB refused this one point (e.g. a field type conflict): keep it here."""
@@ -112,8 +120,15 @@ class Quarantine:
         )
 
     def _append(
-        self, topic: str, payload: bytes, reason: str, detail: str, received_ms: int
+        self,
+        topic: str,
+        payload: bytes,
+        reason: str,
+        detail: str,
+        received_ms: int,
+        size: int | None = None,
     ) -> None:
+        size = len(payload) if size is None else size
         record: dict[str, Any] = {
             "received_at": datetime.fromtimestamp(received_ms / 1000, UTC).isoformat(
                 timespec="milliseconds"
@@ -121,14 +136,14 @@ class Quarantine:
             "topic": topic,
             "reason": reason,
             "detail": detail,
-            "payload_bytes": len(payload),
+            "payload_bytes": size,
         }
         stored = payload[:MAX_STORED_PAYLOAD]
         try:
             record["payload"] = stored.decode("utf-8")
         except UnicodeDecodeError:
             record["payload_b64"] = base64.b64encode(stored).decode("ascii")
-        if len(stored) < len(payload):
+        if len(stored) < size:
             record["payload_truncated"] = True
         data = (json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8", "replace")
         self._pending.append(data)

@@ -24,6 +24,7 @@ import asyncio
 import random
 import ssl
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from monitor import logs
@@ -42,6 +43,10 @@ log = logs.get(__name__)
 
 T = TypeVar("T")
 
+# Of a packet over the limit, what is kept: its topic and properties, and enough of its
+# payload for the quarantine to show what it was.
+HEAD_KEPT = 128 * 1024
+HEADER_ALLOWANCE = 2 + 65_535 + 2 + 4096  # topic length and topic, packet id, properties
 REPLY_TIMEOUT_S = 10.0  # for CONNACK, SUBACK, and the TCP/TLS connection itself
 CLOSE_TIMEOUT_S = 2.0
 
@@ -85,17 +90,39 @@ class Inbox:
         self._ready.set()
 
 
+@dataclass(slots=True)
+class _Skipping:
+    """A packet over the limit, passing through: its first bytes are kept, the rest not."""
+
+    first: int  # its fixed header's first byte
+    size: int  # its body's length
+    left: int  # bytes of its body still to come
+    head: bytearray  # the first bytes of its body (up to HEAD_KEPT)
+    received_us: int
+
+
 class _Connection(asyncio.Protocol):
-    """One TCP/TLS connection to the broker: framing in, packets out."""
+    """One TCP/TLS connection to the broker: framing in, packets out.
+
+    A packet longer than ``limit`` is not collected: its first HEAD_KEPT bytes are kept and
+    the rest is skipped as it streams in, so it costs its transfer and no more memory; it
+    reaches the inbox, in its place in the stream, with ``oversize`` set."""
 
     def __init__(
-        self, generation: int, clock: Clock, inbox: Inbox, loop: asyncio.AbstractEventLoop
+        self,
+        generation: int,
+        clock: Clock,
+        inbox: Inbox,
+        loop: asyncio.AbstractEventLoop,
+        limit: int = wire.MAX_REMAINING_LENGTH,
     ) -> None:
         self.generation = generation
         self._clock = clock
         self._inbox = inbox
         self._loop = loop
+        self._limit = limit
         self._rest = b""
+        self._skipping: _Skipping | None = None
         self.transport: asyncio.Transport | None = None
         self.connack: asyncio.Future[wire.ConnAck] = loop.create_future()
         self.suback: asyncio.Future[list[int]] = loop.create_future()
@@ -112,23 +139,56 @@ class _Connection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.last_received = self._loop.time()
-        buf = self._rest + data if self._rest else data
-        messages: list[Message] = []
-        controls: list[wire.Control] = []
         try:
-            used = wire.parse(buf, self.generation, now_us(self._clock), messages, controls)
+            while data:  # more than once only around a packet over the limit
+                data = self._receive(data)
         except (wire.ProtocolError, IndexError) as e:
             log.error("mqtt.protocol_error", error=str(e) or "truncated packet")
             self.abort()
-            return
-        self._rest = buf[used:]
+
+    def _receive(self, data: bytes) -> bytes:
+        """Take what ``data`` completes; return what follows a packet over the limit."""
+        if self._skipping is not None:
+            return self._skip(data)
+        buf = self._rest + data if self._rest else data
+        messages: list[Message] = []
+        controls: list[wire.Control] = []
+        received_us = now_us(self._clock)
+        used = wire.parse(buf, self.generation, received_us, messages, controls, self._limit)
+        self._deliver(messages, used)
+        for control in controls:
+            self._control(control)
+        header = wire.packet_header(buf, used) if len(buf) - used >= 2 else None
+        if header is None or header[1] <= self._limit:
+            self._rest = buf[used:]
+            return b""
+        header_size, size = header
+        self._rest = b""
+        self._skipping = _Skipping(buf[used], size, size, bytearray(), received_us)
+        return buf[used + header_size :]
+
+    def _skip(self, data: bytes) -> bytes:
+        s = self._skipping
+        assert s is not None
+        take = min(len(data), s.left)
+        if len(s.head) < HEAD_KEPT:
+            s.head += data[: min(take, HEAD_KEPT - len(s.head))]
+        s.left -= take
+        if s.left:
+            return b""
+        self._skipping = None
+        message = wire.truncated_publish(
+            s.first, bytes(s.head), self.generation, s.received_us, s.size
+        )
+        self._deliver([message], len(s.head))
+        return data[take:]
+
+    def _deliver(self, messages: list[Message], nbytes: int) -> None:
         if messages:
-            self._inbox.extend(messages, used)
+            self._inbox.extend(messages, nbytes)
             if self._inbox.full() and self.transport is not None:
                 self.transport.pause_reading()
                 self.paused = True
-        for control in controls:
-            self._control(control)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.lost.set()
@@ -223,10 +283,16 @@ class MqttSource(Resource):
         stats: Stats,
         clock: Clock,
         *,
+        max_payload: int | None = None,
         inbox_max_bytes: int = 64 * 1024 * 1024,
         rng: random.Random | None = None,
     ) -> None:
         self._config = config
+        # A PUBLISH longer than its payload limit plus the longest topic and some
+        # properties is skipped as it streams in (the normalizer rejects the ones between).
+        self._limit = (
+            wire.MAX_REMAINING_LENGTH if max_payload is None else max_payload + HEADER_ALLOWANCE
+        )
         self._subscriptions = subscriptions
         self._stats = stats
         self._clock = clock
@@ -324,7 +390,9 @@ class MqttSource(Resource):
     async def _connect(self) -> tuple[_Connection, float]:
         cfg = self._config
         self._generation += 1
-        conn = _Connection(self._generation, self._clock, self._inbox, asyncio.get_running_loop())
+        conn = _Connection(
+            self._generation, self._clock, self._inbox, asyncio.get_running_loop(), self._limit
+        )
         await self._open(conn)
         self._conn = conn
         password = cfg.password.get_secret_value() if cfg.password else None

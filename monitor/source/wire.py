@@ -35,6 +35,7 @@ _PROPERTY_TYPES = {
 }  # fmt: skip
 SERVER_KEEP_ALIVE = 0x13
 REASON_STRING = 0x1F
+MAX_REMAINING_LENGTH = 268_435_455  # what a variable byte integer of four bytes holds
 
 
 class ProtocolError(Exception):
@@ -52,6 +53,7 @@ class Message:
     retain: bool
     generation: int  # which connection delivered it: acks are valid only on that one
     received_us: int  # wall clock, epoch microseconds
+    oversize: int = 0  # a payload over the limit: its real size (``payload`` is its start)
 
 
 @dataclass(slots=True)
@@ -226,12 +228,14 @@ def parse(
     received_us: int,
     publishes: list[Message],
     controls: list[Control],
+    limit: int = MAX_REMAINING_LENGTH,
 ) -> int:
     """Decode every complete packet in buf; return how many bytes were consumed.
 
     PUBLISHes go to ``publishes`` (decoded here: this is the per-message hot path),
-    everything else to ``controls``. Raises ProtocolError (or IndexError) on a malformed
-    packet.
+    everything else to ``controls``. Stops before a packet longer than ``limit`` (see
+    ``packet_header``: the caller skips it as it streams in). Raises ProtocolError (or
+    IndexError) on a malformed packet.
     """
     n = len(buf)
     pos = 0
@@ -252,6 +256,8 @@ def parse(
             byte = buf[i]
             length |= (byte & 0x7F) << shift
             shift += 7
+        if length > limit:
+            return pos
         start = i + 1
         end = start + length
         if end > n:
@@ -285,3 +291,29 @@ def parse(
             controls.append(Control(first >> 4, buf[start:end]))
         pos = end
     return pos
+
+
+def packet_header(buf: bytes, pos: int) -> tuple[int, int] | None:
+    """(size of the fixed header, remaining length) of the packet at ``pos``, or None
+    while its length is not all in ``buf``."""
+    try:
+        length, i = _read_varint(buf, pos + 1)
+    except ProtocolError:
+        if len(buf) - pos < 5:
+            return None  # truncated: more is coming
+        raise
+    return i - pos, length
+
+
+def truncated_publish(
+    first: int, head: bytes, generation: int, received_us: int, size: int
+) -> Message:
+    """A PUBLISH of which only ``head`` (the first bytes of its body) was kept: decoded as
+    if it ended there, its payload the start of the real one, ``size`` bytes in all."""
+    out: list[Message] = []
+    parse(packet(first, head), generation, received_us, out, [])
+    if len(out) != 1:
+        raise ProtocolError("an oversized packet that is not a PUBLISH")
+    message = out[0]
+    message.oversize = size - (len(head) - len(message.payload))
+    return message

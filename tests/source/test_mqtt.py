@@ -11,14 +11,16 @@ import time
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from monitor.clock import SystemClock
 from monitor.config import MQTT
 from monitor.sim.devservers import Mosquitto
-from monitor.source.mqtt import MqttSource
+from monitor.source.mqtt import Message, MqttSource
 from monitor.stats import Stats
 from tests.helpers import Publisher, wait_for
-from tests.source.mqtt5 import utf8, varint
+from tests.source.mqtt5 import publish_packet, utf8, varint
 
 # -- the source against a real mosquitto --
 
@@ -155,3 +157,44 @@ async def test_the_brokers_reason_for_disconnecting_us_is_logged(
         getattr(r, "reason", None) for r in caplog.records if r.getMessage() == "mqtt.disconnected"
     ]
     assert reasons[0] == "Session taken over: another monitor-aktau-1 connected"
+
+
+# -- a packet over the limit, however the stream is split ---------------------------------
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(st.sampled_from([10, 100, 5_000, 70_000, 300_000]), min_size=1, max_size=6),
+    st.data(),
+)
+def test_packets_over_the_limit_are_skipped_wherever_the_stream_is_cut(
+    sizes: list[int], data: st.DataObject
+) -> None:
+    from monitor.source.mqtt import HEAD_KEPT, Inbox, _Connection
+
+    limit = 4_000  # what the connection collects whole
+    packets = [
+        publish_packet(f"t/{i}", bytes([i % 251]) * size, 1, i + 1, False, b"")
+        for i, size in enumerate(sizes)
+    ]
+    stream = b"".join(packets)
+    cuts = sorted(data.draw(st.lists(st.integers(0, len(stream)), max_size=10)))
+
+    async def receive() -> list[Message]:
+        inbox = Inbox(10_000, 1 << 30)
+        conn = _Connection(1, SystemClock(), inbox, asyncio.get_running_loop(), limit)
+        for a, b in zip([0, *cuts], [*cuts, len(stream)], strict=True):
+            conn.data_received(stream[a:b])
+        inbox.close()
+        return await inbox.get() or []
+
+    got = asyncio.run(receive())
+    assert [m.topic for m in got] == [f"t/{i}" for i in range(len(sizes))]
+    for i, (m, size) in enumerate(zip(got, sizes, strict=True)):
+        assert m.mid == i + 1
+        over = size + 2 + len(f"t/{i}") + 2 + 1 > limit
+        assert m.oversize == (size if over else 0)
+        expected = bytes([i % 251]) * size
+        assert m.payload == (expected[: len(m.payload)] if over else expected)
+        if over:
+            assert 0 < len(m.payload) <= HEAD_KEPT
