@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import signal
@@ -45,6 +46,7 @@ CLOSE_RESERVE_S = 3.0
 FORCE_EXIT_AFTER_S = 5.0
 SPOOL_ALERT_FILL = 0.8
 HOUSEKEEPING_S = 3600.0
+SUBSCRIPTIONS_KEY = "mqtt.subscriptions"  # what the persistent session is subscribed to
 WINDOWS_KEPT_S = 7 * 86400.0  # maintenance windows added at run time, after they ended
 
 
@@ -147,10 +149,25 @@ class Parts:
         self.service.poke()
 
     def health(self) -> Health:
-        reasons = []
-        connected = self.source.connected.is_set()
+        """Unhealthy (503) while any reason holds; warnings do not make it so."""
+        reasons: list[str] = []
+        warnings: list[str] = []
+        source = self.source
+        connected = source.connected.is_set()
         if not connected:
             reasons.append("MQTT broker not connected")
+        elif (outage := source.outage()) is not None:
+            reasons.append(f"MQTT: the monitor {outage[1]}")
+        reasons.extend(f"MQTT subscription {t} refused: {r}" for t, r in source.refused.items())
+        warnings.extend(
+            f"MQTT subscription {t} granted QoS 0: its messages are not acknowledged"
+            for t in source.downgraded
+        )
+        if source.canary_refused is not None:
+            warnings.append(
+                f"the broker refused the monitor's canary ({source.canary_refused}): a"
+                " subscription that receives nothing cannot be told (README: The broker)"
+            )
         if not self.writer.healthy:
             reasons.append("InfluxDB writes failing")
         elif self.stats.last_write_ok is None and self.clock.monotonic() - self.api.started > 60:
@@ -158,6 +175,7 @@ class Parts:
         reasons.extend(f"state_dir: {p}" for p in self.state_dir_problems())
         return Health(
             reasons,
+            warnings,
             broker_connected=connected,
             influx_healthy=self.writer.healthy,
             last_write_ok=self.stats.last_write_ok,
@@ -205,7 +223,9 @@ def build(config: Config, clock: Clock, stats: Stats) -> Parts:
         stats,
         clock,
         max_payload=int(config.ingest.max_payload_bytes),
+        subscribed_before=json.loads(store.get(SUBSCRIPTIONS_KEY) or "[]"),
     )
+    source.on_subscribed = lambda topics: store.put(SUBSCRIPTIONS_KEY, json.dumps(topics))
     parts: Parts
     service = AlertService(
         engine,
@@ -214,7 +234,7 @@ def build(config: Config, clock: Clock, stats: Stats) -> Parts:
         notifier,
         points,
         clock,
-        lambda: source.down_since,
+        source.outage,
         lambda: parts.monitor_conditions(),
     )
     ingest = Ingest(

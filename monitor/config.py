@@ -140,6 +140,15 @@ class Backoff(Section):
     max: Interval = 30.0
 
 
+class CanarySettings(Section):
+    """The monitor's own heartbeat through its subscriptions (SPEC 7: a broker that
+    accepts the subscription but delivers nothing is the monitor's outage)."""
+
+    enabled: bool = True
+    interval: Interval = 5.0
+    timeout: Interval = 15.0  # not heard back within this: the subscription is deaf
+
+
 class MQTT(Section):
     host: str = "127.0.0.1"
     port: int = Field(1883, ge=1, le=65535)
@@ -154,6 +163,7 @@ class MQTT(Section):
     receive_maximum: int = Field(20000, ge=1, le=65535)
     session_expiry: Annotated[Duration, _whole_seconds(2**32 - 1)] = 7 * 86400.0
     reconnect: Backoff = Backoff()
+    canary: CanarySettings = CanarySettings()
     # Extra subscriptions beyond those the profiles imply (e.g. to narrow to some sites,
     # set `topics` and the profiles' own topics are not subscribed).
     topics: list[TopicFilter] | None = None

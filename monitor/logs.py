@@ -56,6 +56,21 @@ class Log:
         self._log(logging.ERROR, event, exc_info, fields)
 
 
+class _NoEcho(logging.Filter):
+    """aiohttp logs a malformed request with the offending line quoted (an Authorization
+    header is a secret) and a traceback: keep what was wrong with it, one line, no bytes."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        message = getattr(exc, "message", None)
+        if getattr(exc, "code", None) == 400 and isinstance(message, str):
+            record.msg, record.args = "http.bad_request", ()
+            record.exc_info, record.exc_text = None, None
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+            record.__dict__["error"] = message.split(":", 1)[0].strip()[:100]
+        return True
+
+
 def get(name: str) -> Log:
     return Log(name)
 
@@ -69,3 +84,4 @@ def setup(level: str = "info") -> None:
     # Libraries log per-request / per-packet details at INFO; keep their warnings only.
     for noisy in ("aiohttp.access", "paho"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    logging.getLogger("aiohttp.server").addFilter(_NoEcho())

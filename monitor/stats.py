@@ -19,6 +19,9 @@ class Stats:
     broker_connected: bool = False
     broker_connects: int = 0
     broker_connect_failures: int = 0
+    broker_sessions_lost: int = 0  # the broker had forgotten our session: its queue is gone
+    subscriptions_refused: int = 0  # on the current connection
+    subscriptions_downgraded: int = 0  # granted QoS 0 on the current connection
     notifications_sent: int = 0
     notifications_failed: int = 0  # failed delivery attempts (each retry counts)
     spool_bytes: int = 0

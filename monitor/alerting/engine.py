@@ -241,28 +241,16 @@ class AlertEngine:
         grace_from: float,
         broker_down_since: float | None,
         monitor_conditions: Mapping[str, str | None] | None = None,
+        broker_down_why: str | None = None,
     ) -> Outcome:
         """``monitor_conditions``: the monitor's own troubles (e.g. ``monitor_spool_high``)
-        -> a summary while it holds, None when it does not."""
+        -> a summary while it holds, None when it does not. ``broker_down_why``: what the
+        broker outage since ``broker_down_since`` is (unreachable, or deaf)."""
         out = Outcome()
         for rule, summary in (monitor_conditions or {}).items():
             key = (rule, self.instance)
             if summary is not None and key not in self.open:
-                self._fire(
-                    out,
-                    Alert(
-                        self.new_id(),
-                        rule,
-                        "*",
-                        "*",
-                        "monitor",
-                        self.instance,
-                        "warning",
-                        summary,
-                        now,
-                        now,
-                    ),
-                )
+                self._fire(out, self._monitor_alert(rule, "warning", summary, now, now))
             elif summary is None and key in self.open:
                 self._resolve(out, self.open[key], now)
         broker_key = (BROKER_DOWN, self.instance)
@@ -270,28 +258,26 @@ class AlertEngine:
             # Data is stale while we cannot hear the broker: no device alert fires or
             # resolves; after broker_down_after one alert says so.
             if now - broker_down_since >= self.broker_down_after and broker_key not in self.open:
-                self._fire(
-                    out,
-                    Alert(
-                        self.new_id(),
-                        BROKER_DOWN,
-                        "*",
-                        "*",
-                        "monitor",
-                        self.instance,
-                        "critical",
-                        f"monitor {self.instance} cannot reach the MQTT broker: equipment"
-                        " alerts are paused",
-                        broker_down_since,
-                        now,
-                    ),
+                why = broker_down_why or "cannot reach the MQTT broker"
+                summary = f"monitor {self.instance} {why}: equipment alerts are paused"
+                alert = self._monitor_alert(
+                    BROKER_DOWN, "critical", summary, broker_down_since, now
                 )
+                self._fire(out, alert)
         else:
             if broker_key in self.open:
                 self._resolve(out, self.open[broker_key], now)
             self._evaluate_devices(out, devices, now, grace_from)
         self._notify(out, devices, now)
         return out
+
+    def _monitor_alert(
+        self, rule: str, severity: str, summary: str, since: float, now: float
+    ) -> Alert:
+        """An alert about the monitor itself (kind ``monitor``, device: its instance)."""
+        return Alert(
+            self.new_id(), rule, "*", "*", "monitor", self.instance, severity, summary, since, now
+        )
 
     def _evaluate_devices(
         self, out: Outcome, devices: Mapping[str, DeviceState], now: float, grace_from: float

@@ -67,6 +67,19 @@ class Liveness:
                 ds.device = current.device
             self.devices[ds.device.id] = ds
 
+    def pause(self, seconds: float, now: float) -> None:
+        """The monitor itself stood still for ``seconds`` (SIGSTOP, a paused VM): every
+        device's timers stand still as long, as during a broker outage, so that what waits
+        in the socket is read before anything counts as silence."""
+        for ds in self.devices.values():
+            for name in ("last_seen", "state_since", "offline_since"):
+                t = getattr(ds, name)
+                if t is not None:
+                    setattr(ds, name, min(now, t + seconds))
+            for rule, t in ds.threshold_since.items():
+                ds.threshold_since[rule] = min(now, t + seconds)
+        self.grace_from = min(now, self.grace_from + seconds)
+
     def observe(self, reading: Reading, received: float) -> bool:
         """Update from one message; True when the device's state changed (rules care)."""
         device = reading.device

@@ -20,6 +20,7 @@ NO_DATA = "no_data"
 OFFLINE = "offline"
 FAULT = "fault"
 THRESHOLD = "threshold"
+MAX_METRICS = 64  # names of metrics remembered per device (the last values, for the API)
 SITE_SILENT = "site_silent"
 BROKER_DOWN = "monitor_broker_down"
 
@@ -83,7 +84,14 @@ class DeviceState:
     def observe_metrics(
         self, fields: dict[str, FieldValue], at: float, thresholds: tuple[Threshold, ...]
     ) -> None:
-        self.metrics.update(fields)
+        """The latest value of each metric (at most MAX_METRICS names: a publisher may
+        invent a new one in every message), and since when each threshold holds."""
+        metrics = self.metrics
+        if len(metrics) < MAX_METRICS:
+            metrics.update(fields)
+        else:
+            for key in fields.keys() & metrics.keys():
+                metrics[key] = fields[key]
         for t in thresholds:
             if t.metric not in fields:
                 continue

@@ -33,6 +33,9 @@ class Recorder(Protocol):
 # Evaluate at least this often, whatever the deadlines say: catches devices discovered
 # since the last evaluation, and a maintenance window whose wall-clock start moved.
 MAX_SLEEP_S = 5.0
+# Waking this much later than planned means the monitor stood still (SIGSTOP, a paused VM,
+# a starved process): device timers are paused by as much.
+STALL_S = 1.0
 
 
 @dataclass(eq=False)
@@ -43,10 +46,12 @@ class AlertService:
     notifier: Notifier
     recorder: Recorder
     clock: Clock
-    broker_down_since: Callable[[], float | None]
+    # the monitor's own outage on the broker side: (since when, what it is), or None
+    broker_outage: Callable[[], tuple[float, str] | None]
     # the monitor's own troubles: rule -> a summary while it holds, None when it does not
     monitor_conditions: Callable[[], dict[str, str | None]] = dict
     _wake: asyncio.Event = field(default_factory=asyncio.Event, init=False)
+    stalls: int = field(default=0, init=False)
 
     def _now(self) -> float:
         """Monotonic now; and how the engine shows times, should the wall clock have stepped."""
@@ -62,10 +67,9 @@ class AlertService:
             self._wake.clear()
             started = time.perf_counter()
             now = self._now()
-            self.evaluate(now)
-            down_since = self.broker_down_since()
+            outage = self.evaluate(now)
             wake = self.engine.next_wakeup(
-                self.liveness.devices, now, self.liveness.grace_from, down_since
+                self.liveness.devices, now, self.liveness.grace_from, outage and outage[0]
             )
             # A pass is O(devices), ~10 ms per 1,000 (bench/README). Resting twice its cost
             # keeps it under a third of a core however often ingest pokes: at 2,000 devices
@@ -76,19 +80,28 @@ class AlertService:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(sleep):
                     await self._wake.wait()
+            late = self.clock.monotonic() - (now + sleep)
+            if late > STALL_S:  # we stood still: our outage, not the devices'
+                self.stalls += 1
+                log.warning("monitor.stalled", for_s=round(late, 1))
+                self.liveness.pause(late, self.clock.monotonic())
 
-    def evaluate(self, now: float) -> None:
-        down_since = self.broker_down_since()
+    def evaluate(self, now: float) -> tuple[float, str] | None:
+        """One pass of the engine at ``now``; returns the broker outage it saw."""
+        outage = self.broker_outage()
+        since, why = (None, None) if outage is None else outage
         outcome = self.engine.evaluate(
             self.liveness.devices,
             now,
             self.liveness.grace_from,
-            down_since,
+            since,
             self.monitor_conditions(),
+            broker_down_why=why,
         )
         self._apply(outcome, now)
-        if down_since is None:  # e.g. a device passing its no_data deadline
+        if outage is None:  # e.g. a device passing its no_data deadline
             self.recorder.statuses(self.liveness.status_points(now, force=False))
+        return outage
 
     def _apply(self, outcome: Outcome, now: float, extra: dict[str, str] | None = None) -> None:
         self.store.save_alerts(outcome.changed.values())

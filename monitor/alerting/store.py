@@ -45,6 +45,7 @@ CREATE TABLE IF NOT EXISTS deliveries (
     id INTEGER PRIMARY KEY AUTOINCREMENT, at REAL NOT NULL, alert_id TEXT NOT NULL,
     event TEXT NOT NULL, channel TEXT NOT NULL, ok INTEGER NOT NULL, error TEXT);
 CREATE INDEX IF NOT EXISTS deliveries_alert ON deliveries (alert_id);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
 _DEVICE_FIELDS = ("last_seen", "state", "state_since", "online", "offline_since", "code")
@@ -84,6 +85,7 @@ class Store(Resource):
         self._done: dict[int, _Delivery] = {}  # on disk, delivered, not yet deleted
         self._attempts: Counter[int] = Counter()
         self._deliveries: deque[_Delivery] = deque(maxlen=1000)
+        self._meta: dict[str, str] = {}
         self._next_temp = -1
         self._open_db()
 
@@ -122,6 +124,7 @@ class Store(Resource):
             + len(self._outbox)
             + len(self._done)
             + len(self._attempts)
+            + len(self._meta)
         )
 
     async def aclose(self) -> None:
@@ -166,6 +169,7 @@ class Store(Resource):
         self._done.clear()
         self._attempts.clear()
         self._deliveries.clear()
+        self._meta.clear()
         if self.problem is not None:
             log.info("store.recovered", path=str(self.path))
             self.problem = None
@@ -209,6 +213,7 @@ class Store(Resource):
             " VALUES (?, ?, ?, ?, ?, ?)",
             [(at, a, e, c, int(ok), err) for at, a, e, c, ok, err in self._deliveries],
         )
+        db.executemany("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", self._meta.items())
         return written
 
     def _read(self, sql: str, params: Iterable[Any] = ()) -> list[Any]:
@@ -355,6 +360,19 @@ class Store(Resource):
             (at, e, c, int(ok), err) for at, a, e, c, ok, err in self._deliveries if a == alert_id
         ]
         return [dict(zip(("at", "event", "channel", "ok", "error"), r, strict=True)) for r in rows]
+
+    # -- small facts of other parts (e.g. what the MQTT session is subscribed to) --
+
+    def get(self, key: str) -> str | None:
+        if key in self._meta:
+            return self._meta[key]
+        rows = self._read("SELECT value FROM meta WHERE key = ?", [key])
+        return str(rows[0][0]) if rows else None
+
+    def put(self, key: str, value: str) -> None:
+        if self.get(key) != value:
+            self._meta[key] = value
+            self.flush()
 
     # -- history kept bounded --
 

@@ -26,6 +26,7 @@ from monitor.config import mask_url
 from monitor.errors import MonitorError
 from monitor.model import KINDS
 from monitor.normalize.normalizer import Normalizer
+from monitor.source.canary import canary_topic
 
 
 @app.command()
@@ -149,7 +150,14 @@ def check_config(config: ConfigOption = None) -> None:
     )
     say(f"http      {cfg.http.host}:{cfg.http.port} token={_secret_state(cfg.http.token)}")
     say(f"state_dir {cfg.state_dir}")
-    say(f"subscribe {', '.join(m.topics or normalizer.subscriptions)}")
+    subscriptions = m.topics or normalizer.subscriptions
+    say(f"subscribe {', '.join(subscriptions)}")
+    canaries = [t for t in (canary_topic(f) for f in subscriptions) if t]
+    say(
+        f"canary    {', '.join(canaries)} (the monitor writes these: its ACL must allow it)"
+        if m.canary.enabled and canaries
+        else "canary    off: a subscription that delivers nothing is not told from silence"
+    )
 
     profiles = Table("profile", "topic", "format", "kind", title="Profiles")
     if cfg.canonical:

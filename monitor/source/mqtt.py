@@ -21,9 +21,10 @@ its connection's generation, and a message from an earlier connection is never a
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import ssl
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -34,6 +35,7 @@ from monitor.config import MQTT, TLS
 from monitor.errors import BrokerError
 from monitor.lifecycle import Resource
 from monitor.source import wire
+from monitor.source.canary import Canary
 from monitor.source.wire import Message
 from monitor.stats import Stats
 
@@ -130,6 +132,9 @@ class _Connection(asyncio.Protocol):
         self.last_received = loop.time()
         self.paused = False
         self.disconnect_reason: str | None = None
+        self.on_puback: Callable[[int, int], None] = lambda mid, code: None
+        self._next_mid = 0
+        self.last_publish: float | None = None  # when a message last arrived (monotonic)
 
     # -- asyncio.Protocol --
 
@@ -185,6 +190,7 @@ class _Connection(asyncio.Protocol):
 
     def _deliver(self, messages: list[Message], nbytes: int) -> None:
         if messages:
+            self.last_publish = self._clock.monotonic()
             self._inbox.extend(messages, nbytes)
             if self._inbox.full() and self.transport is not None:
                 self.transport.pause_reading()
@@ -212,6 +218,8 @@ class _Connection(asyncio.Protocol):
                 self.connack.set_result(wire.connack(packet.body))
             elif packet.type == wire.SUBACK and not self.suback.done():
                 self.suback.set_result(wire.suback(packet.body)[1])
+            elif packet.type == wire.PUBACK:
+                self.on_puback(*wire.puback(packet.body))
             elif packet.type == wire.DISCONNECT:
                 self.disconnect_reason = wire.disconnect_reason(packet.body)
                 log.warning("mqtt.disconnected_by_broker", reason=self.disconnect_reason)
@@ -225,6 +233,12 @@ class _Connection(asyncio.Protocol):
             return False
         self.transport.write(data)
         return True
+
+    def publish(self, topic: str, payload: bytes) -> int:
+        """Publish at QoS 1; the packet id, which the PUBACK brings back."""
+        self._next_mid = self._next_mid % 65535 + 1
+        self.write(wire.publish(topic, payload, self._next_mid))
+        return self._next_mid
 
     def resume(self) -> None:
         if self.paused and self.transport is not None and not self.transport.is_closing():
@@ -284,6 +298,7 @@ class MqttSource(Resource):
         clock: Clock,
         *,
         max_payload: int | None = None,
+        subscribed_before: Sequence[str] = (),
         inbox_max_bytes: int = 64 * 1024 * 1024,
         rng: random.Random | None = None,
     ) -> None:
@@ -304,10 +319,24 @@ class MqttSource(Resource):
         self._inbox.on_room = self._resume
         self._conn: _Connection | None = None
         self.connected = asyncio.Event()
-        # Wall-clock time since which we have no broker (from the start until the first
-        # connection too): the rules pause device alerts meanwhile.
+        # Since when we have no broker (from the start until the first connection too):
+        # the rules pause device alerts meanwhile. Monotonic.
         self.down_since: float | None = clock.monotonic()
         self.on_change: Callable[[bool], None] = lambda connected: None
+        # What the persistent session was subscribed to (a topic dropped from the config
+        # is unsubscribed), and where to say what it is subscribed to now.
+        self._subscribed_before = list(subscribed_before)
+        self.on_subscribed: Callable[[list[str]], None] = lambda topics: None
+        self.refused: dict[str, str] = {}  # subscriptions the broker refused: reason
+        self.downgraded: list[str] = []  # granted QoS 0: their messages are never acked
+        canary = config.canary
+        self._canary = (
+            Canary(subscriptions, config.client_id, canary.timeout) if canary.enabled else None
+        )
+        self._canary_mids: set[int] = set()
+        self._deaf = False  # outage() says: the canary did not come back
+        self._listening = False  # outage() says: nothing heard yet on this connection
+        self._connected_at = clock.monotonic()
 
     # -- lifecycle --
 
@@ -351,7 +380,9 @@ class MqttSource(Resource):
                 await asyncio.sleep(delay)
                 continue
             attempt, last_error = 0, ""
-            await self._keep_alive(conn, keepalive)
+            async with asyncio.TaskGroup() as tg:  # both end with the connection
+                tg.create_task(self._keep_alive(conn, keepalive), name="mqtt-keepalive")
+                tg.create_task(self._sing(conn), name="mqtt-canary")
             self._set_disconnected()
             log.warning(
                 "mqtt.disconnected",
@@ -412,16 +443,16 @@ class MqttSource(Resource):
             raise BrokerError(f"connection refused: {connack.reason}", reason_code=connack.reason)
         server_keepalive = connack.properties.get(wire.SERVER_KEEP_ALIVE)
         keepalive = float(server_keepalive) if isinstance(server_keepalive, int) else cfg.keepalive
+        self._check_session(conn, connack.session_present)
         # Subscribed again on every connection: harmless with a session, needed without.
         conn.write(wire.subscribe(1, self._subscriptions))
-        codes = await _reply(conn, conn.suback, "SUBACK")
-        for topic, code in zip(self._subscriptions, codes, strict=False):
-            if code >= 0x80:
-                log.error(
-                    "mqtt.subscribe_refused",
-                    topic=topic,
-                    reason=wire.reason_name(wire.SUBACK, code),
-                )
+        self._check_grants(await _reply(conn, conn.suback, "SUBACK"))
+        self._subscribed_before = list(self._subscriptions)
+        self.on_subscribed(self._subscriptions)
+        conn.on_puback = self._puback
+        if self._canary is not None:
+            self._canary.reset()
+        self._connected_at = self._clock.monotonic()
         self._stats.broker_connected = True
         self._stats.broker_connects += 1
         self.down_since = None
@@ -436,6 +467,114 @@ class MqttSource(Resource):
             subscriptions=",".join(self._subscriptions),
         )
         return conn, keepalive
+
+    def _check_session(self, conn: _Connection, present: bool) -> None:
+        """A session we had and the broker does not: the messages it held are gone. One it
+        has: topics no longer in the config are unsubscribed from it."""
+        if not self._subscribed_before:
+            return
+        if not present:
+            self._stats.broker_sessions_lost += 1
+            log.warning(
+                "mqtt.session_lost",
+                client_id=self._config.client_id,
+                consequence="messages the broker held for the monitor were dropped",
+            )
+            return
+        stale = sorted(set(self._subscribed_before) - set(self._subscriptions))
+        if stale:
+            conn.write(wire.unsubscribe(2, stale))
+            log.info("mqtt.unsubscribed", topics=",".join(stale), why="no longer in the config")
+
+    def _check_grants(self, codes: list[int]) -> None:
+        self.refused, self.downgraded = {}, []
+        for topic, code in zip(self._subscriptions, codes, strict=False):
+            if code >= 0x80:
+                self.refused[topic] = wire.reason_name(wire.SUBACK, code)
+                log.error("mqtt.subscribe_refused", topic=topic, reason=self.refused[topic])
+            elif code == 0:
+                self.downgraded.append(topic)
+                log.warning(
+                    "mqtt.subscribe_downgraded",
+                    topic=topic,
+                    consequence="granted QoS 0: its messages are never acknowledged, may be lost",
+                )
+        self._stats.subscriptions_refused = len(self.refused)
+        self._stats.subscriptions_downgraded = len(self.downgraded)
+
+    async def _sing(self, conn: _Connection) -> None:
+        """The canary (``canary.py``): one message per subscription every interval."""
+        canary = self._canary
+        if canary is None or not canary.topics:
+            return
+        while not conn.lost.is_set():
+            if canary.refused is None:
+                for topic in canary.topics:
+                    self._canary_mids.add(conn.publish(topic, canary.payload()))
+                canary.sent(self._clock.monotonic())
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self._config.canary.interval):
+                    await conn.lost.wait()
+
+    def _puback(self, mid: int, code: int) -> None:
+        if mid not in self._canary_mids:
+            return
+        self._canary_mids.discard(mid)
+        if code >= 0x80 and self._canary is not None and self._canary.refused is None:
+            self._canary.refused = wire.reason_name(wire.PUBACK, code)
+            log.error(
+                "mqtt.canary_refused",
+                reason=self._canary.refused,
+                topics=",".join(self._canary.topics),
+                consequence="a subscription that receives nothing cannot be told apart;"
+                " let the monitor write these topics (README: The broker)",
+            )
+
+    def own(self, topic: str, payload: bytes) -> bool:
+        """Whether a message is the source's own (its canary), not a device's."""
+        canary = self._canary
+        if canary is None:
+            return False
+        return canary.own(topic, payload)
+
+    def outage(self) -> tuple[float, str] | None:
+        """The monitor's own outage on the broker side: since when, and what it is.
+
+        Connected is not yet hearing: with a canary, each connection is an outage until its
+        first message arrives (the canary itself, milliseconds later, where all is well),
+        so a deaf subscription never lets a device alert through whatever the timeouts."""
+        if self.down_since is not None:
+            return self.down_since, "cannot reach the MQTT broker"
+        canary, conn = self._canary, self._conn
+        if canary is None or not canary.topics or canary.refused is not None or conn is None:
+            self._hearing()
+            return None
+        deaf = canary.deaf_since(self._clock.monotonic(), conn.last_publish)
+        if deaf is not None:
+            if not self._deaf:
+                self._deaf = True
+                log.error("mqtt.deaf", topics=",".join(canary.topics), timeout_s=canary.timeout)
+            return deaf, (
+                "is connected to the MQTT broker but hears nothing: its canary did not come"
+                f" back within {canary.timeout:g} s on {', '.join(canary.topics)} (an ACL"
+                " that denies reading, a broken bridge?)"
+            )
+        if conn.last_publish is None:
+            self._listening = True
+            return self._connected_at, "has not heard from the MQTT broker yet"
+        self._hearing()
+        return None
+
+    def _hearing(self) -> None:
+        if self._deaf:
+            log.info("mqtt.hearing_again")
+        if self._deaf or self._listening:
+            self._deaf = self._listening = False
+            self.on_change(True)  # devices get a fresh grace: we were not listening
+
+    @property
+    def canary_refused(self) -> str | None:
+        return None if self._canary is None else self._canary.refused
 
     async def _keep_alive(self, conn: _Connection, keepalive: float) -> None:
         """PINGREQ every half keepalive; drop a connection silent for 1.5 keepalives."""

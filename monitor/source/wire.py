@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 from paho.mqtt.reasoncodes import ReasonCode
 
 CONNECT, CONNACK, PUBLISH, PUBACK = 1, 2, 3, 4
-SUBSCRIBE, SUBACK, PINGREQ, PINGRESP, DISCONNECT, AUTH = 8, 9, 12, 13, 14, 15
+SUBSCRIBE, SUBACK, UNSUBSCRIBE, UNSUBACK = 8, 9, 10, 11
+PINGREQ, PINGRESP, DISCONNECT, AUTH = 12, 13, 14, 15
 
 PINGREQ_PACKET = b"\xc0\x00"
 DISCONNECT_PACKET = b"\xe0\x00"  # normal disconnection, no properties
@@ -135,6 +136,16 @@ def subscribe(mid: int, topics: list[str], qos: int = 1) -> bytes:
     return packet(SUBSCRIBE << 4 | 0x02, body)
 
 
+def unsubscribe(mid: int, topics: list[str]) -> bytes:
+    body = _U16.pack(mid) + b"\x00" + b"".join(_utf8(t) for t in topics)
+    return packet(UNSUBSCRIBE << 4 | 0x02, body)
+
+
+def publish(topic: str, payload: bytes, mid: int) -> bytes:
+    """A QoS 1 PUBLISH without properties."""
+    return packet(PUBLISH << 4 | 0x02, _utf8(topic) + _U16.pack(mid) + b"\x00" + payload)
+
+
 def pubacks(mids: list[int]) -> bytes:
     """PUBACKs (success, no properties: the 2-byte form MQTT 5 allows), in this order."""
     pack = _PUBACK.pack
@@ -208,6 +219,13 @@ def suback(body: bytes) -> tuple[int, list[int]]:
         raise ProtocolError("SUBACK too short")
     _, i = properties(body, 2)
     return _U16.unpack_from(body)[0], list(body[i:])
+
+
+def puback(body: bytes) -> tuple[int, int]:
+    """(packet id, reason code) of a PUBACK: 0 is success, >= 0x80 a refusal."""
+    if len(body) < 2:
+        raise ProtocolError("PUBACK too short")
+    return _U16.unpack_from(body)[0], body[2] if len(body) > 2 else 0
 
 
 def disconnect_reason(body: bytes) -> str:

@@ -40,6 +40,7 @@ class Health:
     """What ``/health`` says: unhealthy while there is any reason, and the facts behind it."""
 
     reasons: list[str]
+    warnings: list[str]
     broker_connected: bool
     influx_healthy: bool
     last_write_ok: float | None  # wall clock seconds
@@ -189,6 +190,7 @@ class Api(Resource):
         body = {
             "status": "ok" if not h.reasons else "unhealthy",
             "reasons": h.reasons,
+            "warnings": h.warnings,
             "broker_connected": h.broker_connected,
             "influx_healthy": h.influx_healthy,
             "last_write_ok": rfc3339(h.last_write_ok),

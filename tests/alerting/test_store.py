@@ -4,6 +4,8 @@ of it is written and nothing is delivered twice."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from monitor.alerting.engine import Alert, Window
 from monitor.alerting.rules import DeviceState
 from monitor.alerting.store import Store
@@ -84,3 +86,26 @@ def test_a_store_that_cannot_be_created_starts_empty_and_keeps_trying(
     assert store.problem is None
     store.close()
     assert [a.id for a in Store(small_disk.path / "state.db", clock).alerts(True)] == ["a2"]
+
+
+def test_history_is_pruned_by_age_and_open_alerts_are_kept(tmp_path: Path) -> None:
+    from monitor.alerting.store import KEEP_S
+
+    store = Store(tmp_path / "state.db", ManualClock(T0))
+    old = [alert(i, "resolved") for i in range(5)]
+    for a in old:
+        a.fired_at = T0 - KEEP_S - 60
+    still_open = alert(5)
+    still_open.fired_at = T0 - KEEP_S - 60  # old, but open: kept whatever its age
+    recent = alert(6, "resolved")
+    store.save_alerts([*old, still_open, recent])
+    for a in old:
+        item_data = {"alert_id": a.id, "event": "resolved"}
+        store.outbox_add("webhook:http://h/x", T0, item_data)
+        item = store.outbox_next("webhook:http://h/x")
+        assert item is not None
+        store.outbox_done(item, T0 - KEEP_S - 60, True, None)
+    store.prune(T0)
+    assert {a.id for a in store.alerts(open_only=False)} == {"a5", "a6"}
+    assert store.deliveries("a0") == []
+    store.close()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
@@ -76,3 +77,36 @@ async def test_a_wall_clock_step_either_way_raises_no_alert_and_no_downtime(
     assert down == [], "a step wrote downtime into device_status"
     ups = rows(influxd.url, database, "SELECT count(up) AS n FROM device_status GROUP BY device")
     assert {r["device"] for r in ups} == set(DEVICES)  # and statuses were written throughout
+
+
+async def test_a_monitor_frozen_for_longer_than_the_timeouts_raises_no_alert(
+    alert_config: Callable[..., Path],
+    tmp_path: Path,
+    mosquitto: Mosquitto,
+    webhook: Webhook,
+) -> None:
+    """SIGSTOP (a paused VM): on SIGCONT the messages waiting in the socket are read before
+    anything counts as silence; the monitor's stop is not the devices' (SPEC 5)."""
+    many = [f"xs-{i:03d}" for i in range(300)]  # a backlog that takes many socket reads
+    path = alert_config(channels=[f"webhook:{webhook.url}"], devices=many)
+    port = yaml.safe_load(path.read_text())["http"]["port"]
+    monitor = MonitorProcess(tmp_path / "monitor.log", config=path)
+    pub = Publisher(mosquitto.port)
+    talker = Talker(pub, many)
+    async with asyncio.TaskGroup() as tg:
+        talking = tg.create_task(talker.run())
+        await monitor.wait_log("mqtt.connected")
+        await wait_for(
+            lambda: all(d["up"] for d in api_devices(port).values()), timeout=ALERT_TIMEOUT + 10
+        )
+        monitor.proc.send_signal(signal.SIGSTOP)
+        await asyncio.sleep(3 * ALERT_TIMEOUT)
+        monitor.proc.send_signal(signal.SIGCONT)
+        await asyncio.sleep(2 * ALERT_TIMEOUT)
+        devices = await asyncio.to_thread(api_devices, port)
+        talking.cancel()
+    pub.close()
+    assert monitor.terminate() == 0
+    assert webhook.events() == []
+    assert all(d["up"] for d in devices.values()), devices
+    assert "event=monitor.stalled" in monitor.log()

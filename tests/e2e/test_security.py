@@ -7,6 +7,7 @@ import asyncio
 import json
 import logging
 import shutil
+import socket
 import subprocess
 import sys
 import urllib.request
@@ -291,6 +292,10 @@ async def test_shipped_acl_lets_a_device_publish_only_under_its_own_topics(
             dev.disconnect()
             dev.loop_stop()
             assert mon.stats.messages_received == 1  # the spoofed one never reached us
+            # the monitor's canary goes out and comes back under the shipped ACL
+            url = f"http://127.0.0.1:{mon.api.port}/health"
+            health = await asyncio.to_thread(lambda: json.load(urllib.request.urlopen(url)))
+            assert (health["status"], health["warnings"]) == ("ok", [])
         got = rows(influxd.url, database, "SELECT scans_total FROM xray_scanner GROUP BY device")
         assert [(r["device"], r["scans_total"]) for r in got] == [("xs-01", 1)]
     finally:
@@ -334,6 +339,17 @@ async def test_secrets_never_appear_in_logs_output_or_api(
                     bodies.append(r.read().decode())
             except urllib.error.HTTPError as e:  # /health is 503 here: that is fine
                 bodies.append(e.read().decode())
+        # malformed requests carrying the API token: the server's error log must not echo it
+        token = secrets["MONITOR_HTTP__TOKEN"].encode()
+        for bad in (
+            b"Authorization: Bearer " + token + b"\x01\r\n",
+            b"Authorization : Bearer " + token + b"\r\n",
+            b"Authorization: Bearer " + token + b"\r\nContent-Length: abc\r\n",
+        ):
+            with socket.create_connection(("127.0.0.1", http_port)) as s:
+                s.sendall(b"POST /api/maintenance HTTP/1.1\r\nHost: x\r\n" + bad + b"\r\n")
+                assert s.recv(100).startswith(b"HTTP/1.0 400")
+        await proc.wait_log("event=http.bad_request")
         check = subprocess.run(
             [sys.executable, "-m", "monitor", "check-config", "-c", str(SHIPPED_CONFIG)],
             capture_output=True,

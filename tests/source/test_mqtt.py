@@ -25,9 +25,24 @@ from tests.source.mqtt5 import publish_packet, utf8, varint
 # -- the source against a real mosquitto --
 
 
-def source_for(port: int, stats: Stats | None = None, **overrides: object) -> MqttSource:
+def source_for(
+    port: int,
+    stats: Stats | None = None,
+    subscriptions: tuple[str, ...] = ("t/#",),
+    subscribed_before: tuple[str, ...] = (),
+    **overrides: object,
+) -> MqttSource:
+    # the canary has tests of its own (tests/e2e/test_deaf_broker.py): not here
+    overrides = {"canary": {"enabled": False}, **overrides}
     config = MQTT(port=port, client_id="test-source", **overrides)  # type: ignore[arg-type]
-    return MqttSource(config, ["t/#"], stats or Stats(), SystemClock(), inbox_max_bytes=4096)
+    return MqttSource(
+        config,
+        list(subscriptions),
+        stats or Stats(),
+        SystemClock(),
+        subscribed_before=subscribed_before,
+        inbox_max_bytes=4096,
+    )
 
 
 async def stop(task: asyncio.Task[None]) -> None:
@@ -142,7 +157,7 @@ async def test_the_brokers_reason_for_disconnecting_us_is_logged(
         await writer.drain()
         writer.close()
 
-    caplog.set_level(logging.WARNING, logger="monitor.mqtt")
+    caplog.set_level(logging.WARNING, logger="monitor.source.mqtt")
     server = await asyncio.start_server(peer, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
     async with server, source_for(port) as source:
@@ -157,6 +172,86 @@ async def test_the_brokers_reason_for_disconnecting_us_is_logged(
         getattr(r, "reason", None) for r in caplog.records if r.getMessage() == "mqtt.disconnected"
     ]
     assert reasons[0] == "Session taken over: another monitor-aktau-1 connected"
+
+
+async def test_refused_and_downgraded_subscriptions_are_counted_and_kept() -> None:
+    """A scripted MQTT 5 peer grants one subscription at QoS 0 and refuses another."""
+
+    async def peer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(1024)  # CONNECT
+        writer.write(b"\x20\x03\x00\x00\x00")
+        await reader.read(1024)  # SUBSCRIBE
+        writer.write(b"\x90\x06\x00\x01\x00\x01\x87\x00")  # t/#: ok, a/#: refused, b/#: QoS 0
+        await writer.drain()
+        await reader.read(1024)  # until the source leaves
+
+    server = await asyncio.start_server(peer, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    stats = Stats()
+    async with (
+        server,
+        source_for(port, stats, ("t/#", "a/#", "b/#")) as source,
+    ):
+        runner = asyncio.create_task(source.run())
+        await wait_for(lambda: source.connected.is_set(), timeout=10, interval=0.05)
+        await stop(runner)
+    assert source.refused == {"a/#": "Not authorized"}
+    assert source.downgraded == ["b/#"]
+    assert (stats.subscriptions_refused, stats.subscriptions_downgraded) == (1, 1)
+
+
+@pytest.mark.integration
+async def test_a_topic_dropped_from_the_config_leaves_the_persistent_session(
+    mosquitto: Mosquitto,
+) -> None:
+    async with source_for(mosquitto.port, subscriptions=("a/#", "b/#")) as first:
+        runner = asyncio.create_task(first.run())
+        await wait_for(lambda: first.connected.is_set())
+        await stop(runner)
+    # restarted with b/# removed from the config; the session still has it
+    async with source_for(
+        mosquitto.port, subscriptions=("a/#",), subscribed_before=("a/#", "b/#")
+    ) as second:
+        runner = asyncio.create_task(second.run())
+        await wait_for(lambda: second.connected.is_set())
+        pub = Publisher(mosquitto.port)
+        pub.publish_all([("b/x", b"not for us any more"), ("a/x", b"for us")])
+        got: list[str] = []
+
+        async def take() -> None:
+            async for batch in second.batches():
+                got.extend(m.topic for m in batch)
+
+        taking = asyncio.create_task(take())
+        await wait_for(lambda: "a/x" in got)
+        await asyncio.sleep(0.5)
+        second.close_inbox()
+        await taking
+        await stop(runner)
+        pub.close()
+    assert got == ["a/x"]
+
+
+@pytest.mark.integration
+async def test_a_session_the_broker_lost_is_said(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    broker = Mosquitto(tmp_path / "mosquitto")
+    broker.start()
+    stats = Stats()
+    try:
+        async with source_for(broker.port, stats) as source:
+            runner = asyncio.create_task(source.run())
+            await wait_for(lambda: source.connected.is_set())
+            broker.stop()
+            (broker.workdir / "mosquitto.db").unlink()  # the broker forgets every session
+            broker.start()
+            await wait_for(lambda: stats.broker_connects == 2, timeout=15)
+            await stop(runner)
+    finally:
+        broker.stop()
+    assert stats.broker_sessions_lost == 1
+    assert any(r.getMessage() == "mqtt.session_lost" for r in caplog.records)
 
 
 # -- a packet over the limit, however the stream is split ---------------------------------

@@ -1,0 +1,140 @@
+"""A broker that accepts the subscription but delivers nothing is the monitor's own outage
+(SPEC 7): no device alert, one monitor alert, /health 503 saying why. The canary that
+tells it, refused by the broker, is a warning, not an outage.
+
+Real mosquitto with an acl_file: it grants the SUBACK and silently delivers nothing the
+ACL does not let the monitor read."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from monitor.config import Config, load_config
+from monitor.sim.devservers import InfluxDB, Mosquitto
+from tests.helpers import (
+    ALERT_TIMEOUT,
+    Publisher,
+    Talker,
+    Webhook,
+    alerting_config,
+    running_monitor,
+    wait_for,
+)
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+DEVICES = ["xs-a", "xs-b", "xs-c"]
+
+
+def broker_with_acl(tmp_path: Path, monitor_may: str) -> Iterator[Mosquitto]:
+    acl = tmp_path / "acl"
+    acl.write_text(
+        f"# anonymous clients: the devices\ntopic readwrite #\nuser monitor\n{monitor_may}\n"
+    )
+    broker = Mosquitto(tmp_path / "acl-broker", extra_conf=f"acl_file {acl}\n")
+    broker.start()
+    yield broker
+    broker.stop()
+
+
+@pytest.fixture
+def deaf_broker(tmp_path: Path) -> Iterator[Mosquitto]:
+    """The monitor may write (its canaries go out) but read nothing."""
+    yield from broker_with_acl(tmp_path, "topic write customs/#")
+
+
+@pytest.fixture
+def no_canary_broker(tmp_path: Path) -> Iterator[Mosquitto]:
+    """The monitor may read everything but write nothing: its canary is refused."""
+    yield from broker_with_acl(tmp_path, "topic read customs/#")
+
+
+def get(port: int, path: str) -> tuple[int, Any]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as r:
+            return r.status, json.load(r)
+    except urllib.error.HTTPError as e:
+        return e.code, json.load(e)
+
+
+@pytest.fixture
+def config_for(
+    tmp_path: Path,
+    influxd: InfluxDB,
+    database: str,
+    webhook: Webhook,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Callable[[Mosquitto], Config]:
+    """The alerting test config against a given broker, as user `monitor`, with a quick
+    canary (every 1 s, deaf after 2 s)."""
+    monkeypatch.setenv("MONITOR_MQTT__USERNAME", "monitor")
+    monkeypatch.setenv("MONITOR_MQTT__CANARY__INTERVAL", "1s")
+    monkeypatch.setenv("MONITOR_MQTT__CANARY__TIMEOUT", "2s")
+
+    def make(broker: Mosquitto) -> Config:
+        path = alerting_config(
+            tmp_path / "m.yaml",
+            mqtt_port=broker.port,
+            influx_url=influxd.url,
+            database=database,
+            channels=[f"webhook:{webhook.url}"],
+            devices=DEVICES,
+        )
+        return load_config(path)
+
+    return make
+
+
+async def test_a_broker_that_delivers_nothing_is_the_monitors_outage(
+    config_for: Callable[[Mosquitto], Config], deaf_broker: Mosquitto, webhook: Webhook
+) -> None:
+    config = config_for(deaf_broker)
+    pub = Publisher(deaf_broker.port)
+    talker = Talker(pub, DEVICES)  # the devices publish all along; the monitor hears none
+    async with running_monitor(config) as monitor, asyncio.TaskGroup() as tg:
+        talking = tg.create_task(talker.run())
+        port = monitor.api.port
+        assert port is not None
+        _, body = await wait_for(
+            lambda: (r := get(port, "/health"))[0] == 503 and "hears nothing" in str(r[1]) and r,
+            timeout=15,
+        )
+        assert any("canary did not come back" in reason for reason in body["reasons"])
+        await wait_for(
+            lambda: ("monitor-m", "monitor_broker_down", "firing") in webhook.events(), timeout=15
+        )
+        await asyncio.sleep(3 * ALERT_TIMEOUT)  # well past every device's no_data timeout
+        talking.cancel()
+    pub.close()
+    assert webhook.events() == [("monitor-m", "monitor_broker_down", "firing")]
+    summary = webhook.received[0][2]["summary"]
+    assert "hears nothing" in summary and "equipment alerts are paused" in summary
+
+
+async def test_a_refused_canary_is_a_warning_and_alerts_still_work(
+    config_for: Callable[[Mosquitto], Config], no_canary_broker: Mosquitto, webhook: Webhook
+) -> None:
+    config = config_for(no_canary_broker)
+    pub = Publisher(no_canary_broker.port)
+    talker = Talker(pub, DEVICES)
+    async with running_monitor(config) as monitor, asyncio.TaskGroup() as tg:
+        talking = tg.create_task(talker.run())
+        port = monitor.api.port
+        assert port is not None
+        status, body = await wait_for(
+            lambda: (r := get(port, "/health"))[1]["warnings"] and r, timeout=15
+        )
+        assert status == 200 and "refused the monitor's canary" in body["warnings"][0]
+        talker.talking.discard("xs-a")  # a real outage is still alerted
+        await wait_for(lambda: ("xs-a", "no_data", "firing") in webhook.events(), timeout=15)
+        talking.cancel()
+    pub.close()
+    assert ("monitor-m", "monitor_broker_down", "firing") not in webhook.events()
