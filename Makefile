@@ -9,7 +9,7 @@ BIN    := $(VENV)/bin
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 DEBS   := mosquitto mosquitto-clients influxdb influxdb-client victoria-metrics chromium docker-compose openssl faketime
 
-.PHONY: test lint deps venv demo bench clean mqtt-passwords lock
+.PHONY: test lint deps venv demo bench soak clean mqtt-passwords lock
 
 # Installs are reproducible: exact versions and hashes from the lock files; pyproject.toml
 # keeps the ranges (what the code supports), the locks what was tested.
@@ -56,6 +56,13 @@ test: deps venv lint
 # scripted incident. Ctrl-C stops everything.
 demo: deps venv
 	$(BIN)/python -m monitor.sim.demo
+
+# The randomized fault soak, long: ten minutes for each of three seeds (make test runs a
+# short one). A failure prints its seed; SOAK_SEEDS=<seed> make soak replays it.
+SOAK_SECONDS ?= 600
+SOAK_SEEDS   ?= 101,202,303
+soak: deps venv
+	SOAK_SECONDS=$(SOAK_SECONDS) SOAK_SEEDS=$(SOAK_SEEDS) $(BIN)/pytest -q -s -m soak -p no:cacheprovider -o timeout=0
 
 # Measured, never asserted: prints a table and writes bench/results.json (see bench/README.md)
 bench: deps venv

@@ -1,0 +1,307 @@
+"""A randomized fault soak: devices publishing in every shipped format, a seeded schedule of
+faults, and at the end what must hold whatever happened:
+
+- every message the broker acknowledged to its publisher is in InfluxDB: once per message
+  where the message has a time of its own, at least once where it has not (a message
+  redelivered after a SIGKILL gets a new receive time);
+- no device alert for a device that never stopped publishing;
+- the monitor always comes back, and exits 0 on SIGTERM within its bound;
+- its memory stays bounded.
+
+``make test`` runs one short seed; ``make soak`` runs ten minutes for each of three seeds
+(``SOAK_SECONDS``, ``SOAK_SEEDS``). A failure names its seed: ``SOAK_SEEDS=<seed> make soak``
+replays it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import signal
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from monitor.sim.devservers import InfluxDB, Mosquitto, free_port
+from tests.helpers import (
+    SHIPPED_CONFIG,
+    MonitorProcess,
+    Publisher,
+    SmallDisk,
+    SteppedClock,
+    Webhook,
+    rows,
+    wait_for,
+)
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.soak]
+
+SECONDS = float(os.environ.get("SOAK_SECONDS", "40"))
+SEEDS = [int(s) for s in os.environ.get("SOAK_SEEDS", "20261126").split(",")]
+TIMEOUT_S = 6  # the devices' no_data timeout
+PERIOD_S = 0.1  # each device publishes this often
+MAX_RSS_MIB = 150
+DEVICE_RULES = ("no_data", "offline", "fault", "site_silent")
+
+
+def soak_config(path: Path, broker: Mosquitto, influx: InfluxDB, db: str, hook: Webhook) -> Path:
+    shipped = yaml.safe_load(SHIPPED_CONFIG.read_text())
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "mqtt": {
+                    "port": broker.port,
+                    "client_id": "monitor-soak",
+                    "reconnect": {"initial": "100ms", "max": "1s"},
+                },
+                "influx": {"url": influx.url, "database": db, "retry": {"max": "1s"}},
+                "state_dir": str(path.parent / "state"),
+                "http": {"port": free_port()},
+                "status_interval": "1s",
+                "stats_interval": "2s",
+                "stop_timeout": "10s",
+                "spool_max_bytes": "4MiB",
+                "alerts": {
+                    "broker_down_after": "5s",
+                    "kinds": {
+                        kind: {"no_data_timeout": f"{TIMEOUT_S}s"}
+                        for kind in ("xray_scanner", "gate_barrier")
+                    },
+                },
+                "notify": {"routes": [{"name": "all", "channels": [f"webhook:{hook.url}"]}]},
+                "profiles": shipped["profiles"],
+                "devices": [
+                    {"id": d, "kind": k, "site": "aktau", "area": a}
+                    for d, k, a in (
+                        ("xs-01", "xray_scanner", "inspection-1"),
+                        ("xs-02", "xray_scanner", "inspection-1"),
+                        ("xs-03", "xray_scanner", "inspection-2"),
+                        ("gb-03", "gate_barrier", "gate-out"),
+                    )
+                ],
+            }
+        )
+    )
+    return path
+
+
+class Device:
+    """One device publishing message ``seq`` after ``seq``, QoS 1, from its own thread;
+    ``acked`` holds the seqs the broker acknowledged."""
+
+    def __init__(self, port: int, name: str, message: Callable[[int], tuple[str, str]]) -> None:
+        self.name, self.message = name, message
+        self.pub = Publisher(port, f"soak-{name}")
+        self.pub.client.on_publish = self._puback
+        self.seq_of: dict[int, int] = {}  # packet id -> seq (fewer than 65535 per run)
+        self.acked_mids: set[int] = set()
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _puback(self, client: Any, userdata: Any, mid: int, *args: Any) -> None:
+        self.acked_mids.add(mid)
+
+    def _run(self) -> None:
+        seq = 0
+        while not self.stop.is_set():
+            topic, payload = self.message(seq)
+            # published while the broker is away, paho keeps it and sends it on reconnect
+            self.seq_of[self.pub.publish(topic, payload).mid] = seq
+            seq += 1
+            time.sleep(PERIOD_S)
+
+    def acked(self) -> set[int]:
+        """The seqs the broker acknowledged (after the publishers are given time to finish)."""
+        return {self.seq_of[mid] for mid in self.acked_mids if mid in self.seq_of}
+
+
+def devices(port: int) -> list[Device]:
+    return [
+        Device(
+            port,
+            "xs-01",  # canonical, its own time
+            lambda i: (
+                "customs/aktau/inspection-1/xray_scanner/xs-01/telemetry",
+                json.dumps({"ts": int(time.time() * 1000), "scans_total": i, "state": "ready"}),
+            ),
+        ),
+        Device(
+            port,
+            "xs-02",  # canonical, no time: stamped when received
+            lambda i: (
+                "customs/aktau/inspection-1/xray_scanner/xs-02/telemetry",
+                json.dumps({"scans_total": i}),
+            ),
+        ),
+        Device(
+            port,
+            "xs-03",  # vendor X: its own time, volts, °F, a status code
+            lambda i: (
+                "scanners/xs-03/data",
+                json.dumps(
+                    {"time": int(time.time() * 1000), "devStatus": 2, "hv": 140000, "scanCount": i}
+                ),
+            ),
+        ),
+        Device(
+            port,
+            "gb-03",  # the PLC gateway's plain values: never a time
+            lambda i: ("plc/aktau/gb-03/cycles", str(i)),
+        ),
+    ]
+
+
+def stored(influx: InfluxDB, db: str) -> dict[str, Counter[int]]:
+    """device -> how many points each seq has (scans_total or cycles_total)."""
+    out: dict[str, Counter[int]] = {}
+    for measurement, field in (("xray_scanner", "scans_total"), ("gate_barrier", "cycles_total")):
+        for r in rows(influx.url, db, f"SELECT {field} FROM {measurement} GROUP BY device"):
+            if r[field] is not None:
+                out.setdefault(r["device"], Counter())[int(r[field])] += 1
+    return out
+
+
+def peak_rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+async def test_soak(
+    seed: int,
+    tmp_path: Path,
+    small_disk: SmallDisk,
+    mosquitto: Mosquitto,
+    influxd: InfluxDB,
+    database: str,
+    webhook: Webhook,
+) -> None:
+    rng = random.Random(seed)
+    config = soak_config(tmp_path / "soak.yaml", mosquitto, influxd, database, webhook)
+    clock = SteppedClock(tmp_path)
+    runs = 0
+    journal: list[str] = []
+    rss: list[float] = []
+
+    async def start() -> MonitorProcess:
+        nonlocal runs
+        runs += 1
+        mon = MonitorProcess(tmp_path / f"monitor-{runs}.log", config=config, env=clock.env)
+        await mon.wait_log("event=mqtt.connected", timeout=30)  # it always comes back
+        return mon
+
+    def note(what: str) -> None:
+        journal.append(f"{time.monotonic() - began:6.1f}s {what}")
+
+    async def step(mon: MonitorProcess) -> MonitorProcess:
+        fault = rng.choice(
+            ["broker", "influx", "sigstop", "sigkill", "sigterm", "disk", "clock", "calm"]
+        )
+        hold = rng.uniform(1, 8)
+        note(f"{fault} for {hold:.1f}s")
+        if fault == "broker":
+            await asyncio.to_thread(mosquitto.restart)
+        elif fault == "influx":
+            await asyncio.to_thread(influxd.stop)
+            await asyncio.sleep(hold)
+            await asyncio.to_thread(influxd.start)
+        elif fault == "sigstop":
+            mon.proc.send_signal(signal.SIGSTOP)
+            await asyncio.sleep(hold)
+            mon.proc.send_signal(signal.SIGCONT)
+        elif fault in ("sigkill", "sigterm"):
+            rss.append(peak_rss_mib(mon.proc.pid))
+            if fault == "sigkill":
+                mon.kill()
+            else:
+                started = time.monotonic()
+                assert await asyncio.to_thread(mon.terminate, 30) == 0
+                assert time.monotonic() - started < 10 + 5  # stop_timeout, and some
+            await asyncio.sleep(rng.uniform(0.2, 2))
+            mon = await start()
+        elif fault == "disk":
+            await asyncio.to_thread(small_disk.fill)
+            await asyncio.sleep(hold)
+            small_disk.free()
+        elif fault == "clock":
+            clock.step(rng.choice([-240, -120, 0, 120, 240]))  # within max_clock_skew
+        else:
+            await asyncio.sleep(hold)
+        return mon
+
+    began = time.monotonic()
+    mon = await start()
+    publishing = devices(mosquitto.port)
+    for d in publishing:
+        d.thread.start()
+    try:
+        while time.monotonic() - began < SECONDS:
+            await asyncio.sleep(rng.uniform(1, 4))
+            mon = await step(mon)
+        note("faults over")
+        for d in publishing:
+            d.stop.set()
+            await asyncio.to_thread(d.thread.join)
+        acked = {d.name: d.acked() for d in publishing}
+        # wait for everything acknowledged to be stored
+        await wait_for(
+            lambda: all(
+                acked[name] <= set(stored(influxd, database).get(name, ())) for name in acked
+            ),
+            timeout=120,
+        )
+        rss.append(peak_rss_mib(mon.proc.pid))
+        assert await asyncio.to_thread(mon.terminate, 30) == 0
+        got = stored(influxd, database)
+        failures = []
+        for name, seqs in acked.items():
+            missing = sorted(seqs - set(got.get(name, ())))
+            if missing:
+                failures.append(
+                    f"{name}: {len(missing)} acknowledged messages missing {missing[:5]}"
+                )
+        for name in ("xs-01", "xs-03"):  # their own times: exactly once
+            twice = sorted(s for s, n in got.get(name, Counter()).items() if n > 1)
+            if twice:
+                failures.append(f"{name}: stored more than once: {twice[:5]}")
+        alerts = [
+            (r["device"], r["rule"])
+            for r in rows(influxd.url, database, "SELECT state FROM alerts GROUP BY device, rule")
+            if r["rule"] in DEVICE_RULES
+        ]
+        notified = [(d, rule) for d, rule, _ in webhook.events() if rule in DEVICE_RULES]
+        if alerts or notified:
+            failures.append(f"device alerts for devices that never stopped: {alerts or notified}")
+        if max(rss) > MAX_RSS_MIB:
+            failures.append(f"peak RSS {max(rss):.0f} MiB")
+        duplicates = {n: sum(c - 1 for c in got.get(n, Counter()).values()) for n in acked}
+        summary: dict[str, Any] = {
+            "seed": seed,
+            "seconds": SECONDS,
+            "runs": runs,
+            "acked": {n: len(s) for n, s in acked.items()},
+            "duplicates": duplicates,
+            "peak_rss_mib": round(max(rss), 1),
+        }
+        print("\nSOAK", json.dumps(summary))
+        assert not failures, f"soak seed {seed}: " + "; ".join(failures) + "\n" + "\n".join(journal)
+    except BaseException:
+        print(f"\nSOAK FAILED: seed {seed} (replay: SOAK_SEEDS={seed} make soak)")
+        print("\n".join(journal))
+        raise
+    finally:
+        for d in publishing:
+            d.stop.set()
+            d.pub.close()
+        if mon.proc.poll() is None:
+            mon.proc.send_signal(signal.SIGCONT)
