@@ -236,6 +236,7 @@ def build(config: Config, clock: Clock, stats: Stats) -> Parts:
         clock,
         source.outage,
         lambda: parts.monitor_conditions(),
+        stats,
     )
     ingest = Ingest(
         source,

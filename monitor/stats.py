@@ -31,6 +31,7 @@ class Stats:
     quarantine_bytes: int = 0
     quarantine_write_errors: int = 0  # rejected messages the disk refused to keep
     task_restarts: Counter[str] = field(default_factory=Counter)  # by task name
+    stalls: int = 0  # times the monitor stood still (SIGSTOP, a paused VM): timers paused
     # write latency of the batches since the last `monitor` point
     _latency_sum_ms: float = 0.0
     _latency_n: int = 0

@@ -18,6 +18,7 @@ from monitor.alerting.liveness import Liveness, StatusPoint
 from monitor.alerting.notify import Notifier
 from monitor.alerting.store import Store
 from monitor.clock import Clock, wall_offset
+from monitor.stats import Stats
 
 log = logs.get(__name__)
 
@@ -51,7 +52,7 @@ class AlertService:
     # the monitor's own troubles: rule -> a summary while it holds, None when it does not
     monitor_conditions: Callable[[], dict[str, str | None]] = dict
     _wake: asyncio.Event = field(default_factory=asyncio.Event, init=False)
-    stalls: int = field(default=0, init=False)
+    stats: Stats = field(default_factory=Stats)
 
     def _now(self) -> float:
         """Monotonic now; and how the engine shows times, should the wall clock have stepped."""
@@ -82,7 +83,7 @@ class AlertService:
                     await self._wake.wait()
             late = self.clock.monotonic() - (now + sleep)
             if late > STALL_S:  # we stood still: our outage, not the devices'
-                self.stalls += 1
+                self.stats.stalls += 1
                 log.warning("monitor.stalled", for_s=round(late, 1))
                 self.liveness.pause(late, self.clock.monotonic())
 

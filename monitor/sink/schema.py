@@ -112,6 +112,11 @@ def monitor_line(instance: str, stats: Stats, latency_ms: float | None, ts_us: i
         "clock_skew": stats.clock_skew,
         "notifications_sent": stats.notifications_sent,
         "notifications_failed": stats.notifications_failed,
+        "quarantine_write_errors": stats.quarantine_write_errors,
+        "task_restarts": sum(stats.task_restarts.values()),
+        "broker_sessions_lost": stats.broker_sessions_lost,
+        "subscriptions_refused": stats.subscriptions_refused,
+        "stalls": stats.stalls,
     }
     if latency_ms is not None:
         fields["write_latency_ms"] = float(latency_ms)

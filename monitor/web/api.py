@@ -342,6 +342,9 @@ class _StatsCollector:
             ("write_errors", s.write_errors, "failed InfluxDB write attempts"),
             ("clock_skew", s.clock_skew, "timestamps in the future, replaced"),
             ("broker_connects", s.broker_connects, "successful MQTT connections"),
+            ("broker_sessions_lost", s.broker_sessions_lost, "sessions the broker had lost"),
+            ("quarantine_write_errors", s.quarantine_write_errors, "rejects the disk refused"),
+            ("stalls", s.stalls, "times the monitor stood still (timers paused)"),
         ):
             yield CounterMetricFamily(f"monitor_{name}", doc, value=value)
         rejected = CounterMetricFamily(
@@ -350,6 +353,17 @@ class _StatsCollector:
         for reason, n in sorted(s.rejected_by_reason.items()):
             rejected.add_metric([reason], n)
         yield rejected
+        restarts = CounterMetricFamily(
+            "monitor_task_restarts", "long-running tasks restarted after a failure", labels=["task"]
+        )
+        for task, n in sorted(s.task_restarts.items()):
+            restarts.add_metric([task], n)
+        yield restarts
+        yield GaugeMetricFamily(
+            "monitor_subscriptions_refused",
+            "subscriptions the broker refused on the current connection",
+            value=s.subscriptions_refused,
+        )
         sent = CounterMetricFamily(
             "monitor_notifications",
             "notification delivery outcomes",

@@ -104,9 +104,13 @@ async def test_a_monitor_frozen_for_longer_than_the_timeouts_raises_no_alert(
         monitor.proc.send_signal(signal.SIGCONT)
         await asyncio.sleep(2 * ALERT_TIMEOUT)
         devices = await asyncio.to_thread(api_devices, port)
+        metrics = await asyncio.to_thread(
+            lambda: urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics").read().decode()
+        )
         talking.cancel()
     pub.close()
     assert monitor.terminate() == 0
     assert webhook.events() == []
     assert all(d["up"] for d in devices.values()), devices
     assert "event=monitor.stalled" in monitor.log()
+    assert "monitor_stalls_total 1.0" in metrics
