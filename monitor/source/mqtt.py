@@ -25,17 +25,17 @@ import contextlib
 import random
 import ssl
 from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass
-from typing import Any, TypeVar
 
 from monitor import logs
 from monitor.backoff import backoff_delay
-from monitor.clock import Clock, now_us
+from monitor.clock import Clock
 from monitor.config import MQTT, TLS
 from monitor.errors import BrokerError
 from monitor.lifecycle import Resource
 from monitor.source import wire
 from monitor.source.canary import Canary
+from monitor.source.connection import REPLY_TIMEOUT_S, Connection, reply
+from monitor.source.inbox import Inbox
 from monitor.source.wire import Message
 from monitor.stats import Stats
 
@@ -43,239 +43,7 @@ __all__ = ["Inbox", "Message", "MqttSource"]
 
 log = logs.get(__name__)
 
-T = TypeVar("T")
-
-# Of a packet over the limit, what is kept: its topic and properties, and enough of its
-# payload for the quarantine to show what it was.
-HEAD_KEPT = 128 * 1024
 HEADER_ALLOWANCE = 2 + 65_535 + 2 + 4096  # topic length and topic, packet id, properties
-REPLY_TIMEOUT_S = 10.0  # for CONNACK, SUBACK, and the TCP/TLS connection itself
-CLOSE_TIMEOUT_S = 2.0
-
-
-class Inbox:
-    """Received messages waiting for ingest, bounded by message count and bytes."""
-
-    def __init__(self, max_items: int, max_bytes: int) -> None:
-        self._max_items = max_items
-        self._max_bytes = max_bytes
-        self._items: list[Message] = []
-        self._bytes = 0
-        self._closed = False
-        self._ready = asyncio.Event()
-        self.on_room: Callable[[], None] = lambda: None
-
-    def full(self) -> bool:
-        return len(self._items) >= self._max_items or self._bytes >= self._max_bytes
-
-    def extend(self, messages: list[Message], nbytes: int) -> None:
-        if self._closed:
-            return  # not acked: the broker redelivers them on the next session
-        self._items.extend(messages)
-        self._bytes += nbytes
-        self._ready.set()
-
-    async def get(self) -> list[Message] | None:
-        """The next batch (everything waiting), or None once closed and drained."""
-        while True:
-            if self._items:
-                items, self._items, self._bytes = self._items, [], 0
-                self.on_room()
-                return items
-            if self._closed:
-                return None
-            self._ready.clear()
-            await self._ready.wait()
-
-    def close(self) -> None:
-        self._closed = True
-        self._ready.set()
-
-
-@dataclass(slots=True)
-class _Skipping:
-    """A packet over the limit, passing through: its first bytes are kept, the rest not."""
-
-    first: int  # its fixed header's first byte
-    size: int  # its body's length
-    left: int  # bytes of its body still to come
-    head: bytearray  # the first bytes of its body (up to HEAD_KEPT)
-    received_us: int
-
-
-class _Connection(asyncio.Protocol):
-    """One TCP/TLS connection to the broker: framing in, packets out.
-
-    A packet longer than ``limit`` is not collected: its first HEAD_KEPT bytes are kept and
-    the rest is skipped as it streams in, so it costs its transfer and no more memory; it
-    reaches the inbox, in its place in the stream, with ``oversize`` set."""
-
-    def __init__(
-        self,
-        generation: int,
-        clock: Clock,
-        inbox: Inbox,
-        loop: asyncio.AbstractEventLoop,
-        limit: int = wire.MAX_REMAINING_LENGTH,
-    ) -> None:
-        self.generation = generation
-        self._clock = clock
-        self._inbox = inbox
-        self._loop = loop
-        self._limit = limit
-        self._rest = b""
-        self._skipping: _Skipping | None = None
-        self.transport: asyncio.Transport | None = None
-        self.connack: asyncio.Future[wire.ConnAck] = loop.create_future()
-        self.suback: asyncio.Future[list[int]] = loop.create_future()
-        self.lost = asyncio.Event()
-        self.last_received = loop.time()
-        self.paused = False
-        self.disconnect_reason: str | None = None
-        self.on_puback: Callable[[int, int], None] = lambda mid, code: None
-        self._next_mid = 0
-        self.last_publish: float | None = None  # when a message last arrived (monotonic)
-
-    # -- asyncio.Protocol --
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-
-    def data_received(self, data: bytes) -> None:
-        self.last_received = self._loop.time()
-        try:
-            while data:  # more than once only around a packet over the limit
-                data = self._receive(data)
-        except (wire.ProtocolError, IndexError) as e:
-            log.error("mqtt.protocol_error", error=str(e) or "truncated packet")
-            self.abort()
-
-    def _receive(self, data: bytes) -> bytes:
-        """Take what ``data`` completes; return what follows a packet over the limit."""
-        if self._skipping is not None:
-            return self._skip(data)
-        buf = self._rest + data if self._rest else data
-        messages: list[Message] = []
-        controls: list[wire.Control] = []
-        received_us = now_us(self._clock)
-        used = wire.parse(buf, self.generation, received_us, messages, controls, self._limit)
-        self._deliver(messages, used)
-        for control in controls:
-            self._control(control)
-        header = wire.packet_header(buf, used) if len(buf) - used >= 2 else None
-        if header is None or header[1] <= self._limit:
-            self._rest = buf[used:]
-            return b""
-        header_size, size = header
-        self._rest = b""
-        self._skipping = _Skipping(buf[used], size, size, bytearray(), received_us)
-        return buf[used + header_size :]
-
-    def _skip(self, data: bytes) -> bytes:
-        s = self._skipping
-        assert s is not None
-        take = min(len(data), s.left)
-        if len(s.head) < HEAD_KEPT:
-            s.head += data[: min(take, HEAD_KEPT - len(s.head))]
-        s.left -= take
-        if s.left:
-            return b""
-        self._skipping = None
-        message = wire.truncated_publish(
-            s.first, bytes(s.head), self.generation, s.received_us, s.size
-        )
-        self._deliver([message], len(s.head))
-        return data[take:]
-
-    def _deliver(self, messages: list[Message], nbytes: int) -> None:
-        if messages:
-            self.last_publish = self._clock.monotonic()
-            self._inbox.extend(messages, nbytes)
-            if self._inbox.full() and self.transport is not None:
-                self.transport.pause_reading()
-                self.paused = True
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.lost.set()
-        # Not the socket error itself: a TLS alert or a reset, by timing, for one cause,
-        # and the reconnect loop logs each distinct message once.
-        why = f" ({self.disconnect_reason})" if self.disconnect_reason else ""
-        _fail(
-            self.connack,
-            BrokerError(
-                f"the broker closed the connection before CONNACK{why}; with TLS: is a"
-                " client certificate required (mqtt.tls.cert_file/key_file)?"
-            ),
-        )
-        _fail(self.suback, BrokerError(f"the broker closed the connection before SUBACK{why}"))
-
-    # -- packets --
-
-    def _control(self, packet: wire.Control) -> None:
-        try:
-            if packet.type == wire.CONNACK and not self.connack.done():
-                self.connack.set_result(wire.connack(packet.body))
-            elif packet.type == wire.SUBACK and not self.suback.done():
-                self.suback.set_result(wire.suback(packet.body)[1])
-            elif packet.type == wire.PUBACK:
-                self.on_puback(*wire.puback(packet.body))
-            elif packet.type == wire.DISCONNECT:
-                self.disconnect_reason = wire.disconnect_reason(packet.body)
-                log.warning("mqtt.disconnected_by_broker", reason=self.disconnect_reason)
-        except wire.ProtocolError as e:
-            log.error("mqtt.protocol_error", error=str(e))
-            self.abort()
-        # PINGRESP needs nothing: any byte received proves the broker alive.
-
-    def write(self, data: bytes) -> bool:
-        if self.transport is None or self.transport.is_closing():
-            return False
-        self.transport.write(data)
-        return True
-
-    def publish(self, topic: str, payload: bytes) -> int:
-        """Publish at QoS 1; the packet id, which the PUBACK brings back."""
-        self._next_mid = self._next_mid % 65535 + 1
-        self.write(wire.publish(topic, payload, self._next_mid))
-        return self._next_mid
-
-    def resume(self) -> None:
-        if self.paused and self.transport is not None and not self.transport.is_closing():
-            self.paused = False
-            self.last_received = self._loop.time()  # we were not listening meanwhile
-            self.transport.resume_reading()
-
-    def abort(self) -> None:
-        if self.transport is not None:
-            self.transport.abort()
-
-    async def close(self) -> None:
-        """DISCONNECT after whatever was written (acks), then close once it is flushed."""
-        if self.write(wire.DISCONNECT_PACKET):
-            assert self.transport is not None
-            self.transport.close()
-        try:
-            async with asyncio.timeout(CLOSE_TIMEOUT_S):
-                await self.lost.wait()
-        except TimeoutError:
-            self.abort()
-
-
-def _fail(future: asyncio.Future[Any], error: BrokerError) -> None:
-    if not future.done():
-        future.set_exception(error)
-        future.exception()  # nobody may await it any more: not an unretrieved error
-
-
-async def _reply(conn: _Connection, reply: asyncio.Future[T], what: str) -> T:
-    """The broker's answer to what we sent, or the connection dropped if none comes."""
-    try:
-        async with asyncio.timeout(REPLY_TIMEOUT_S):
-            return await reply
-    except TimeoutError:
-        conn.abort()
-        raise BrokerError(f"no {what} from the broker") from None
 
 
 def _tls_context(tls: TLS) -> ssl.SSLContext:
@@ -317,7 +85,7 @@ class MqttSource(Resource):
         # The inbox holds the whole unacknowledged window plus room for QoS 0 traffic.
         self._inbox = Inbox(config.receive_maximum + 10_000, inbox_max_bytes)
         self._inbox.on_room = self._resume
-        self._conn: _Connection | None = None
+        self._conn: Connection | None = None
         self.connected = asyncio.Event()
         # Since when we have no broker (from the start until the first connection too):
         # the rules pause device alerts meanwhile. Monotonic.
@@ -394,7 +162,7 @@ class MqttSource(Resource):
                 backoff_delay(0, cfg.reconnect.initial, cfg.reconnect.max, self._rng)
             )
 
-    async def _open(self, conn: _Connection) -> None:
+    async def _open(self, conn: Connection) -> None:
         cfg = self._config
         loop = asyncio.get_running_loop()
         try:
@@ -418,10 +186,10 @@ class MqttSource(Resource):
         except OSError as e:
             raise BrokerError(f"cannot connect: {e.strerror or e}") from None
 
-    async def _connect(self) -> tuple[_Connection, float]:
+    async def _connect(self) -> tuple[Connection, float]:
         cfg = self._config
         self._generation += 1
-        conn = _Connection(
+        conn = Connection(
             self._generation, self._clock, self._inbox, asyncio.get_running_loop(), self._limit
         )
         await self._open(conn)
@@ -437,7 +205,7 @@ class MqttSource(Resource):
                 password=password,
             )
         )
-        connack = await _reply(conn, conn.connack, "CONNACK")
+        connack = await reply(conn, conn.connack, "CONNACK")
         if connack.failed:
             conn.abort()
             raise BrokerError(f"connection refused: {connack.reason}", reason_code=connack.reason)
@@ -446,7 +214,7 @@ class MqttSource(Resource):
         self._check_session(conn, connack.session_present)
         # Subscribed again on every connection: harmless with a session, needed without.
         conn.write(wire.subscribe(1, self._subscriptions))
-        self._check_grants(await _reply(conn, conn.suback, "SUBACK"))
+        self._check_grants(await reply(conn, conn.suback, "SUBACK"))
         self._subscribed_before = list(self._subscriptions)
         self.on_subscribed(self._subscriptions)
         conn.on_puback = self._puback
@@ -468,7 +236,7 @@ class MqttSource(Resource):
         )
         return conn, keepalive
 
-    def _check_session(self, conn: _Connection, present: bool) -> None:
+    def _check_session(self, conn: Connection, present: bool) -> None:
         """A session we had and the broker does not: the messages it held are gone. One it
         has: topics no longer in the config are unsubscribed from it."""
         if not self._subscribed_before:
@@ -502,7 +270,7 @@ class MqttSource(Resource):
         self._stats.subscriptions_refused = len(self.refused)
         self._stats.subscriptions_downgraded = len(self.downgraded)
 
-    async def _sing(self, conn: _Connection) -> None:
+    async def _sing(self, conn: Connection) -> None:
         """The canary (``canary.py``): one message per subscription every interval."""
         canary = self._canary
         if canary is None or not canary.topics:
@@ -576,7 +344,7 @@ class MqttSource(Resource):
     def canary_refused(self) -> str | None:
         return None if self._canary is None else self._canary.refused
 
-    async def _keep_alive(self, conn: _Connection, keepalive: float) -> None:
+    async def _keep_alive(self, conn: Connection, keepalive: float) -> None:
         """PINGREQ every half keepalive; drop a connection silent for 1.5 keepalives."""
         if keepalive <= 0:
             await conn.lost.wait()

@@ -265,7 +265,8 @@ async def test_a_session_the_broker_lost_is_said(
 def test_packets_over_the_limit_are_skipped_wherever_the_stream_is_cut(
     sizes: list[int], data: st.DataObject
 ) -> None:
-    from monitor.source.mqtt import HEAD_KEPT, Inbox, _Connection
+    from monitor.source.connection import HEAD_KEPT, Connection
+    from monitor.source.inbox import Inbox
 
     limit = 4_000  # what the connection collects whole
     packets = [
@@ -277,7 +278,7 @@ def test_packets_over_the_limit_are_skipped_wherever_the_stream_is_cut(
 
     async def receive() -> list[Message]:
         inbox = Inbox(10_000, 1 << 30)
-        conn = _Connection(1, SystemClock(), inbox, asyncio.get_running_loop(), limit)
+        conn = Connection(1, SystemClock(), inbox, asyncio.get_running_loop(), limit)
         for a, b in zip([0, *cuts], [*cuts, len(stream)], strict=True):
             conn.data_received(stream[a:b])
         inbox.close()
