@@ -51,6 +51,32 @@ def connect(port: int, client_id: str) -> tuple[socket.socket, int]:
     return sock, int(window) if isinstance(window, int) else 65535
 
 
+def prime_session(port: int, client_id: str, topics: list[str]) -> None:
+    """A persistent session subscribed at QoS 1 and left: the broker queues for it."""
+    sock = socket.create_connection(("127.0.0.1", port))
+    sock.sendall(
+        wire.connect(
+            client_id,
+            keepalive=60,
+            session_expiry=7 * 86400,
+            receive_maximum=100,
+            clean_start=True,
+        )
+    )
+    sock.sendall(wire.subscribe(1, topics))
+    buf = b""
+    controls: list[wire.Control] = []
+    while not any(c.type == wire.SUBACK for c in controls):
+        chunk = sock.recv(4096)
+        if not chunk:
+            raise SystemExit("the broker closed the connection")
+        buf += chunk
+        controls.clear()
+        wire.parse(buf, 0, 0, [], controls)
+    sock.sendall(wire.DISCONNECT_PACKET)
+    sock.close()
+
+
 def forget_session(port: int, client_id: str) -> None:
     """End a stopped client's persistent session, or the broker queues every later
     message for it (gigabytes over a bench run, and a slower broker for the next stage)."""

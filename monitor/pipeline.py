@@ -30,6 +30,10 @@ from monitor.stats import Stats
 
 log = logs.get(__name__)
 
+# The first chunk of a backlog: small, so its points are stored (and acked) in
+# milliseconds; each next chunk doubles, up to a batch.
+FIRST_CHUNK = 250
+
 
 class Received(Protocol):
     """A message as the pipeline reads it; the source's own type also carries its ack."""
@@ -45,8 +49,9 @@ M = TypeVar("M", bound=Received)
 
 
 class Source(Protocol[M]):
-    def batches(self) -> AsyncIterator[list[M]]:
-        """Received messages, in arrival order, until the source is closed."""
+    def batches(self, most: int) -> AsyncIterator[list[M]]:
+        """Received messages, at most ``most`` at a time, in arrival order, until the
+        source is closed."""
         ...
 
     def ack(self, messages: list[M]) -> None:
@@ -55,6 +60,10 @@ class Source(Protocol[M]):
 
     def own(self, topic: str, payload: bytes) -> bool:
         """Whether a message the decoders reject is the source's own (its canary)."""
+        ...
+
+    def waiting(self) -> int:
+        """How many received messages wait to be taken."""
         ...
 
 
@@ -78,10 +87,17 @@ class Ingest(Generic[M]):
     _stamps: dict[tuple[str, str], int] = field(default_factory=dict, init=False)
 
     async def consume(self) -> None:
-        """Normalize every received batch into the batcher, until the source is closed."""
-        async for messages in self.source.batches():
+        """Normalize every received batch into the batcher, until the source is closed.
+
+        A backlog is taken in chunks that start small and double up to a batch's worth:
+        the first points are written after milliseconds, not after the first 5,000."""
+        chunk = FIRST_CHUNK
+        async for messages in self.source.batches(chunk):
             await self.batcher.wait_room()
             self.batcher.add(self.process(messages), messages)
+            if not self.source.waiting():  # nothing arrived meanwhile: write, then ack
+                self.batcher.idle()
+            chunk = min(2 * chunk, self.batcher.max_points)
 
     def process(self, messages: list[M]) -> list[str]:
         """The per-message hot path: normalize, track liveness, serialize."""

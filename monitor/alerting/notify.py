@@ -17,7 +17,6 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import aiohttp
-import apprise
 
 from monitor import durations, logs
 from monitor.alerting.engine import Notification
@@ -203,6 +202,8 @@ class Notifier(Resource):
             return type(e).__name__
 
     async def _apprise(self, url: str, data: dict[str, Any]) -> str | None:
+        import apprise  # here, not at start-up: only routes with Apprise URLs need it
+
         ap = apprise.Apprise()
         if not ap.add(url):
             return "not a valid Apprise URL"

@@ -8,28 +8,49 @@ terminal as ``rich.text.Text``, styled by argument, so ``[/x]`` in a fault code 
 
 from __future__ import annotations
 
+import functools
 import os
+import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, TypeAlias
 
 import typer
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
 
 from monitor.config import Config, load_config
 from monitor.errors import ConfigError
+
+if TYPE_CHECKING:  # rich is imported when something is printed: `run` prints nothing
+    from rich.console import Console, RenderableType
+    from rich.table import Table
+    from rich.text import Text
 
 app = typer.Typer(
     help="Inspection equipment telemetry monitor (MQTT -> InfluxDB, downtime alerts).",
     no_args_is_help=True,
     add_completion=False,
 )
-# Off a terminal (CI logs, pipes) rich assumes 80 columns and wraps table cells: 160
-# unless COLUMNS says otherwise.
-_WIDTH = None if Console().is_terminal or os.environ.get("COLUMNS") else 160
-console = Console(width=_WIDTH)
-err_console = Console(stderr=True, width=_WIDTH)
+
+
+@functools.cache
+def console(stderr: bool = False) -> Console:
+    from rich.console import Console
+
+    stream = sys.stderr if stderr else sys.stdout
+    # Off a terminal (CI logs, pipes) rich assumes 80 columns and wraps table cells: 160
+    # unless COLUMNS says otherwise.
+    width = None if stream.isatty() or os.environ.get("COLUMNS") else 160
+    return Console(stderr=stderr, width=width)
+
+
+def show(renderable: RenderableType, stderr: bool = False) -> None:
+    console(stderr).print(renderable)
+
+
+def new_table(*columns: str, title: str) -> Table:
+    from rich.table import Table
+
+    return Table(*columns, title=title)
+
 
 ConfigOption = Annotated[
     Path | None,
@@ -43,11 +64,13 @@ ConfigOption = Annotated[
 ]
 
 
-Part = str | Text | None
+Part: TypeAlias = "str | Text | None"
 
 
 def text(*parts: Part) -> Text:
     """Literal text from parts; a ``Text`` part keeps its style, None is left out."""
+    from rich.text import Text
+
     return Text.assemble(*(p for p in parts if p is not None))
 
 
@@ -58,13 +81,13 @@ def styled(style: str, *parts: Part) -> Text:
 
 
 def say(*parts: Part) -> None:
-    console.print(text(*parts))
+    show(text(*parts))
 
 
 def complain(*parts: Part) -> None:
     """A problem, on stderr, the first part in red."""
     first, *rest = parts
-    err_console.print(text(styled("red", first), *rest))
+    show(text(styled("red", first), *rest), stderr=True)
 
 
 def add_row(table: Table, *cells: Part) -> None:
@@ -78,5 +101,5 @@ def load(path: Path | None) -> Config:
     except ConfigError as e:
         complain("invalid configuration", f" ({len(e.problems)} problems):")
         for problem in e.problems:
-            err_console.print(text("  ", problem))
+            show(text("  ", problem), stderr=True)
         raise typer.Exit(2) from None

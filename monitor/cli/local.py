@@ -7,7 +7,6 @@ from collections import Counter
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from monitor import durations, logs
 from monitor.cli.common import (
@@ -16,9 +15,10 @@ from monitor.cli.common import (
     app,
     complain,
     console,
-    err_console,
     load,
+    new_table,
     say,
+    show,
     styled,
     text,
 )
@@ -110,7 +110,7 @@ def simulate(
         monitor_app.install_signal_handlers(stop)
         await simulation.run(stop)
 
-    err_console.print(
+    console(stderr=True).print(
         text(
             f"simulating {len(registry)} devices on {cfg.mqtt.host}:{cfg.mqtt.port}"
             f" at {rate:g}/s each (seed {seed})"
@@ -124,7 +124,7 @@ def simulate(
     except OSError as e:
         complain(f"cannot reach the broker {cfg.mqtt.host}:{cfg.mqtt.port}: ", str(e))
         raise typer.Exit(1) from None
-    err_console.print(text(f"\nsent {simulation.sent} messages"))
+    console(stderr=True).print(text(f"\nsent {simulation.sent} messages"))
 
 
 def _secret_state(value: object) -> str:
@@ -137,7 +137,7 @@ def check_config(config: ConfigOption = None) -> None:
     cfg = load(config)
     normalizer = Normalizer(cfg)
     m, i = cfg.mqtt, cfg.influx
-    console.print(styled("bold green", "configuration is valid"))
+    show(styled("bold green", "configuration is valid"))
     say(
         f"broker    {m.host}:{m.port} client_id={m.client_id}"
         f" tls={'on' if m.tls.enabled else 'off'} user={m.username or '-'}"
@@ -159,7 +159,7 @@ def check_config(config: ConfigOption = None) -> None:
         else "canary    off: a subscription that delivers nothing is not told from silence"
     )
 
-    profiles = Table("profile", "topic", "format", "kind", title="Profiles")
+    profiles = new_table("profile", "topic", "format", "kind", title="Profiles")
     if cfg.canonical:
         add_row(
             profiles,
@@ -170,11 +170,11 @@ def check_config(config: ConfigOption = None) -> None:
         )
     for name, p in cfg.profiles.items():
         add_row(profiles, name, p.topic, p.format, p.kind or "from registry")
-    console.print(profiles)
+    show(profiles)
 
     by_kind = Counter(d.kind for d in cfg.devices)
     by_area = Counter(f"{d.site}/{d.area}" for d in cfg.devices)
-    devices = Table(
+    devices = new_table(
         "kind",
         "devices",
         "no_data timeout",
@@ -194,11 +194,13 @@ def check_config(config: ConfigOption = None) -> None:
             durations.to_config(rules.offline_for) if rules else "10s",
             rules.severity if rules else "critical",
         )
-    console.print(devices)
+    show(devices)
     if by_area:
         say("areas     " + ", ".join(f"{a} ({n})" for a, n in sorted(by_area.items())))
 
-    routes = Table("route", "match", "channels", "repeat", "escalate", title="Notification routes")
+    routes = new_table(
+        "route", "match", "channels", "repeat", "escalate", title="Notification routes"
+    )
     for r in cfg.notify.routes:
         match = " ".join(
             f"{k}={','.join(v)}" for k, v in r.match.model_dump(exclude_none=True).items()
@@ -217,4 +219,4 @@ def check_config(config: ConfigOption = None) -> None:
             durations.to_config(r.repeat_interval),
             escalate,
         )
-    console.print(routes)
+    show(routes)

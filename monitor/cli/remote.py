@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
 
 from monitor import durations
 from monitor.cli.common import (
@@ -19,9 +18,10 @@ from monitor.cli.common import (
     app,
     complain,
     console,
-    err_console,
     load,
+    new_table,
     say,
+    show,
     styled,
     text,
 )
@@ -66,7 +66,7 @@ class _Client:
                 detail = {"error": e.reason}
             complain(f"{method} {path}: HTTP {e.code} ", str(detail.get("error")))
             for problem in detail.get("problems", []):
-                err_console.print(text("  ", str(problem)))
+                console(stderr=True).print(text("  ", str(problem)))
             raise typer.Exit(1) from None
         except OSError as e:
             complain(f"cannot reach the monitor at {self.url}: ", str(e))
@@ -77,7 +77,7 @@ def _get(config: Path | None, url: str | None, path: str, as_json: bool) -> Any:
     """The API's answer; printed as it is (and None returned) with --json."""
     data = _Client(config, url).call("GET", path)
     if as_json:
-        console.print_json(data=data)
+        console().print_json(data=data)
         return None
     return data
 
@@ -102,7 +102,7 @@ def devices(
     """Every device of a running instance: up or down, why, last seen."""
     if (data := _get(config, url, "/api/devices", as_json)) is None:
         return
-    table = Table(
+    table = new_table(
         "site", "area", "device", "kind", "status", "state", "last seen", "alerts", title="Devices"
     )
     for d in data["devices"]:
@@ -119,7 +119,7 @@ def devices(
             _age(d["last_seen_age_s"]),
             ", ".join(d["open_alerts"]) or "-",
         )
-    console.print(table)
+    show(table)
 
 
 @app.command()
@@ -134,7 +134,7 @@ def alerts(
         data := _get(config, url, f"/api/alerts?state={'all' if all_ else 'open'}", as_json)
     ) is None:
         return
-    table = Table(
+    table = new_table(
         "alert", "state", "severity", "rule", "device", "since", "for", "summary", title="Alerts"
     )
     for a in data["alerts"]:
@@ -149,7 +149,7 @@ def alerts(
             _age(a["duration_s"]),
             a["summary"],
         )
-    console.print(table)
+    show(table)
 
 
 @app.command()
@@ -177,7 +177,7 @@ def maintenance_list(
     """Maintenance windows, from the config and added at run time."""
     if (data := _get(config, url, "/api/maintenance", as_json)) is None:
         return
-    table = Table(
+    table = new_table(
         "id", "scope", "value", "starts", "ends", "reason", "by", title="Maintenance windows"
     )
     for w in data["windows"]:
@@ -191,7 +191,7 @@ def maintenance_list(
             w["reason"],
             w["created_by"],
         )
-    console.print(table)
+    show(table)
 
 
 @maintenance_app.command("add")

@@ -10,10 +10,9 @@ from datetime import UTC, datetime
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from monitor import durations
-from monitor.cli.common import ConfigOption, add_row, app, complain, console, load, styled
+from monitor.cli.common import ConfigOption, add_row, app, complain, load, new_table, show, styled
 from monitor.errors import QueryError
 from monitor.reports.availability import report
 from monitor.reports.influxql import InfluxQuery
@@ -90,7 +89,7 @@ def report_availability(
         for r in rows:
             writer.writerow(r.as_dict())
         return
-    table = Table(
+    table = new_table(
         "site",
         "area",
         "device",
@@ -127,7 +126,7 @@ def report_availability(
             _hours(r.mtbf_s),
             _hours(r.unknown_s),
         )
-    console.print(table)
+    show(table)
 
 
 def _fmt_time(t: float) -> str:

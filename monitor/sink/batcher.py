@@ -20,14 +20,23 @@ class Batch(Generic[Ack]):
 
 
 class Batcher(Generic[Ack]):
-    """Collects lines (and the ack tokens of what they came from) until ``max_points`` or
-    ``max_delay`` after the first one; holds at most twice ``max_points`` (backpressure)."""
+    """Collects lines (and the ack tokens of what they came from) for the writer.
 
-    def __init__(self, max_points: int, max_delay: float) -> None:
-        self._max_points = max_points
+    A batch is due at once when nothing more is coming (``idle``: the broker may be
+    waiting for our acks before it sends more, so waiting on a timer would waste its
+    window), when it reaches ``max_points`` or ``max_bytes``, and at the latest
+    ``max_delay`` after its first line. While the writer is busy lines accumulate, so
+    batches grow with the load. It holds at most twice ``max_points`` and ``max_bytes``:
+    beyond that ``wait_room`` holds ingest back (and the broker holds the rest)."""
+
+    def __init__(self, max_points: int, max_delay: float, max_bytes: int = 8 << 20) -> None:
+        self.max_points = max_points
         self._max_delay = max_delay
+        self._max_bytes = max_bytes
         self._batch: Batch[Ack] = Batch()
+        self._bytes = 0
         self._first_at: float | None = None
+        self._idle = False
         self._changed = asyncio.Event()
         self._room = asyncio.Event()
         self._closed = False
@@ -40,11 +49,23 @@ class Batcher(Generic[Ack]):
             self._changed.set()
         self._batch.lines.extend(lines)
         self._batch.acks.extend(acks)
-        if len(self._batch.lines) >= self._max_points:
+        self._bytes += sum(map(len, lines))
+        if self._full(1):
             self._changed.set()
 
+    def idle(self) -> None:
+        """Nothing more is coming for now: what is held is due."""
+        self._idle = True
+        self._changed.set()
+
+    def _full(self, times: int) -> bool:
+        return (
+            len(self._batch.lines) >= times * self.max_points
+            or self._bytes >= times * self._max_bytes
+        )
+
     async def wait_room(self) -> None:
-        while len(self._batch.lines) >= 2 * self._max_points:
+        while self._full(2):
             self._room.clear()
             await self._room.wait()
 
@@ -58,7 +79,7 @@ class Batcher(Generic[Ack]):
         while True:
             if self._first_at is not None:
                 due = self._first_at + self._max_delay
-                if self._closed or len(self._batch.lines) >= self._max_points or loop.time() >= due:
+                if self._closed or self._idle or self._full(1) or loop.time() >= due:
                     return self._take()
                 self._changed.clear()
                 with contextlib.suppress(TimeoutError):
@@ -72,5 +93,6 @@ class Batcher(Generic[Ack]):
 
     def _take(self) -> Batch[Ack]:
         batch, self._batch, self._first_at = self._batch, Batch(), None
+        self._bytes, self._idle = 0, False
         self._room.set()
         return batch

@@ -78,6 +78,7 @@ class InfluxWriter(Resource):
         )
         self._failing_since: float | None = None
         self._failures = 0
+        self._creating: asyncio.Task[None] | None = None
 
     def _endpoint(self) -> tuple[str, dict[str, str]]:
         cfg = self._config
@@ -96,9 +97,13 @@ class InfluxWriter(Resource):
             connector=aiohttp.TCPConnector(limit=4),
         )
         if self._config.api == "v1" and self._config.create_database:
-            await self._create_database()
+            # Beside the MQTT connection, not before it: the first write waits for it.
+            self._creating = asyncio.create_task(self._create_database(), name="create-db")
 
     async def aclose(self) -> None:
+        if self._creating is not None:
+            self._creating.cancel()
+            await asyncio.wait([self._creating])  # finished before its session closes
         if self._session is not None:
             await self._session.close()
 
@@ -139,6 +144,9 @@ class InfluxWriter(Resource):
         """
         if not lines:
             return
+        if self._creating is not None:
+            await asyncio.shield(self._creating)  # cancelling a write leaves it be
+            self._creating = None
         deadline = None if give_up_after is None else time.monotonic() + give_up_after
         params = {**self._params, "precision": _PRECISION[self._config.api][precision]}
         await self._write_split(lines, deadline, params)

@@ -20,6 +20,9 @@ class Inbox:
         self._ready = asyncio.Event()
         self.on_room: Callable[[], None] = lambda: None
 
+    def __len__(self) -> int:
+        return len(self._items)
+
     def full(self) -> bool:
         return len(self._items) >= self._max_items or self._bytes >= self._max_bytes
 
@@ -30,11 +33,18 @@ class Inbox:
         self._bytes += nbytes
         self._ready.set()
 
-    async def get(self) -> list[Message] | None:
-        """The next batch (everything waiting), or None once closed and drained."""
+    async def get(self, most: int) -> list[Message] | None:
+        """The next batch (what is waiting, at most ``most``), or None once closed and
+        drained. Taking a batch's worth at a time gets the first write out early and keeps
+        what ingest holds at once bounded, however large the broker's window."""
         while True:
             if self._items:
-                items, self._items, self._bytes = self._items, [], 0
+                if len(self._items) <= most:
+                    items, self._items, self._bytes = self._items, [], 0
+                else:
+                    items = self._items[:most]
+                    del self._items[:most]
+                    self._bytes -= self._bytes * most // (most + len(self._items))
                 self.on_room()
                 return items
             if self._closed:

@@ -383,10 +383,15 @@ class MqttSource(Resource):
 
     # -- the message stream --
 
-    async def batches(self) -> AsyncIterator[list[Message]]:
-        """Batches of received messages, in arrival order, until close_inbox()."""
-        while (batch := await self._inbox.get()) is not None:
+    async def batches(self, most: int) -> AsyncIterator[list[Message]]:
+        """Batches of at most ``most`` received messages, in arrival order, until
+        close_inbox()."""
+        while (batch := await self._inbox.get(most)) is not None:
             yield batch
+
+    def waiting(self) -> int:
+        """How many received messages wait in the inbox."""
+        return len(self._inbox)
 
     def close_inbox(self) -> None:
         """Stop delivering: batches() ends once what was received is taken."""

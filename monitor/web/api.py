@@ -14,8 +14,6 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 from aiohttp import web
-from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from monitor import durations, logs
@@ -123,8 +121,8 @@ class Api(Resource):
         self._token = config.token.get_secret_value().encode() if config.token else None
         self._runner: web.AppRunner | None = None
         self.started = clock.monotonic()
-        self._registry = CollectorRegistry(auto_describe=False)
-        self._registry.register(_StatsCollector(stats, notifier))
+        self._stats = stats
+        self._metrics: Callable[[], bytes] | None = None  # built at the first scrape
         self.port: int | None = None
 
     def app(self) -> web.Application:
@@ -197,10 +195,15 @@ class Api(Resource):
         }
         return web.json_response(body, status=503 if h.reasons else 200)
 
+    def _scrape(self) -> bytes:
+        if self._metrics is None:  # prometheus_client is imported here, not at start-up
+            from monitor.web.metrics import exposition
+
+            self._metrics = exposition(self._stats, self._notifier)
+        return self._metrics()
+
     async def metrics(self, request: web.Request) -> web.Response:
-        return web.Response(
-            body=generate_latest(self._registry), content_type="text/plain", charset="utf-8"
-        )
+        return web.Response(body=self._scrape(), content_type="text/plain", charset="utf-8")
 
     # -- devices --
 
@@ -325,66 +328,3 @@ async def _body(request: web.Request, model: type[M]) -> M | web.Response:
             for x in e.errors(include_url=False)
         ]
         return web.json_response({"error": "invalid request", "problems": problems}, status=400)
-
-
-class _StatsCollector:
-    def __init__(self, stats: Stats, notifier: Notifier) -> None:
-        self._stats = stats
-        self._notifier = notifier
-
-    def collect(self) -> Any:
-        s = self._stats
-        for name, value, doc in (
-            ("messages_received", s.messages_received, "MQTT messages received"),
-            ("messages_rejected", s.messages_rejected, "messages rejected (quarantined)"),
-            ("points_written", s.points_written, "points accepted by InfluxDB"),
-            ("points_quarantined", s.points_quarantined, "points InfluxDB refused"),
-            ("write_errors", s.write_errors, "failed InfluxDB write attempts"),
-            ("clock_skew", s.clock_skew, "timestamps in the future, replaced"),
-            ("broker_connects", s.broker_connects, "successful MQTT connections"),
-            ("broker_sessions_lost", s.broker_sessions_lost, "sessions the broker had lost"),
-            ("quarantine_write_errors", s.quarantine_write_errors, "rejects the disk refused"),
-            ("stalls", s.stalls, "times the monitor stood still (timers paused)"),
-        ):
-            yield CounterMetricFamily(f"monitor_{name}", doc, value=value)
-        rejected = CounterMetricFamily(
-            "monitor_rejected_by_reason", "rejected messages by reason", labels=["reason"]
-        )
-        for reason, n in sorted(s.rejected_by_reason.items()):
-            rejected.add_metric([reason], n)
-        yield rejected
-        restarts = CounterMetricFamily(
-            "monitor_task_restarts", "long-running tasks restarted after a failure", labels=["task"]
-        )
-        for task, n in sorted(s.task_restarts.items()):
-            restarts.add_metric([task], n)
-        yield restarts
-        yield GaugeMetricFamily(
-            "monitor_subscriptions_refused",
-            "subscriptions the broker refused on the current connection",
-            value=s.subscriptions_refused,
-        )
-        sent = CounterMetricFamily(
-            "monitor_notifications",
-            "notification delivery outcomes",
-            labels=["channel_type", "outcome"],
-        )
-        for (kind, outcome), n in sorted(self._notifier.outcomes.items()):
-            sent.add_metric([kind, outcome], n)
-        yield sent
-        yield GaugeMetricFamily(
-            "monitor_broker_connected",
-            "1 while connected to the broker",
-            value=int(s.broker_connected),
-        )
-        yield GaugeMetricFamily(
-            "monitor_spool_bytes", "bytes in the disk spool", value=s.spool_bytes
-        )
-        yield GaugeMetricFamily(
-            "monitor_quarantine_bytes", "bytes in the quarantine files", value=s.quarantine_bytes
-        )
-        yield GaugeMetricFamily(
-            "monitor_notification_channels_failing",
-            "channels whose last delivery failed",
-            value=len(self._notifier.failing),
-        )
