@@ -5,15 +5,14 @@ password, InfluxDB token/password, API token) come only from the environment or 
 ``*_file``; the YAML may not hold them.
 """
 
-from __future__ import annotations
-
 import ipaddress
 import os
 import re
 import urllib.parse
+from contextvars import ContextVar
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Self
 
 import yaml
 from pydantic import (
@@ -30,9 +29,9 @@ from pydantic import (
 )
 from pydantic_settings import (
     BaseSettings,
+    InitSettingsSource,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
-    YamlConfigSettingsSource,
 )
 
 from monitor import durations
@@ -124,7 +123,7 @@ class TLS(Section):
     insecure: bool = Field(False, description="skip hostname verification (test rigs only)")
 
     @model_validator(mode="after")
-    def _files_exist(self) -> TLS:
+    def _files_exist(self) -> Self:
         if self.enabled:
             for name in ("ca_file", "cert_file", "key_file"):
                 path = getattr(self, name)
@@ -169,7 +168,7 @@ class MQTT(Section):
     topics: list[TopicFilter] | None = None
 
     @model_validator(mode="after")
-    def _secret(self) -> MQTT:
+    def _secret(self) -> Self:
         object.__setattr__(
             self, "password", _read_secret(self.password, self.password_file, "password")
         )
@@ -218,7 +217,7 @@ class Influx(Section):
         return v.rstrip("/")
 
     @model_validator(mode="after")
-    def _api_fields(self) -> Influx:
+    def _api_fields(self) -> Self:
         object.__setattr__(self, "token", _read_secret(self.token, self.token_file, "token"))
         object.__setattr__(
             self, "password", _read_secret(self.password, self.password_file, "password")
@@ -235,7 +234,7 @@ class HTTP(Section):
     token_file: Path | None = None
 
     @model_validator(mode="after")
-    def _secret(self) -> HTTP:
+    def _secret(self) -> Self:
         object.__setattr__(self, "token", _read_secret(self.token, self.token_file, "token"))
         return self
 
@@ -291,7 +290,7 @@ class MaintenanceWindow(Section):
     reason: str = ""
 
     @model_validator(mode="after")
-    def _order(self) -> MaintenanceWindow:
+    def _order(self) -> Self:
         if self.starts.tzinfo is None or self.ends.tzinfo is None:
             raise ValueError("starts and ends need a time zone, e.g. 2026-11-22T08:00:00+05:00")
         if self.ends <= self.starts:
@@ -376,7 +375,7 @@ class FieldMap(Section):
         return v
 
     @model_validator(mode="after")
-    def _state_map(self) -> FieldMap:
+    def _state_map(self) -> Self:
         if self.to == "state":
             if not self.map:
                 raise ValueError("a field mapped to state needs a map of vendor values")
@@ -498,7 +497,7 @@ class Config(BaseSettings):
         return self.instance or self.mqtt.client_id
 
     @model_validator(mode="after")
-    def _unique_devices(self) -> Config:
+    def _unique_devices(self) -> Self:
         seen: set[str] = set()
         for dev in self.devices:
             if dev.id in seen:
@@ -516,14 +515,16 @@ class Config(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         # Precedence: explicit arguments, then the environment, then the YAML file.
-        yaml_file = _yaml_path.get(settings_cls)
         sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
-        if yaml_file is not None:
-            sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=yaml_file))
+        if (from_file := _from_yaml.get()) is not None:
+            sources.append(InitSettingsSource(settings_cls, init_kwargs=from_file))
         return tuple(sources)
 
 
-_yaml_path: dict[type[BaseSettings], Path] = {}
+# The YAML being loaded, parsed once, for the duration of one load_config().
+_from_yaml: ContextVar[dict[str, Any] | None] = ContextVar("from_yaml", default=None)
+# libyaml's parser where PyYAML has it: ten times the pure-Python one, at start-up.
+_YamlLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 def _format_loc(loc: tuple[int | str, ...]) -> str:
@@ -566,7 +567,7 @@ def load_config(path: Path | str | None = None) -> Config:
     if not path.is_file():
         raise ConfigError([f"{path}: config file not found"])
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = yaml.load(path.read_text(encoding="utf-8"), Loader=_YamlLoader)
     except yaml.YAMLError as e:
         raise ConfigError([f"{path}: not valid YAML: {e}"]) from None
     if raw is not None and not isinstance(raw, dict):
@@ -574,16 +575,13 @@ def load_config(path: Path | str | None = None) -> Config:
     if problems := _secrets_in_yaml(raw):
         raise ConfigError(problems)
 
-    # A subclass per load keeps the YAML path out of global state shared between loads.
-    cls = type("LoadedConfig", (Config,), {})
-    _yaml_path[cls] = path
+    token = _from_yaml.set(raw or {})
     try:
-        config: Config = cls()
-        return config
+        return Config()
     except ValidationError as e:
         raise ConfigError(_validation_problems(e)) from None
     finally:
-        _yaml_path.pop(cls, None)
+        _from_yaml.reset(token)
 
 
 # Schemes whose host part is a server name; for the others (tgram://TOKEN/CHAT,

@@ -11,7 +11,7 @@ the other way into the same batches, for what alerting and the monitor itself re
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Generic, Protocol, TypeVar
 
@@ -49,9 +49,9 @@ M = TypeVar("M", bound=Received)
 
 
 class Source(Protocol[M]):
-    def batches(self, most: int) -> AsyncIterator[list[M]]:
-        """Received messages, at most ``most`` at a time, in arrival order, until the
-        source is closed."""
+    async def take(self, most: int) -> list[M] | None:
+        """The next received messages, at most ``most``, in arrival order; None once the
+        source is closed and emptied."""
         ...
 
     def ack(self, messages: list[M]) -> None:
@@ -92,12 +92,14 @@ class Ingest(Generic[M]):
         A backlog is taken in chunks that start small and double up to a batch's worth:
         the first points are written after milliseconds, not after the first 5,000."""
         chunk = FIRST_CHUNK
-        async for messages in self.source.batches(chunk):
+        while (messages := await self.source.take(chunk)) is not None:
             await self.batcher.wait_room()
             self.batcher.add(self.process(messages), messages)
-            if not self.source.waiting():  # nothing arrived meanwhile: write, then ack
+            if self.source.waiting():
+                chunk = min(2 * chunk, self.batcher.max_points)
+            else:  # nothing arrived meanwhile: write (then ack) now; the next burst starts small
                 self.batcher.idle()
-            chunk = min(2 * chunk, self.batcher.max_points)
+                chunk = FIRST_CHUNK
 
     def process(self, messages: list[M]) -> list[str]:
         """The per-message hot path: normalize, track liveness, serialize."""

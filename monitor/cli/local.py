@@ -8,7 +8,8 @@ from typing import Annotated
 
 import typer
 
-from monitor import durations, logs
+from monitor import durations
+from monitor.cli import collector
 from monitor.cli.common import (
     ConfigOption,
     add_row,
@@ -23,7 +24,6 @@ from monitor.cli.common import (
     text,
 )
 from monitor.config import mask_url
-from monitor.errors import MonitorError
 from monitor.model import KINDS
 from monitor.normalize.normalizer import Normalizer
 from monitor.source.canary import canary_topic
@@ -35,21 +35,7 @@ def run(
     log_level: Annotated[str, typer.Option(help="debug, info, warning, error")] = "info",
 ) -> None:
     """Run the collector until SIGINT/SIGTERM; on stop, flush what it holds and exit 0."""
-    from monitor import app as monitor_app
-
-    cfg = load(config)
-    logs.setup(log_level)
-
-    async def main() -> None:
-        stop = asyncio.Event()
-        monitor_app.install_signal_handlers(stop, bound=cfg.stop_timeout)
-        await monitor_app.run(cfg, stop)
-
-    try:
-        asyncio.run(main())
-    except MonitorError as e:  # e.g. unusable TLS files: one clear line, not a traceback
-        complain("error: ", str(e))
-        raise typer.Exit(1) from None
+    raise typer.Exit(collector.run(config, log_level))
 
 
 @app.command()

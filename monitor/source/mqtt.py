@@ -24,7 +24,7 @@ import asyncio
 import contextlib
 import random
 import ssl
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import Callable, Sequence
 
 from monitor import logs
 from monitor.backoff import backoff_delay
@@ -383,18 +383,17 @@ class MqttSource(Resource):
 
     # -- the message stream --
 
-    async def batches(self, most: int) -> AsyncIterator[list[Message]]:
-        """Batches of at most ``most`` received messages, in arrival order, until
-        close_inbox()."""
-        while (batch := await self._inbox.get(most)) is not None:
-            yield batch
+    async def take(self, most: int) -> list[Message] | None:
+        """The next received messages, at most ``most``, in arrival order; None once
+        close_inbox() was called and everything received was taken."""
+        return await self._inbox.get(most)
 
     def waiting(self) -> int:
         """How many received messages wait in the inbox."""
         return len(self._inbox)
 
     def close_inbox(self) -> None:
-        """Stop delivering: batches() ends once what was received is taken."""
+        """Stop delivering: take() returns None once what was received is taken."""
         self._inbox.close()
 
     def ack(self, messages: list[Message]) -> None:

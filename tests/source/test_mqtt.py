@@ -62,7 +62,7 @@ async def test_a_full_inbox_pauses_the_socket_and_loses_nothing(mosquitto: Mosqu
         await asyncio.to_thread(pub.publish_all, [("t/x", str(i)) for i in range(n)])
         got: list[int] = []
         largest = 0
-        async for batch in source.batches(100_000):
+        while (batch := await source.take(100_000)) is not None:
             largest = max(largest, sum(len(m.payload) for m in batch))
             got.extend(int(m.payload) for m in batch)
             source.ack(batch)
@@ -105,14 +105,14 @@ async def test_unacked_messages_come_back_on_the_next_connection(
         await asyncio.wait_for(source.connected.wait(), 10)
         pub = Publisher(mosquitto.port)
         await asyncio.to_thread(pub.publish_all, [("t/x", str(i)) for i in range(10)])
-        first = await anext(aiter(source.batches(100_000)))
+        first = await source.take(100_000)
         while len(first) < 10:
-            first += await anext(aiter(source.batches(100_000)))
+            first += await source.take(100_000)
         mosquitto.restart()  # the connection dies with all ten unacknowledged
         await wait_for(lambda: not source.connected.is_set(), timeout=10, interval=0.05)
         await asyncio.wait_for(source.connected.wait(), 15)
         source.ack(first)  # too late: from the old connection, so nothing is sent
-        again = await asyncio.wait_for(anext(aiter(source.batches(100_000))), 10)
+        again = await asyncio.wait_for(source.take(100_000), 10)
         assert sorted(int(m.payload) for m in again) == list(range(10))
         assert all(m.generation == first[0].generation + 1 for m in again)
         source.ack(again)
@@ -219,7 +219,7 @@ async def test_a_topic_dropped_from_the_config_leaves_the_persistent_session(
         got: list[str] = []
 
         async def take() -> None:
-            async for batch in second.batches(100_000):
+            while (batch := await second.take(100_000)) is not None:
                 got.extend(m.topic for m in batch)
 
         taking = asyncio.create_task(take())
