@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from monitor.model import EVENT_TYPE_RE, KINDS, STATES, Device, Reading
+from monitor.model import EVENT_TYPE_RE, STATES, Device, Reading
 from monitor.normalize.devices import Devices
 from monitor.normalize.reasons import Reject
-from monitor.normalize.values import generic, metric_value, parse_object, parse_ts, to_str
+from monitor.normalize.values import CONVERTERS, generic, parse_object, parse_ts, to_str
 
 TOPIC = "customs/{site}/{area}/{kind}/{device}/{channel}"
 CHANNELS: frozenset[str] = frozenset({"telemetry", "status", "event"})
@@ -35,8 +35,8 @@ class CanonicalDecoder:
         state = obj.pop("state", None)
         if state is not None and state not in STATES:
             raise Reject("invalid_state", f"state {str(state)[:40]!r}")
-        metrics = KINDS[device.kind]
-        fields = {k: metric_value(metrics, k, v) for k, v in obj.items() if v is not None}
+        convert = CONVERTERS[device.kind]
+        fields = {k: convert.get(k, generic)(k, v) for k, v in obj.items() if v is not None}
         return Reading(device, "telemetry", ts_ms, fields, state=state, retained=retained)
 
 

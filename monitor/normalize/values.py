@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -16,6 +17,7 @@ import orjson
 from monitor.model import (
     INT64_MAX,
     INT64_MIN,
+    KINDS,
     MAX_NAME_CHARS,
     MAX_STRING_BYTES,
     RESERVED_NAMES,
@@ -25,6 +27,8 @@ from monitor.model import (
     name_problem,
 )
 from monitor.normalize.reasons import Reject
+
+Converter = Callable[[str, Any], FieldValue]  # (key, JSON value) -> field value, or Reject
 
 
 def _reject_constant(name: str) -> Any:
@@ -74,7 +78,7 @@ def _number(key: str, value: Any) -> float | int:
 
 
 def to_float(key: str, value: Any) -> float:
-    if type(value) is float and math.isfinite(value):  # the common case, checked cheaply
+    if type(value) is float and value - value == 0.0:  # the common case: a finite float
         return value
     num = _number(key, value)
     try:
@@ -116,14 +120,15 @@ def to_str(key: str, value: Any, choices: frozenset[str] | None = None) -> str:
     return value
 
 
-def _coerce(metric: Metric, key: str, value: Any) -> FieldValue:
+def _converter(metric: Metric) -> Converter:
     if metric.type == "float":
-        return to_float(key, value)
+        return to_float
     if metric.type == "int":
-        return _to_int(key, value)
+        return _to_int
     if metric.type == "bool":
-        return _to_bool(key, value)
-    return to_str(key, value, metric.choices)
+        return _to_bool
+    choices = metric.choices
+    return lambda key, value: to_str(key, value, choices)
 
 
 def _check_field_key(key: str) -> None:
@@ -147,9 +152,16 @@ def generic(key: str, value: Any) -> FieldValue:
     raise Reject("wrong_type", f"{key}: {type(value).__name__} values are not stored")
 
 
-def metric_value(kind_metrics: dict[str, Metric], key: str, value: Any) -> FieldValue:
-    metric = kind_metrics.get(key)
-    return generic(key, value) if metric is None else _coerce(metric, key, value)
+# Per kind, each known metric's converter (the rest are ``generic``): the hot path's one
+# lookup and one call per field.
+CONVERTERS: dict[str, dict[str, Converter]] = {
+    kind: {key: _converter(metric) for key, metric in metrics.items()}
+    for kind, metrics in KINDS.items()
+}
+
+
+def metric_value(kind: str, key: str, value: Any) -> FieldValue:
+    return CONVERTERS[kind].get(key, generic)(key, value)
 
 
 def as_text(value: Any) -> str:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from monitor.config import FieldMap, Profile
-from monitor.model import CONVERSIONS, KINDS, Channel, Device, FieldValue, Reading
+from monitor.model import CONVERSIONS, Channel, Device, FieldValue, Reading
 from monitor.normalize.canonical import decode_status
 from monitor.normalize.devices import Devices
 from monitor.normalize.reasons import Reject
@@ -61,7 +61,7 @@ class Mapping:
         value = self.apply(raw)
         if self.to == "state":
             return str(value)
-        fields[self.to] = metric_value(KINDS[device.kind], self.to, value)
+        fields[self.to] = metric_value(device.kind, self.to, value)
         return None
 
 
@@ -123,11 +123,10 @@ class VendorDecoder:
             if raw is not _MISSING and raw is not None:
                 state = m.put(device, fields, raw) or state
         if self._keep_unmapped:
-            metrics = KINDS[device.kind]
             consumed = self._consumed_roots
             for key, value in obj.items():
                 if key not in consumed and value is not None and key not in fields:
-                    fields[key] = metric_value(metrics, key, value)
+                    fields[key] = metric_value(device.kind, key, value)
         return Reading(device, "telemetry", ts_ms, fields, state=state)
 
     def _plain(self, device: Device, segments: dict[str, str], payload: bytes) -> Reading:
@@ -144,5 +143,5 @@ class VendorDecoder:
         if m is not None:
             state = m.put(device, fields, plain_value(text))
         elif self._keep_unmapped:
-            fields[signal] = metric_value(KINDS[device.kind], signal, plain_value(text))
+            fields[signal] = metric_value(device.kind, signal, plain_value(text))
         return Reading(device, "telemetry", None, fields, state=state)

@@ -87,7 +87,13 @@ def field_set(fields: Mapping[str, FieldValue]) -> str:
     if not fields:
         raise LineProtocolError("a point needs at least one field")
     keys = _field_keys
-    return ",".join([f"{keys.get(k) or field_key(k)}={format_value(v)}" for k, v in fields.items()])
+    parts = []
+    for k, v in fields.items():
+        if type(v) is float and v - v == 0.0:  # most fields: a finite float, inline
+            parts.append(f"{keys.get(k) or field_key(k)}={v!r}")
+        else:
+            parts.append(f"{keys.get(k) or field_key(k)}={format_value(v)}")
+    return ",".join(parts)
 
 
 def line(

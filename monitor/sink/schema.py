@@ -55,11 +55,19 @@ def reading_line(reading: Reading, ts_us: int) -> str | None:
     device = reading.device
     if reading.channel == "telemetry":
         fields: dict[str, FieldValue] = reading.fields
-        if reading.state is not None:
-            fields = {**fields, "state": reading.state}
-        if not fields:
-            return None
-        return f"{_telemetry_head(device)} {lineproto.field_set(fields)} {ts_us}"
+        state = reading.state
+        if state is None or not fields or "state" in fields:
+            if state is not None:
+                fields = {**fields, "state": state}
+            if not fields:
+                return None
+            return f"{_telemetry_head(device)} {lineproto.field_set(fields)} {ts_us}"
+        # the common case, without copying the fields to add the state
+        field_set = lineproto.field_set(fields)
+        return (
+            f"{_telemetry_head(device)} {field_set},state={lineproto.format_value(state)} {ts_us}"
+        )
+
     if reading.channel == "event":
         # n=1 on every event so that count(n) counts events whatever their payload.
         return lineproto.line(
