@@ -14,12 +14,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from monitor.config import Config
+from monitor.config import Config, DeviceEntry
 from monitor.model import Device, Reading
 from monitor.normalize import canonical
 from monitor.normalize.devices import Devices
 from monitor.normalize.reasons import Reject, Rejected
-from monitor.normalize.topics import TopicPattern
+from monitor.normalize.topics import TopicPattern, receives
 from monitor.normalize.vendor import VendorDecoder
 
 Decoder = Callable[[dict[str, str], bytes, bool], Reading]
@@ -33,15 +33,15 @@ class Normalizer:
         self._max_payload = int(config.ingest.max_payload_bytes)
         self._max_age_ms = int(config.ingest.max_age * 1000)
         self._max_skew_ms = int(config.ingest.max_clock_skew * 1000)
-        devices = Devices(config.devices, config.ingest.max_devices)
+        patterns = [TopicPattern.compile(canonical.TOPIC)] if config.canonical else []
+        patterns += [TopicPattern.compile(p.topic) for p in config.profiles.values()]
+        devices = Devices(_owned(config, patterns), config.ingest.max_devices)
         self.registry: dict[str, Device] = devices.registry
-        self._routes: list[Route] = []
+        decoders: list[Decoder] = []
         if config.canonical:
-            decoder = canonical.CanonicalDecoder(devices)
-            self._routes.append((TopicPattern.compile(canonical.TOPIC), decoder.decode))
-        for profile in config.profiles.values():
-            vendor = VendorDecoder(profile, devices)
-            self._routes.append((TopicPattern.compile(profile.topic), vendor.decode))
+            decoders.append(canonical.CanonicalDecoder(devices).decode)
+        decoders += [VendorDecoder(p, devices).decode for p in config.profiles.values()]
+        self._routes: list[Route] = list(zip(patterns, decoders, strict=True))
         # Candidate routes by first topic level, so a message tries one or two patterns;
         # a pattern starting with a {segment} is a candidate for every topic.
         wildcard = [r for r in self._routes if not r[0].root]
@@ -83,3 +83,18 @@ class Normalizer:
         if ts_ms > received_ms + self._max_skew_ms:
             reading.ts_ms = None  # the receive time instead
             reading.clock_skew = True
+
+
+def _owned(config: Config, patterns: list[TopicPattern]) -> list[DeviceEntry]:
+    """The registered devices this collector owns: all of them, or with ``mqtt.topics``
+    set (collectors sharing the load by site, SPEC 8) those some topic of theirs is
+    subscribed to. The others are another collector's to watch and alert on."""
+    filters = config.mqtt.topics
+    if filters is None:
+        return list(config.devices)
+
+    def owned(d: DeviceEntry) -> bool:
+        values = {"device": d.id, "site": d.site, "area": d.area, "kind": d.kind}
+        return any(receives(f, p.template(values)) for p in patterns for f in filters)
+
+    return [d for d in config.devices if owned(d)]

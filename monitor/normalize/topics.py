@@ -45,3 +45,24 @@ class TopicPattern:
             if levels[i] != literal:
                 return None
         return {name: levels[i] for i, name in self.names}
+
+    def template(self, values: dict[str, str]) -> list[str]:
+        """The pattern's levels with these segments filled in; "+" for the others."""
+        levels = self.text.split("/")
+        for i, name in self.names:
+            levels[i] = values.get(name, "+")
+        return levels
+
+
+def receives(topic_filter: str, template: list[str]) -> bool:
+    """Whether an MQTT topic filter receives some topic of ``template`` (levels, "+"
+    where a level may be anything)."""
+    levels = topic_filter.split("/")
+    for i, level in enumerate(levels):
+        if level == "#":
+            return True  # also the parent level itself ("a/#" receives "a")
+        if i >= len(template):
+            return False
+        if level != "+" and template[i] != "+" and level != template[i]:
+            return False
+    return len(levels) == len(template)

@@ -11,6 +11,7 @@ from monitor.config import load_config
 from monitor.model import Device, Reading
 from monitor.normalize.normalizer import Normalizer
 from monitor.normalize.reasons import REASONS, Rejected
+from monitor.normalize.topics import receives
 from tests.helpers import SHIPPED_CONFIG
 
 NOW = 1_790_000_000_000  # ms
@@ -276,3 +277,46 @@ def test_discovery_is_bounded(tmp_path: Path) -> None:
     assert [isinstance(r, Reading) for r in results] == [True, True, True, False, False]
     assert rejected(results[4]) == "unknown_device"
     assert ok(norm.normalize(topics[0], b'{"reads_total": 2}', NOW))  # known ones still flow
+
+
+GB01 = ["customs", "aktau", "gate-in", "gate_barrier", "gb-01", "+"]  # any channel
+
+
+@pytest.mark.parametrize(
+    ("topic_filter", "template", "expected"),
+    [
+        ("customs/aktau/#", ["customs", "aktau", "gate-in", "gate_barrier", "gb-01", "+"], True),
+        ("customs/khorgos/#", ["customs", "aktau", "gate-in", "gate_barrier", "gb-01", "+"], False),
+        (
+            "customs/+/gate-in/#",
+            ["customs", "aktau", "gate-in", "gate_barrier", "gb-01", "+"],
+            True,
+        ),
+        ("customs/+/+/+/+/status", ["customs", "aktau", "a", "k", "d", "+"], True),
+        ("customs/#", ["customs"], True),  # "#" takes the parent level too
+        ("customs/aktau", ["customs", "aktau", "a"], False),
+        ("customs/aktau/a/+", ["customs", "aktau", "a"], False),
+        ("scanners/+/data", ["scanners", "xs-01", "data"], True),
+        ("scanners/xs-02/data", ["scanners", "xs-01", "data"], False),
+    ],
+)
+def test_a_filter_receives_a_template(
+    topic_filter: str, template: list[str], expected: bool
+) -> None:
+    assert receives(topic_filter, template) is expected
+
+
+def test_a_collector_owns_the_registered_devices_its_topics_receive(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Collectors share the load by site (SPEC 8): the others' devices are not its to
+    watch, or it would call them silent."""
+    everything = Normalizer(load_config(SHIPPED_CONFIG)).registry
+    monkeypatch.setenv("MONITOR_MQTT__TOPICS", '["customs/aktau/gate-in/#"]')
+    gate_in = Normalizer(load_config(SHIPPED_CONFIG)).registry
+    assert gate_in and set(gate_in) < set(everything)
+    assert {d.area for d in gate_in.values()} == {"gate-in"}
+    monkeypatch.setenv("MONITOR_MQTT__TOPICS", '["customs/aktau/gate-in/#", "scanners/xs-02/data"]')
+    assert set(Normalizer(load_config(SHIPPED_CONFIG)).registry) == {*gate_in, "xs-02"}
+    monkeypatch.setenv("MONITOR_MQTT__TOPICS", '["customs/khorgos/#"]')
+    assert Normalizer(load_config(SHIPPED_CONFIG)).registry == {}
