@@ -65,7 +65,10 @@ soak: deps venv
 	SOAK_SECONDS=$(SOAK_SECONDS) SOAK_SEEDS=$(SOAK_SEEDS) $(BIN)/pytest -q -s -m soak -p no:cacheprovider -o timeout=0
 
 # Measured, never asserted: prints a table and writes bench/results.json (see bench/README.md)
+# Bytecode compiled first, as an installed package has it (pip and the Docker image compile;
+# an editable install under PYTHONDONTWRITEBYTECODE would recompile at every start).
 bench: deps venv
+	$(BIN)/python -m compileall -q monitor
 	$(BIN)/python -m bench
 
 # config/mosquitto/passwords for the compose stack, from the passwords in .env

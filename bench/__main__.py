@@ -8,6 +8,10 @@ Starts a private mosquitto and influxd, and measures in one run, side by side:
   latency      p50/p99 publish -> queryable at 1k and 10k msg/s offered
   alerts       device silent -> webhook, minus its timeout, at 2,000 devices
   memory       the monitor's RSS at 100, 2,000 and 20,000 devices (and per device)
+  drain        a 100k backlog drained from the persistent session, start-up included:
+               monitor vs mosquitto_sub, first point, peak RSS, CPU (bench.drain)
+  windows      a backlog through an in-flight window of 1 and 32 (bench.drain)
+  collectors   1, 2 and 4 collectors sharing 4 sites, draining one backlog together
 Prints a table with each figure and its ratio to the ceiling, and writes bench/results.json.
 Numbers are measured, never asserted.
 """
@@ -29,7 +33,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from bench import load
+from bench import drain, load
 from bench.e2e_rate import ceiling_rate, count, payloads, proc_cpu_s, publish
 from monitor.sim.devservers import InfluxDB, Mosquitto, free_port
 
@@ -343,6 +347,15 @@ def main() -> None:
         print("measuring memory per device ...", flush=True)
         sizes = (100, 2000) if args.quick else (100, 2000, 20_000)
         results["rss_mib"] = {str(d): memory(tmp, broker, influx, d) for d in sizes}
+        print("measuring the drain of a backlog, start-up included ...", flush=True)
+        backlog = 20_000 if args.quick else 100_000
+        results["drain"] = drain.drain(tmp, broker, influx, backlog, 1 if args.quick else 3)
+        print("measuring small in-flight windows ...", flush=True)
+        results["windows"] = drain.small_windows(tmp, broker, influx)
+        print("measuring collectors sharing the load ...", flush=True)
+        results["collectors"] = [
+            drain.collectors(tmp, broker, influx, backlog, k) for k in (1, 2, 4)
+        ]
     finally:
         influx.stop()
         broker.stop()
@@ -401,6 +414,39 @@ def report(r: dict[str, Any]) -> None:
         lo, hi = sizes[0], sizes[-1]
         per = (rss[hi] - rss[lo]) * 1024 * 1024 / (int(hi) - int(lo))
         rows.append(("memory per device", f"{per / 1024:.2f} KiB", "-"))
+    d = r["drain"]
+    m = d["median"]
+    rows += [
+        (
+            f"drain {d['messages'] // 1000}k backlog, start-up included (monitor)",
+            f"{m['msg_s']:,.0f} msg/s",
+            f"{m['ratio']:.2f}",
+        ),
+        (
+            f"  each of the {len(d['runs'])} runs (mosquitto_sub / monitor, k msg/s)",
+            " ".join(f"{x['ceiling_msg_s'] / 1000:.0f}/{x['msg_s'] / 1000:.0f}" for x in d["runs"]),
+            "-",
+        ),
+        ("  first point after process start", f"{m['first_point_s']:.2f} s", "-"),
+        ("  peak RSS (largest of the runs)", f"{d['max_peak_rss_mib']:.0f} MiB", "-"),
+        ("  CPU per 100k messages, start-up included", f"{m['cpu_s_per_100k']:.2f} s", "-"),
+    ]
+    for w in r["windows"]:
+        rows.append(
+            (
+                f"backlog through a window of {w['window']} (capped by the {w['capped_by']})",
+                f"{w['msg_s']:,.0f} msg/s",
+                "-",
+            )
+        )
+    for c in r["collectors"]:
+        rows.append(
+            (
+                f"{c['collectors']} collector(s) draining {c['messages'] // 1000}k, CPU/100k",
+                f"{c['msg_s']:,.0f} msg/s, {c['cpu_s_per_100k']:.2f} s",
+                "-",
+            )
+        )
     width = max(len(x[0]) for x in rows)
     print(f"\n{'measure':<{width}}  {'value':>24}  monitor/ceiling")
     for name, value, ratio in rows:

@@ -13,9 +13,10 @@ from collections.abc import Callable
 import pytest
 
 from bench import load
+from bench.windowed import WindowedBroker
 from monitor.config import Config
 from monitor.sim.devservers import InfluxDB, Mosquitto
-from tests.helpers import WindowedBroker, device_topic, rows, running_monitor
+from tests.helpers import device_topic, rows, running_monitor
 
 pytestmark = pytest.mark.integration
 
