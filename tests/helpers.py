@@ -400,3 +400,57 @@ class SmallDisk:
 
     def unmount(self) -> None:
         subprocess.run([*self._sudo, "umount", "-l", str(self.path)], check=False)
+
+
+# -- a real peer that is slow to answer ---------------------------------------------------
+
+
+class HeldProxy:
+    """A TCP proxy to ``upstream_port`` whose requests can be held: while ``hold()`` is on,
+    what clients send waits in the proxy (an InfluxDB that has not answered yet)."""
+
+    def __init__(self, upstream_port: int) -> None:
+        self.upstream_port = upstream_port
+        self.port = 0
+        self._open = asyncio.Event()
+        self._open.set()
+        self._server: asyncio.Server | None = None
+        self._clients: set[asyncio.Task[None]] = set()
+
+    def hold(self) -> None:
+        self._open.clear()
+
+    def release(self) -> None:
+        self._open.set()
+
+    async def __aenter__(self) -> HeldProxy:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", free_port())
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._server is not None
+        self._server.close()
+        for client in self._clients:
+            client.cancel()
+        await asyncio.gather(*self._clients, return_exceptions=True)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._clients.add(task)
+        task.add_done_callback(self._clients.discard)
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.upstream_port)
+
+        async def pump(src: asyncio.StreamReader, dst: asyncio.StreamWriter, gated: bool) -> None:
+            while data := await src.read(65536):
+                if gated:
+                    await self._open.wait()
+                dst.write(data)
+                await dst.drain()
+            dst.close()
+
+        with contextlib.suppress(OSError):
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(pump(reader, up_writer, gated=True))
+                tg.create_task(pump(up_reader, writer, gated=False))

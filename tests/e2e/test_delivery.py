@@ -14,6 +14,7 @@ import pytest
 from monitor.config import Config
 from monitor.sim.devservers import InfluxDB, Mosquitto, free_port
 from tests.helpers import (
+    HeldProxy,
     MonitorProcess,
     Publisher,
     monitor_config,
@@ -121,21 +122,29 @@ async def test_sigterm_flushes_acks_and_exits_zero(
     database: str,
     tmp_path: Path,
 ) -> None:
-    configure(
-        client_id="monitor-term",
-        MONITOR_INFLUX__FLUSH_INTERVAL="5s",
-        MONITOR_INFLUX__BATCH_SIZE="100000",
-    )
-    proc = MonitorProcess(tmp_path / "monitor.log")
-    await proc.wait_log("event=mqtt.connected")
-    n = 300
-    pub = Publisher(mosquitto.port)
-    pub.publish_all(stream(int(time.time() * 1000) - 600_000, n))
-    await asyncio.sleep(0.5)
-    assert count(influxd, database) == 0  # still held in the 5 s batch
-    assert await asyncio.to_thread(proc.terminate) == 0
-    assert count(influxd, database) == n  # flushed on the way out
-    assert "event=monitor.stopped" in proc.log()
+    """SIGTERM while points are held (InfluxDB has not answered the write yet): the stop
+    waits for the write, acknowledges what it stored, and exits 0."""
+    async with HeldProxy(influxd.port) as influx:
+        configure(
+            client_id="monitor-term",
+            MONITOR_INFLUX__URL=f"http://127.0.0.1:{influx.port}",
+            MONITOR_INFLUX__BATCH_SIZE="100000",
+        )
+        proc = MonitorProcess(tmp_path / "monitor.log")
+        await proc.wait_log("event=mqtt.connected")
+        n = 300
+        pub = Publisher(mosquitto.port)
+        influx.hold()
+        pub.publish_all(stream(int(time.time() * 1000) - 600_000, n))
+        await asyncio.sleep(1.0)
+        assert count(influxd, database) == 0  # the writes are held in the proxy
+        stopping = asyncio.create_task(asyncio.to_thread(proc.terminate))
+        await asyncio.sleep(1.0)
+        assert not stopping.done()  # waiting for InfluxDB, within stop_timeout
+        influx.release()
+        assert await stopping == 0
+        assert count(influxd, database) == n  # written on the way out
+        assert "event=monitor.stopped" in proc.log()
 
     # ... and acknowledged: a new session under the same id gets nothing redelivered.
     seen: list[bytes] = []
