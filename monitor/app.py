@@ -28,6 +28,8 @@ from monitor.config import Config
 from monitor.lifecycle import supervised
 from monitor.normalize.normalizer import Normalizer
 from monitor.normalize.quarantine import Quarantine
+from monitor.passages.store import PassageStore
+from monitor.passages.tracker import PassageTracker
 from monitor.pipeline import Ingest, Points
 from monitor.sink.batcher import Batcher
 from monitor.sink.influx import InfluxWriter
@@ -46,6 +48,7 @@ CLOSE_RESERVE_S = 3.0
 FORCE_EXIT_AFTER_S = 5.0
 SPOOL_ALERT_FILL = 0.8
 HOUSEKEEPING_S = 3600.0
+PASSAGES_EXPIRE_S = 60.0  # entries past max_dwell given up: a minute late at the most
 SUBSCRIPTIONS_KEY = "mqtt.subscriptions"  # what the persistent session is subscribed to
 WINDOWS_KEPT_S = 7 * 86400.0  # maintenance windows added at run time, after they ended
 
@@ -93,6 +96,7 @@ class Parts:
     service: AlertService
     ingest: Ingest[Message]
     api: Api
+    passages: PassageTracker | None = None
 
     def restore(self) -> None:
         """Open alerts, maintenance windows and last-seen times from before a restart."""
@@ -119,7 +123,12 @@ class Parts:
 
     def state_dir_problems(self) -> list[str]:
         """Why state_dir refuses writes, part by part (a full or failing disk)."""
-        parts: list[Store | Spool | Quarantine | None] = [self.store, self.spool, self.quarantine]
+        parts: list[Store | Spool | Quarantine | PassageTracker | None] = [
+            self.store,
+            self.spool,
+            self.quarantine,
+            self.passages,
+        ]
         return [p.problem for p in parts if p is not None and p.problem is not None]
 
     def monitor_conditions(self) -> dict[str, str | None]:
@@ -238,6 +247,13 @@ def build(config: Config, clock: Clock, stats: Stats) -> Parts:
         lambda: parts.monitor_conditions(),
         stats,
     )
+    passages = (
+        PassageTracker(
+            config.passages, PassageStore(config.state_dir / "passages.db"), stats, clock
+        )
+        if config.passages
+        else None
+    )
     ingest = Ingest(
         source,
         normalizer,
@@ -248,6 +264,7 @@ def build(config: Config, clock: Clock, stats: Stats) -> Parts:
         stats,
         clock,
         on_change=service.poke,
+        passages=passages,
     )
     names = {d.id: d.name for d in config.devices if d.name}
     api = Api(config.http, service, store, stats, lambda: parts.health(), notifier, clock, names)
@@ -270,6 +287,7 @@ def build(config: Config, clock: Clock, stats: Stats) -> Parts:
         service,
         ingest,
         api,
+        passages,
     )
     source.on_change = parts.connection_changed
     return parts
@@ -313,6 +331,9 @@ def start_tasks(tg: asyncio.TaskGroup, p: Parts) -> Tasks:
         task("monitor-stats", lambda: _every(config.stats_interval, p.points.monitor)),
         task("housekeeping", lambda: _every(HOUSEKEEPING_S, p.housekeeping)),
     ]
+    if (passages := p.passages) is not None:
+        expire = lambda: p.points.passages(passages.expire())  # noqa: E731
+        background.append(task("passages", lambda: _every(PASSAGES_EXPIRE_S, expire)))
     consuming = task("ingest", p.ingest.consume, on_failure=p.source.drop)
     connection = task("mqtt-connection", p.source.run)
     return Tasks(consuming, background, flushing, connection)
@@ -359,6 +380,8 @@ async def serve(p: Parts, stop: asyncio.Event, on_api: Callable[[Api], None] | N
         stack.callback(p.quarantine.close)
         if p.spool is not None:
             stack.callback(p.spool.close)
+        if p.passages is not None:
+            stack.callback(p.passages.store.close)
         await stack.enter_async_context(p.store)
         p.restore()
         for part in (p.writer, p.notifier, p.source, p.api):

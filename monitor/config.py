@@ -249,6 +249,38 @@ class Ingest(Section):
     max_devices: int = Field(50_000, ge=1)
 
 
+class Passages(Section):
+    """Truck passages from plate reads (SPEC 9). Absent: off; present in the YAML or
+    through any MONITOR_PASSAGES__* variable (the plate key alone, say): on."""
+
+    entry_areas: list[Name] = Field(["gate-in"], min_length=1)
+    exit_areas: list[Name] = Field(["gate-out"], min_length=1)
+    stages: dict[Name, list[Name]] = {}  # stage -> the areas whose reads mark it
+    max_dwell: Interval = 86400.0
+    min_confidence: float = Field(80.0, ge=0, le=100)
+    debounce: Duration = Field(120.0, ge=0)
+    # The key of the plates' keyed hash: from MONITOR_PASSAGES__PLATE_KEY or this file.
+    plate_key: SecretStr | None = None
+    plate_key_file: Path | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        key = _read_secret(self.plate_key, self.plate_key_file, "plate_key")
+        if key is None or len(key.get_secret_value()) < 16:
+            raise ValueError(
+                "plate reads need a secret plate key of at least 16 characters: set "
+                "MONITOR_PASSAGES__PLATE_KEY or passages.plate_key_file"
+            )
+        object.__setattr__(self, "plate_key", key)
+        roles: dict[str, str] = {}
+        named = [("entry", a) for a in self.entry_areas] + [("exit", a) for a in self.exit_areas]
+        named += [(f"stage {s}", a) for s, areas in self.stages.items() for a in areas]
+        for role, area in named:
+            if roles.setdefault(area, role) != role:
+                raise ValueError(f"area {area!r} is both {roles[area]} and {role}")
+        return self
+
+
 Severity = Literal["critical", "warning", "info"]
 
 
@@ -460,6 +492,7 @@ SECRET_KEYS = {
     ("influx", "password"): "MONITOR_INFLUX__PASSWORD",
     ("influx", "token"): "MONITOR_INFLUX__TOKEN",
     ("http", "token"): "MONITOR_HTTP__TOKEN",
+    ("passages", "plate_key"): "MONITOR_PASSAGES__PLATE_KEY",
 }
 
 
@@ -488,6 +521,7 @@ class Config(BaseSettings):
     ingest: Ingest = Ingest()
     alerts: Alerts = Alerts()
     notify: Notify = Notify()
+    passages: Passages | None = None
     canonical: bool = Field(True, description="ingest the canonical customs/... topics")
     profiles: dict[str, Profile] = {}
     devices: list[DeviceEntry] = []

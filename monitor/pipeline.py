@@ -22,10 +22,12 @@ from monitor.alerting.engine import Alert
 from monitor.alerting.liveness import Liveness, StatusPoint
 from monitor.clock import Clock, now_us
 from monitor.errors import LineProtocolError
-from monitor.model import Reading
+from monitor.model import Device, FieldValue, Reading
 from monitor.normalize.normalizer import Normalizer
+from monitor.normalize.plates import PLATE_READ
 from monitor.normalize.quarantine import Quarantine
 from monitor.normalize.reasons import Rejected
+from monitor.passages.matcher import ExitWithoutEntry, Outcome, Passage, Unmatched
 from monitor.sink import schema
 from monitor.sink.batcher import Batch, Batcher
 from monitor.stats import Stats
@@ -72,6 +74,16 @@ class Source(Protocol[M]):
         ...
 
 
+class Passages(Protocol):
+    def read(self, reading: Reading, ts_ms: int) -> list[Outcome]:
+        """A plate read, at its time: the passages it closed or gave up, if any."""
+        ...
+
+    def save(self) -> None:
+        """Keep what the reads changed (before their messages are acknowledged)."""
+        ...
+
+
 class Sink(Protocol):
     async def write(self, lines: list[str]) -> None:
         """Return once every line is stored (or durably kept to be stored)."""
@@ -89,6 +101,7 @@ class Ingest(Generic[M]):
     stats: Stats
     clock: Clock
     on_change: Callable[[], None] = lambda: None  # a device's state changed: alerting cares
+    passages: Passages | None = None  # SPEC 9, when configured
     _stamps: dict[tuple[str, str], int] = field(default_factory=dict, init=False)
 
     async def consume(self) -> None:
@@ -112,6 +125,7 @@ class Ingest(Generic[M]):
         observe = self.liveness.observe
         reject = self.quarantine.reject
         own = self.source.own
+        passages = self.passages
         lines: list[str] = []
         touched: set[str] = set()
         changed = False
@@ -149,6 +163,9 @@ class Ingest(Generic[M]):
                 continue
             if line is not None:
                 lines.append(line)
+            if result.event_type == PLATE_READ and passages is not None and not result.retained:
+                ts_ms = received_ms if result.ts_ms is None else result.ts_ms
+                lines += passage_lines(passages.read(result, ts_ms))
             changed |= observe(result, seen)
             touched.add(result.device.id)
         self.stats.messages_received += len(messages) - own_messages
@@ -197,6 +214,8 @@ class Ingest(Generic[M]):
             if before is not None:
                 await before  # it failed: so does this (the TaskGroup stops them all)
             self.quarantine.flush()  # rejected messages are acked too: keep them first
+            if self.passages is not None:
+                self.passages.save()  # so are the plate reads the passages are made of
             self.source.ack(batch.acks)
         finally:
             slots.release()
@@ -221,8 +240,37 @@ class Points:
         ts_us = now_us(self._clock)
         self._add([schema.alert_line(a, a.duration(now), ts_us) for a in alerts])
 
+    def passages(self, outcomes: list[Outcome]) -> None:
+        """Passages given up (``max_dwell``) by the clock, not by a read."""
+        self._add(passage_lines(outcomes))
+
     def monitor(self) -> None:
         """The `monitor` measurement: the collector's own counters."""
         latency = self._stats.take_latency_ms()
         line = schema.monitor_line(self._instance, self._stats, latency, now_us(self._clock))
         self._add([line])
+
+
+def passage_lines(outcomes: list[Outcome]) -> list[str]:
+    """SPEC 9's points: a closed passage in `passages`; an entry that never left and an exit
+    that never entered as events of the camera that read them (`passage_unmatched`,
+    `exit_without_entry`), at the read's time, so a redelivered read writes them again
+    onto themselves."""
+    lines: list[str] = []
+    for o in outcomes:
+        if isinstance(o, Passage):
+            lines.append(schema.passage_line(o))
+        elif isinstance(o, Unmatched):
+            p = o.passage
+            camera = Device(p.entry_device, "anpr_camera", p.site, p.entry_area)
+            fields: dict[str, FieldValue] = {"plate_hash": p.plate_hash, "why": o.why}
+            ts_us = schema.plate_time_us(p.entry_ms, p.plate_hash)
+            lines.append(schema.event_line(camera, "passage_unmatched", fields, ts_us))
+        elif isinstance(o, ExitWithoutEntry):
+            r = o.read
+            camera = Device(r.device, "anpr_camera", r.site, r.area)
+            ts_us = schema.plate_time_us(r.ts_ms, r.plate_hash)
+            lines.append(
+                schema.event_line(camera, "exit_without_entry", {"plate_hash": r.plate_hash}, ts_us)
+            )
+    return lines

@@ -32,6 +32,11 @@ class Stats:
     quarantine_write_errors: int = 0  # rejected messages the disk refused to keep
     task_restarts: Counter[str] = field(default_factory=Counter)  # by task name
     stalls: int = 0  # times the monitor stood still (SIGSTOP, a paused VM): timers paused
+    # truck passages (SPEC 9)
+    passages_closed: int = 0
+    passages_unmatched: int = 0
+    exits_without_entry: int = 0
+    plate_reads_low_confidence: int = 0
     # write latency of the batches since the last `monitor` point
     _latency_sum_ms: float = 0.0
     _latency_n: int = 0

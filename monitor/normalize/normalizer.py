@@ -18,6 +18,7 @@ from monitor.config import Config, DeviceEntry
 from monitor.model import Device, Reading
 from monitor.normalize import canonical
 from monitor.normalize.devices import Devices
+from monitor.normalize.plates import PlateHasher
 from monitor.normalize.reasons import Reject, Rejected
 from monitor.normalize.topics import TopicPattern, receives
 from monitor.normalize.vendor import VendorDecoder
@@ -39,7 +40,9 @@ class Normalizer:
         self.registry: dict[str, Device] = devices.registry
         decoders: list[Decoder] = []
         if config.canonical:
-            decoders.append(canonical.CanonicalDecoder(devices).decode)
+            key = config.passages.plate_key if config.passages else None
+            plates = PlateHasher(key.get_secret_value()) if key else None
+            decoders.append(canonical.CanonicalDecoder(devices, plates).decode)
         decoders += [VendorDecoder(p, devices).decode for p in config.profiles.values()]
         self._routes: list[Route] = list(zip(patterns, decoders, strict=True))
         # Candidate routes by first topic level, so a message tries one or two patterns;

@@ -13,6 +13,7 @@ from typing import Any
 
 from monitor import logs
 from monitor.clock import Clock
+from monitor.normalize.plates import may_carry_plate
 from monitor.stats import Stats
 
 log = logs.get(__name__)
@@ -21,6 +22,7 @@ LOG_EVERY_S = 60.0
 MAX_STORED_PAYLOAD = 64 * 1024  # a 10 MB junk payload is kept as its first 64 KiB
 FLUSH_BYTES = 256 * 1024  # records collected before a write, at the most
 FREE_ENOUGH = 1024 * 1024  # free space at which a refusing disk is worth trying again
+REDACTED = b"(not kept: an ANPR event may carry a licence plate)"
 
 
 class Quarantine:
@@ -139,6 +141,8 @@ class Quarantine:
             "payload_bytes": size,
         }
         stored = payload[:MAX_STORED_PAYLOAD]
+        if may_carry_plate(topic):  # a licence plate is personal data: never kept clear
+            stored = REDACTED
         try:
             record["payload"] = stored.decode("utf-8")
         except UnicodeDecodeError:

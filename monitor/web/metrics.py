@@ -44,6 +44,14 @@ class _StatsCollector:
             ("broker_sessions_lost", s.broker_sessions_lost, "sessions the broker had lost"),
             ("quarantine_write_errors", s.quarantine_write_errors, "rejects the disk refused"),
             ("stalls", s.stalls, "times the monitor stood still (timers paused)"),
+            ("passages_closed", s.passages_closed, "truck passages closed at an exit"),
+            ("passages_unmatched", s.passages_unmatched, "entries that never reached an exit"),
+            ("exits_without_entry", s.exits_without_entry, "exit reads with no open passage"),
+            (
+                "plate_reads_low_confidence",
+                s.plate_reads_low_confidence,
+                "plate reads below passages.min_confidence, ignored",
+            ),
         ):
             yield CounterMetricFamily(f"monitor_{name}", doc, value=value)
         rejected = CounterMetricFamily(

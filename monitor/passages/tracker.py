@@ -1,0 +1,119 @@
+"""The passages runtime: plate-read readings into the matcher, its outcomes counted, its
+state saved before the acks, and a summary for the status board.
+
+Small on purpose: everything that decides is in ``matcher`` and is pure.
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass
+
+from monitor.clock import Clock
+from monitor.config import Passages
+from monitor.model import Reading
+from monitor.passages.matcher import (
+    ExitWithoutEntry,
+    LowConfidence,
+    Matcher,
+    Outcome,
+    Passage,
+    PlateRead,
+    Rules,
+    Unmatched,
+)
+from monitor.passages.store import PassageStore
+from monitor.stats import Stats
+
+KEEP_RELEASED_MS = 2 * 86_400_000  # what the board's "today" may need, at the most
+LOCAL_UTC_OFFSET_MS = 5 * 3_600_000  # Asia/Aqtau, UTC+5 all year: the post's "today"
+
+
+def rules_of(settings: Passages) -> Rules:
+    return Rules(
+        entry_areas=frozenset(settings.entry_areas),
+        exit_areas=frozenset(settings.exit_areas),
+        stage_of={area: stage for stage, areas in settings.stages.items() for area in areas},
+        max_dwell_ms=int(settings.max_dwell * 1000),
+        min_confidence=settings.min_confidence,
+        debounce_ms=int(settings.debounce * 1000),
+    )
+
+
+@dataclass(frozen=True)
+class Today:
+    """The board's strip: since local midnight, from the monitor's own state."""
+
+    passages: int
+    median_s: float | None
+    p90_s: float | None
+    inside: int  # open passages now: trucks inside the post
+
+
+class PassageTracker:
+    def __init__(self, settings: Passages, store: PassageStore, stats: Stats, clock: Clock):
+        self.store = store
+        self._stats = stats
+        self._clock = clock
+        self.matcher = Matcher(rules_of(settings), *store.load())
+        self._released: list[Passage] = []
+
+    @property
+    def problem(self) -> str | None:
+        return self.store.problem
+
+    def read(self, reading: Reading, ts_ms: int) -> list[Outcome]:
+        """A ``plate_read`` event (its plate already hashed by the normalizer)."""
+        plate_hash = reading.fields.get("plate_hash")
+        if not isinstance(plate_hash, str):
+            return []
+        confidence = reading.fields.get("confidence")
+        device = reading.device
+        read = PlateRead(
+            device.site,
+            device.area,
+            device.id,
+            plate_hash,
+            ts_ms,
+            confidence if isinstance(confidence, float) else None,
+        )
+        return self._counted(self.matcher.read(read))
+
+    def expire(self) -> list[Outcome]:
+        return self._counted(self.matcher.expire(self._now_ms()))
+
+    def save(self) -> None:
+        """Before the acks: what the reads since the last save changed, on disk."""
+        released, self._released = self._released, []
+        forget = self._now_ms() - KEEP_RELEASED_MS
+        self.store.save(self.matcher.changes(), released, forget)
+
+    def today(self) -> Today:
+        now_ms = self._now_ms()
+        midnight = now_ms - (now_ms + LOCAL_UTC_OFFSET_MS) % 86_400_000
+        dwell = sorted(r[3] for r in self.store.released(midnight))
+        p90 = statistics.quantiles(dwell, n=10, method="inclusive")[-1] if len(dwell) > 1 else None
+        return Today(
+            passages=len(dwell),
+            median_s=statistics.median(dwell) if dwell else None,
+            p90_s=p90 if p90 is not None else (dwell[0] if dwell else None),
+            inside=len(self.matcher.open),
+        )
+
+    def _now_ms(self) -> int:
+        return int(self._clock.now() * 1000)
+
+    def _counted(self, outcomes: list[Outcome]) -> list[Outcome]:
+        stats = self._stats
+        for o in outcomes:
+            if isinstance(o, Passage):
+                if not o.again:
+                    stats.passages_closed += 1
+                self._released.append(o)
+            elif isinstance(o, Unmatched):
+                stats.passages_unmatched += 1
+            elif isinstance(o, ExitWithoutEntry):
+                stats.exits_without_entry += 1
+            elif isinstance(o, LowConfidence):
+                stats.plate_reads_low_confidence += 1
+        return outcomes
