@@ -16,6 +16,7 @@ from monitor.cli.common import ConfigOption, add_row, app, complain, load, new_t
 from monitor.errors import QueryError
 from monitor.reports.availability import report
 from monitor.reports.influxql import InfluxQuery
+from monitor.reports.release_time import report as release_report
 
 report_app = typer.Typer(help="Reports from the InfluxDB history.", no_args_is_help=True)
 app.add_typer(report_app, name="report")
@@ -58,12 +59,7 @@ def report_availability(
     """Per device: availability %, unplanned downtime, planned maintenance, outages, MTTR,
     MTBF (definitions in the README)."""
     cfg = load(config)
-    if fmt not in ("table", "csv", "json"):
-        raise typer.BadParameter("--format must be table, csv or json")
-    now = time.time()
-    start, end = _when(since, now), _when(until, now)
-    if end <= start:
-        raise typer.BadParameter("--until must be after --since")
+    start, end = _window(since, until, fmt)
     try:
         rows = report(
             InfluxQuery(cfg.influx),
@@ -75,19 +71,7 @@ def report_availability(
     except (OSError, QueryError) as e:
         complain(f"cannot query InfluxDB at {cfg.influx.url}: ", str(e))
         raise typer.Exit(1) from None
-    if fmt == "json":
-        print(
-            json.dumps(
-                {"since": start, "until": end, "devices": [r.as_dict() for r in rows]}, indent=2
-            )
-        )
-        return
-    if fmt == "csv":
-        fields = list(rows[0].as_dict()) if rows else ["device"]
-        writer = csv.DictWriter(sys.stdout, fieldnames=fields)
-        writer.writeheader()
-        for r in rows:
-            writer.writerow(r.as_dict())
+    if _emitted(fmt, start, end, "devices", [r.as_dict() for r in rows]):
         return
     table = new_table(
         "site",
@@ -125,6 +109,94 @@ def report_availability(
             _hours(r.mttr_s),
             _hours(r.mtbf_s),
             _hours(r.unknown_s),
+        )
+    show(table)
+
+
+def _emitted(fmt: str, start: float, end: float, key: str, rows: list[dict[str, object]]) -> bool:
+    """JSON or CSV on stdout (True), or nothing for a table (False)."""
+    if fmt == "json":
+        print(json.dumps({"since": start, "until": end, key: rows}, indent=2))
+        return True
+    if fmt == "csv":
+        writer = csv.DictWriter(sys.stdout, fieldnames=list(rows[0]) if rows else ["site"])
+        writer.writeheader()
+        writer.writerows(rows)
+        return True
+    return False
+
+
+def _window(since: str, until: str, fmt: str) -> tuple[float, float]:
+    if fmt not in ("table", "csv", "json"):
+        raise typer.BadParameter("--format must be table, csv or json")
+    now = time.time()
+    start, end = _when(since, now), _when(until, now)
+    if end <= start:
+        raise typer.BadParameter("--until must be after --since")
+    return start, end
+
+
+@report_app.command("release-time")
+def report_release_time(
+    since: Annotated[str, typer.Option(help="7d (ago) or RFC 3339")] = "7d",
+    until: Annotated[str, typer.Option(help="now, 1d (ago) or RFC 3339")] = "now",
+    site: Annotated[str | None, typer.Option()] = None,
+    fmt: Annotated[str, typer.Option("--format", help="table, csv or json")] = "table",
+    config: ConfigOption = None,
+) -> None:
+    """Per site, all trucks and inspected yes/no: passages, mean, median, p90, p95 release
+    time, the share released within 30/60/120 min, unmatched entries; and the downtime
+    impact: dwell of passages that overlapped an equipment outage vs. the others."""
+    cfg = load(config)
+    start, end = _window(since, until, fmt)
+    max_dwell = cfg.passages.max_dwell if cfg.passages else 86400.0
+    try:
+        rows = release_report(
+            InfluxQuery(cfg.influx), start, end, 3 * cfg.status_interval, max_dwell, site
+        )
+    except (OSError, QueryError) as e:
+        complain(f"cannot query InfluxDB at {cfg.influx.url}: ", str(e))
+        raise typer.Exit(1) from None
+    if _emitted(fmt, start, end, "sites", [r.as_dict() for r in rows]):
+        return
+    table = new_table(
+        "site",
+        "inspected",
+        "passages",
+        "mean",
+        "median",
+        "p90",
+        "p95",
+        "within 30 min",
+        "within 60 min",
+        "within 120 min",
+        "unmatched",
+        "outage: passages",
+        "outage: median",
+        "outage: p90",
+        "clear: passages",
+        "clear: median",
+        "clear: p90",
+        title=f"Release time {_fmt_time(start)} - {_fmt_time(end)}",
+    )
+    for r in rows:
+        add_row(
+            table,
+            r.site,
+            r.inspected,
+            str(r.passages),
+            *(_hours(x) for x in (r.mean_s, r.median_s, r.p90_s, r.p95_s)),
+            *(
+                "-" if x is None else f"{x:.1f} %"
+                for x in (r.within_30_min_pct, r.within_60_min_pct, r.within_120_min_pct)
+            ),
+            "" if r.unmatched is None else str(r.unmatched),
+            str(r.outage_passages),
+            _hours(r.outage_median_s),
+            _hours(r.outage_p90_s),
+            str(r.clear_passages),
+            _hours(r.clear_median_s),
+            _hours(r.clear_p90_s),
         )
     show(table)
 

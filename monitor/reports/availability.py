@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 
-from monitor.reports.influxql import Query
+from monitor.reports.influxql import Query, unpack
 
 Point = tuple[float, bool, str]  # (time s, up, reason)
 
@@ -88,6 +88,44 @@ def availability(
     )
 
 
+def outages(points: Iterable[Point], until: float, max_gap: float) -> list[tuple[float, float]]:
+    """Pure: the unplanned-down periods (start, end) of one device's status points (in time
+    order), each point holding until the next, ``max_gap`` or ``until`` at the most."""
+    pts = list(points)
+    out: list[tuple[float, float]] = []
+    for i, (t, is_up, reason) in enumerate(pts):
+        if is_up or reason == "maintenance":
+            continue
+        nxt = pts[i + 1][0] if i + 1 < len(pts) else until
+        end = min(nxt, t + max_gap, until)
+        if end <= t:
+            continue
+        if out and out[-1][1] == t:  # the same outage, point after point
+            out[-1] = (out[-1][0], end)
+        else:
+            out.append((t, end))
+    return out
+
+
+def status_series(
+    query: Query, lo_s: float, hi_s: float, filters: dict[str, str | None]
+) -> list[tuple[dict[str, str], list[Point]]]:
+    """Each device's `device_status` points in [lo_s, hi_s), with its tags."""
+    series = query(
+        f"SELECT up, reason FROM device_status WHERE time >= {int(lo_s * 1000)}ms"
+        f" AND time < {int(hi_s * 1000)}ms{_where(filters)} GROUP BY site, area, kind, device"
+    )
+    out = []
+    for s in series:
+        tags, cols, values = unpack(s)
+        t_i, up_i, reason_i = cols.index("time"), cols.index("up"), cols.index("reason")
+        points = [
+            (v[t_i] / 1000, bool(v[up_i]), str(v[reason_i])) for v in values if v[up_i] is not None
+        ]
+        out.append((tags, points))
+    return out
+
+
 def _where(filters: dict[str, str | None]) -> str:
     clauses = [f"{k} = '{v.replace(chr(39), '')}'" for k, v in filters.items() if v]
     return "".join(f" AND {c}" for c in clauses)
@@ -97,31 +135,15 @@ def report(
     query: Query, since: float, until: float, max_gap: float, filters: dict[str, str | None]
 ) -> list[Availability]:
     """Every device with status points in (or just before) the window."""
-    lo, hi = int((since - max_gap) * 1000), int(until * 1000)
-    series = query(
-        f"SELECT up, reason FROM device_status WHERE time >= {lo}ms AND time < {hi}ms"
-        f"{_where(filters)} GROUP BY site, area, kind, device"
-    )
-    out = []
-    for s in series:
-        tags = s["tags"]
-        assert isinstance(tags, dict)
-        cols = s["columns"]
-        assert isinstance(cols, list)
-        t_i, up_i, reason_i = cols.index("time"), cols.index("up"), cols.index("reason")
-        values = s["values"]
-        assert isinstance(values, list)
-        points = [
-            (v[t_i] / 1000, bool(v[up_i]), str(v[reason_i])) for v in values if v[up_i] is not None
-        ]
-        out.append(
-            availability(
-                points,
-                since,
-                until,
-                max_gap,
-                (tags["site"], tags["area"], tags["kind"], tags["device"]),
-            )
+    out = [
+        availability(
+            points,
+            since,
+            until,
+            max_gap,
+            (tags["site"], tags["area"], tags["kind"], tags["device"]),
         )
+        for tags, points in status_series(query, since - max_gap, until, filters)
+    ]
     out.sort(key=lambda a: (a.site, a.area, a.kind, a.device))
     return out

@@ -8,6 +8,7 @@ import json
 import urllib.parse
 import urllib.request
 from collections.abc import Callable
+from typing import Any
 
 from monitor.config import Influx
 from monitor.errors import QueryError
@@ -43,3 +44,11 @@ class InfluxQuery:
         if "error" in result:
             raise QueryError(f"InfluxDB: {result['error']}")
         return list(result.get("series", []))
+
+
+def unpack(series: dict[str, object]) -> tuple[dict[str, str], list[str], list[list[Any]]]:
+    """A result series' tags, columns and rows."""
+    tags, columns, values = series.get("tags", {}), series["columns"], series["values"]
+    if not (isinstance(tags, dict) and isinstance(columns, list) and isinstance(values, list)):
+        raise QueryError("InfluxDB: a series without tags, columns or values")
+    return tags, columns, values
