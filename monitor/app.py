@@ -14,7 +14,7 @@ import os
 import signal
 import threading
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 from monitor import logs
 from monitor.alerting.engine import AlertEngine, Route, Window
@@ -267,7 +267,17 @@ def build(config: Config, clock: Clock, stats: Stats) -> Parts:
         passages=passages,
     )
     names = {d.id: d.name for d in config.devices if d.name}
-    api = Api(config.http, service, store, stats, lambda: parts.health(), notifier, clock, names)
+    api = Api(
+        config.http,
+        service,
+        store,
+        stats,
+        lambda: parts.health(),
+        notifier,
+        clock,
+        names,
+        release_today=None if passages is None else lambda: asdict(passages.today()),
+    )
     parts = Parts(
         config,
         clock,

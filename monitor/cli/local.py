@@ -55,9 +55,24 @@ def simulate(
     fail: Annotated[
         list[str] | None,
         typer.Option(
-            help="DEVICE=MODE@SECONDS, MODE: silent, offline, fault, flap, recover (repeatable)."
+            help="DEVICE=MODE@SECONDS, MODE: silent, offline, fault, flap, recover (repeatable;"
+            " negative SECONDS: in the backfilled past)."
         ),
     ] = None,
+    trucks_per_hour: Annotated[
+        float,
+        typer.Option(help="Trucks arriving per hour at each site with ANPR cameras (0: none)."),
+    ] = 40.0,
+    inspect_share: Annotated[
+        float, typer.Option(help="Share of trucks selected for an X-ray scan.", min=0, max=1)
+    ] = 0.25,
+    backfill: Annotated[
+        str,
+        typer.Option(
+            help="Replay this much of the past first (e.g. 24h), with its own timestamps, as"
+            " fast as the broker takes it; then go on live."
+        ),
+    ] = "0s",
 ) -> None:
     """A customs post publishing telemetry (canonical and vendor formats), with failures."""
     from monitor.model import Device
@@ -66,6 +81,7 @@ def simulate(
     cfg = load(config)
     try:
         failures = [sim.Failure.parse(f) for f in fail or []]
+        backfill_s = durations.parse(backfill)
     except ValueError as e:
         complain(str(e))
         raise typer.Exit(2) from None
@@ -87,6 +103,10 @@ def simulate(
         progress=sim.ProgressLine(),
         username=cfg.mqtt.username,
         password=cfg.mqtt.password.get_secret_value() if cfg.mqtt.password else None,
+        trucks_per_hour=trucks_per_hour,
+        inspect_share=inspect_share,
+        backfill=backfill_s,
+        seed=seed,
     )
 
     async def main() -> None:
@@ -206,3 +226,14 @@ def check_config(config: ConfigOption = None) -> None:
             escalate,
         )
     show(routes)
+    ps = cfg.passages
+    if ps is None:
+        say("passages  off (SPEC 9: a passages: section turns them on)")
+    else:
+        stages = "; ".join(f"{s}: {', '.join(a)}" for s, a in ps.stages.items()) or "none"
+        say(
+            f"passages  entry {', '.join(ps.entry_areas)} -> exit {', '.join(ps.exit_areas)};"
+            f" stages {stages}; max_dwell {durations.to_config(ps.max_dwell)},"
+            f" debounce {durations.to_config(ps.debounce)}, min_confidence"
+            f" {ps.min_confidence:g} %, plate_key {_secret_state(ps.plate_key)}"
+        )

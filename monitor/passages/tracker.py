@@ -44,6 +44,7 @@ def rules_of(settings: Passages) -> Rules:
 class Today:
     """The board's strip: since local midnight, from the monitor's own state."""
 
+    since_ms: int  # local midnight (Asia/Aqtau), epoch ms
     passages: int
     median_s: float | None
     p90_s: float | None
@@ -94,6 +95,7 @@ class PassageTracker:
         dwell = sorted(r[3] for r in self.store.released(midnight))
         p90 = statistics.quantiles(dwell, n=10, method="inclusive")[-1] if len(dwell) > 1 else None
         return Today(
+            since_ms=midnight,
             passages=len(dwell),
             median_s=statistics.median(dwell) if dwell else None,
             p90_s=p90 if p90 is not None else (dwell[0] if dwell else None),

@@ -28,6 +28,8 @@ ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / "config" / "monitor.yaml"
 TOKEN = "demo-token"
 INCIDENT_DEVICE = "xs-01"
+BACKFILL = "24h"  # the simulator replays the past day first: reports and boards have a day
+PAST_OUTAGE = (14, 10)  # hours ago: the incident scanner was down yesterday, 4 h long
 
 BOLD, RED, GREEN, YELLOW, RESET = "\x1b[1m", "\x1b[31m", "\x1b[32m", "\x1b[33m", "\x1b[0m"
 if not sys.stdout.isatty():
@@ -70,17 +72,21 @@ async def webhook_console(port: int) -> web.AppRunner:
     return runner
 
 
-def start_processes(
-    base: Path, env: dict[str, str], duration: float | None, silent_at: float, recover_at: float
-) -> tuple[subprocess.Popen[bytes], subprocess.Popen[bytes]]:
+def start_monitor(base: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
     with open(base / "monitor.log", "ab") as log:  # the child keeps its own descriptor
-        monitor = subprocess.Popen(
+        return subprocess.Popen(
             [sys.executable, "-m", "monitor", "run", "-c", str(CONFIG)],
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
             cwd=ROOT,
         )
+
+
+def start_simulator(
+    env: dict[str, str], duration: float | None, silent_at: float, recover_at: float
+) -> subprocess.Popen[bytes]:
+    """The post with its trucks: yesterday first (with a scanner outage in it), then live."""
     sim_args = [
         sys.executable,
         "-m",
@@ -90,14 +96,27 @@ def start_processes(
         str(CONFIG),
         "--seed",
         "7",
-        "--fail",
-        f"{INCIDENT_DEVICE}=silent@{silent_at:g}",
-        "--fail",
-        f"{INCIDENT_DEVICE}=recover@{recover_at:g}",
+        "--backfill",
+        BACKFILL,
+        *("--fail", f"{INCIDENT_DEVICE}=fault@{-PAST_OUTAGE[0] * 3600:g}"),
+        *("--fail", f"{INCIDENT_DEVICE}=recover@{-PAST_OUTAGE[1] * 3600:g}"),
+        *("--fail", f"{INCIDENT_DEVICE}=silent@{silent_at:g}"),
+        *("--fail", f"{INCIDENT_DEVICE}=recover@{recover_at:g}"),
     ]
     if duration is not None:
         sim_args += ["--duration", str(duration)]
-    return monitor, subprocess.Popen(sim_args, env=env, cwd=ROOT)
+    return subprocess.Popen(sim_args, env=env, cwd=ROOT)
+
+
+def wait_subscribed(base: Path, monitor: subprocess.Popen[bytes], timeout: float = 30) -> None:
+    """Until the monitor is subscribed: what the simulator publishes from then on is kept
+    for its session (the backfilled day, above all)."""
+    deadline = time.monotonic() + timeout
+    log = base / "monitor.log"
+    while time.monotonic() < deadline and monitor.poll() is None:
+        if "event=mqtt.connected" in log.read_text(errors="replace"):
+            return
+        time.sleep(0.1)
 
 
 async def watch(
@@ -123,7 +142,9 @@ async def watch(
                 return 1
             if simulator.poll() is not None:
                 return 0
-            if duration is not None and time.monotonic() - started > duration + 5:
+            # the simulator ends itself; this is the bound if it cannot (its start-up and
+            # the backfilled day come before its --duration)
+            if duration is not None and time.monotonic() - started > duration + 60:
                 return 0
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(0.5):
@@ -168,12 +189,17 @@ def run(base: Path, duration: float | None, silent_at: float, recover_at: float)
         "MONITOR_HTTP__TOKEN": TOKEN,
         # a shorter scanner timeout than the post's 60 s, so the incident shows up sooner
         "MONITOR_ALERTS__KINDS__XRAY_SCANNER__NO_DATA_TIMEOUT": "20s",
+        # truck passages (SPEC 9): a demo's plate key; a real one is secret
+        "MONITOR_PASSAGES__PLATE_KEY": "demo-plate-key-not-for-production",
+        "MONITOR_PASSAGES__STAGES": '{"inspection": ["inspection-1"]}',
         "MONITOR_NOTIFY__ROUTES": (
             '[{"name": "demo-console", "channels": ["webhook:http://127.0.0.1:'
             f'{hook_port}/alerts"], "repeat_interval": "10m"}}]'
         ),
     }
-    monitor, simulator = start_processes(base, env, duration, silent_at, recover_at)
+    monitor = start_monitor(base, env)
+    wait_subscribed(base, monitor)
+    simulator = start_simulator(env, duration, silent_at, recover_at)
     wait_listening(board, monitor)
     say(f"""
 {BOLD}Running.{RESET}
@@ -186,6 +212,9 @@ def run(base: Path, duration: float | None, silent_at: float, recover_at: float)
 
 {BOLD}The incident:{RESET} {INCIDENT_DEVICE} (container scanner, inspection-1) goes silent at
 {silent_at:g} s, is alerted 20 s later (its no_data timeout), and recovers at {recover_at:g} s.
+{BOLD}Trucks:{RESET} the past {BACKFILL} are replayed first, with {INCIDENT_DEVICE} down from
+{PAST_OUTAGE[0]} to {PAST_OUTAGE[1]} h ago (inspected trucks waited); release time per site:
+  .venv/bin/monitor report release-time --since 24h
 Press Ctrl-C to stop everything.
 """)
     try:

@@ -28,6 +28,7 @@ import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 from monitor.model import Device
+from monitor.sim.trucks import Post
 
 Format = Literal["canonical", "vendor_x", "plc"]
 Mode = Literal["normal", "silent", "offline", "fault", "flap"]
@@ -54,8 +55,9 @@ class Failure:
 
     @classmethod
     def parse(cls, text: str) -> Failure:
-        """``DEVICE=MODE@SECONDS``, e.g. ``xs-01=silent@30``."""
-        m = re.fullmatch(r"([A-Za-z0-9][A-Za-z0-9_.-]{0,63})=([a-z]+)@(\d+(?:\.\d+)?)", text)
+        """``DEVICE=MODE@SECONDS``, e.g. ``xs-01=silent@30``; negative seconds are in the
+        past that ``--backfill`` replays (``xs-01=fault@-36000``: ten hours ago)."""
+        m = re.fullmatch(r"([A-Za-z0-9][A-Za-z0-9_.-]{0,63})=([a-z]+)@(-?\d+(?:\.\d+)?)", text)
         if m is None or m.group(2) not in MODES:
             raise ValueError(
                 f"{text!r}: expected DEVICE=MODE@SECONDS with MODE one of {', '.join(MODES)}"
@@ -91,6 +93,12 @@ class SimDevice:
     zero: float = 0.0
     open_: bool = False
     occupied_left: int = 0
+    # Driven by the truck model (``trucks.Post``) instead of chance: busy (a scanner) or
+    # occupied (a portal) or loaded (a weighbridge) until these times.
+    driven: bool = False
+    busy_until_ms: int = 0
+    load_until_ms: int = 0
+    load_kg: float = 0.0
 
     @classmethod
     def create(cls, device: Device, fmt: Format, seed: int) -> SimDevice:
@@ -133,7 +141,9 @@ class SimDevice:
     def _xray_scanner(self, now_ms: int) -> list[Message]:
         r = self.rng
         out: list[Message] = []
-        if self.busy_left > 0:
+        if self.driven:
+            self.busy_left = 1 if now_ms < self.busy_until_ms else 0
+        elif self.busy_left > 0:
             self.busy_left -= 1
             if self.busy_left == 0:
                 self.scans += 1
@@ -177,7 +187,9 @@ class SimDevice:
 
     def _radiation_portal(self, now_ms: int) -> list[Message]:
         r = self.rng
-        if self.occupied_left > 0:
+        if self.driven:
+            self.occupied_left = 1 if now_ms < self.busy_until_ms else 0
+        elif self.occupied_left > 0:
             self.occupied_left -= 1
         elif r.random() < 0.1:
             self.occupied_left = r.randrange(2, 6)
@@ -247,8 +259,12 @@ class SimDevice:
     def _weighbridge(self, now_ms: int) -> list[Message]:
         r = self.rng
         self.zero += r.uniform(-0.2, 0.2)
-        loaded = r.random() < 0.3
-        weight = r.uniform(14_000, 44_000) if loaded else self.zero
+        if self.driven:
+            loaded = now_ms < self.load_until_ms
+            weight = self.load_kg + r.uniform(-20, 20) if loaded else self.zero
+        else:
+            loaded = r.random() < 0.3
+            weight = r.uniform(14_000, 44_000) if loaded else self.zero
         return [
             self._telemetry(
                 now_ms, {"weight_kg": round(weight, 1), "zero_offset_kg": round(self.zero, 2)}
@@ -362,8 +378,73 @@ class Simulation:
     progress: Callable[[str], None] | None = None
     username: str | None = None
     password: str | None = None
+    trucks_per_hour: float = 0.0  # 0: no trucks (devices behave by chance alone)
+    inspect_share: float = 0.25
+    backfill: float = 0.0  # seconds of the past replayed first, as fast as the broker takes
+    seed: int = 1
     sent: int = 0
     _teardowns: list[asyncio.Future[None]] = field(default_factory=list)
+    _posts: list[Post] = field(default_factory=list)
+
+    def _drive_trucks(self, start_ms: int) -> None:
+        """One truck model per site with ANPR cameras; its equipment follows the trucks."""
+        devices = [sim.device for sim in self.sims]
+        by_id = {sim.device.id: sim for sim in self.sims}
+        sites = sorted({d.site for d in devices if d.kind == "anpr_camera"})
+        for site in sites:
+            rng = random.Random(f"{self.seed}:trucks:{site}")
+            post = Post(
+                site, devices, rng, self.trucks_per_hour, self.inspect_share, now_ms=start_ms
+            )
+            for device_id in (
+                *(sc.id for sc in post.scanners),
+                *post.portals.values(),
+                *post.weighbridges.values(),
+            ):
+                by_id[device_id].driven = True
+            self._posts.append(post)
+
+    def _trucks(self, now_ms: int, conns: dict[str, Connection]) -> None:
+        """The trucks up to ``now_ms``: plate reads and scans published, devices told."""
+        sims = {c.sim.device.id: c.sim for c in conns.values()}
+
+        def down(scanner: str) -> bool:
+            return sims[scanner].mode in ("fault", "offline", "silent")
+
+        for post in self._posts:
+            for what, device_id, t, data in post.advance(now_ms, down):
+                sim = sims[device_id]
+                if what == "read":
+                    message = sim._event(t, "plate_read", **data)
+                elif what == "scan":
+                    message = sim._event(t, "scan_completed", **data)
+                else:
+                    until = data["until"]
+                    assert isinstance(until, int)
+                    if what == "weigh":
+                        sim.load_until_ms, sim.load_kg = until, float(data["kg"])  # type: ignore[arg-type]
+                    else:
+                        sim.busy_until_ms = until
+                    continue
+                if sim.mode not in ("silent", "offline"):
+                    self.sent += conns[device_id].publish([message])
+
+    async def _backfill(self, conns: dict[str, Connection], start_ms: int) -> None:
+        """The past ``backfill`` seconds with their own timestamps: a report a minute apart
+        per device, the trucks as they went, and the failures whose time is negative."""
+        step_ms = 60_000
+        past = sorted((f for f in self.failures if f.at < 0), key=lambda f: f.at)
+        t = start_ms - int(self.backfill * 1000)
+        while t < start_ms:
+            while past and start_ms + past[0].at * 1000 <= t:
+                f = past.pop(0)
+                conns[f.device].sim.mode = "normal" if f.mode == "recover" else f.mode  # type: ignore[assignment]
+            for sim in self.sims:
+                if sim.mode not in ("silent", "offline"):
+                    self.sent += conns[sim.device.id].publish(sim.tick(t))
+            self._trucks(t, conns)
+            t += step_ms
+            await asyncio.sleep(0)
 
     async def run(self, stop: asyncio.Event | None = None) -> int:
         stop = stop or asyncio.Event()
@@ -376,7 +457,12 @@ class Simulation:
             raise ValueError(f"--fail names unknown devices: {', '.join(sorted(unknown))}")
         for conn in conns.values():
             await asyncio.to_thread(conn.open)
-        pending = sorted(self.failures, key=lambda f: f.at)
+        start_ms = int(time.time() * 1000)
+        if self.trucks_per_hour > 0:
+            self._drive_trucks(start_ms - int(self.backfill * 1000))
+        if self.backfill > 0:
+            await self._backfill(conns, start_ms)
+        pending = sorted((f for f in self.failures if f.at >= 0), key=lambda f: f.at)
         started = time.monotonic()
         interval = 1.0 / self.rate
         next_tick = started
@@ -394,6 +480,7 @@ class Simulation:
                 for sim in self.sims:
                     if sim.mode not in ("silent", "offline"):
                         self.sent += conns[sim.device.id].publish(sim.tick(now_ms))
+                self._trucks(now_ms, conns)
                 if self.progress is not None and elapsed - last_progress >= 1.0:
                     last_progress = elapsed
                     failed = [f"{s.device.id} {s.mode}" for s in self.sims if s.mode != "normal"]

@@ -110,8 +110,10 @@ class Api(Resource):
         notifier: Notifier,
         clock: Clock,
         names: dict[str, str],
+        release_today: Callable[[], dict[str, Any]] | None = None,
     ) -> None:
         self._config = config
+        self._release_today = release_today  # SPEC 9, when passages are on
         self._service = service
         self._store = store
         self._health = health
@@ -135,6 +137,7 @@ class Api(Resource):
         r.add_get("/api/devices", self.devices)
         r.add_get("/api/devices/{device}", self.device)
         r.add_get("/api/alerts", self.alerts)
+        r.add_get("/api/passages", self.passages)
         r.add_post("/api/alerts/{alert_id}/ack", self._auth(self.ack))
         r.add_get("/api/maintenance", self.maintenance)
         r.add_post("/api/maintenance", self._auth(self.add_maintenance))
@@ -247,6 +250,17 @@ class Api(Resource):
         items = [self._device_json(i, now, offset) for i in self._service.liveness.devices]
         items.sort(key=lambda x: (x["site"], x["area"], x["kind"], x["device"]))
         return web.json_response({"devices": items})
+
+    async def passages(self, request: web.Request) -> web.Response:
+        """Today's release time at the post, from the monitor's own state (no InfluxDB)."""
+        if self._release_today is None:
+            return web.json_response({"enabled": False})
+        today = self._release_today()
+        texts = {
+            f"{key}_text": None if today.get(key) is None else durations.human(today[key])
+            for key in ("median_s", "p90_s")
+        }
+        return web.json_response({"enabled": True, "today": {**today, **texts}})
 
     async def device(self, request: web.Request) -> web.Response:
         device_id = request.match_info["device"]

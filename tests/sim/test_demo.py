@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 import signal
 import subprocess
 import sys
@@ -13,6 +15,7 @@ import pytest
 
 from tests.helpers import ROOT
 
+REPORT = [sys.executable, "-m", "monitor", "report", "release-time"]
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
@@ -38,15 +41,32 @@ def test_demo_runs_the_incident_and_stops_cleanly(tmp_path: Path) -> None:
     )
     lines: list[str] = []
     board = None
+    influx_url = ""
+    today: dict[str, int] = {}
+    sites: dict[tuple[str, str], dict[str, float]] = {}
     deadline = time.monotonic() + 90
     assert proc.stdout is not None
     try:
         for line in proc.stdout:
             lines.append(line)
+            if line.strip().startswith("InfluxDB"):
+                influx_url = line.split()[1]
             if "Status board" in line:
                 board = line.split()[2].rstrip("/")
                 with urllib.request.urlopen(f"{board}/", timeout=5) as r:
                     assert b"Inspection equipment" in r.read()
+            if "ALERT FIRING" in line and board is not None:  # the backfilled day is in
+                with urllib.request.urlopen(f"{board}/api/passages", timeout=5) as r:
+                    today = json.load(r)["today"]
+                report = subprocess.run(
+                    [*REPORT, "--since", "24h", "--format", "json"],
+                    capture_output=True,
+                    text=True,
+                    cwd=ROOT,
+                    env={**os.environ, "MONITOR_INFLUX__URL": influx_url},
+                    check=True,
+                )
+                sites = {(r["site"], r["inspected"]): r for r in json.loads(report.stdout)["sites"]}
             if time.monotonic() > deadline:
                 break
         assert proc.wait(30) == 0, "".join(lines)
@@ -62,5 +82,11 @@ def test_demo_runs_the_incident_and_stops_cleanly(tmp_path: Path) -> None:
     assert "ALERT FIRING xs-01 (xray_scanner, inspection-1) sent no data for 20 s" in out
     assert "ALERT RESOLVED xs-01" in out
     assert "stopped;" in out
+    # a day of trucks, at once: on the board (from the monitor's state) and in the report
+    assert today["inside"] > 0
+    assert today["passages"] > 0 or time.gmtime().tm_hour == 19  # local midnight, UTC+5
+    assert 700 < sites[("aktau", "all")]["passages"] < 1100  # 40 trucks an hour
+    inspected, plain = sites[("aktau", "yes")], sites[("aktau", "no")]
+    assert inspected["median_s"] > plain["median_s"] + 20 * 60
     # the simulated post reached the monitor: the devices' data is in the monitor's state
     assert (tmp_path / "demo" / "state" / "state.db").exists()

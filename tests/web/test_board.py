@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import shutil
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -13,7 +16,7 @@ import yaml
 from monitor.config import load_config
 from monitor.model import Device
 from monitor.sim import simulate as sim
-from monitor.sim.devservers import Mosquitto
+from monitor.sim.devservers import Mosquitto, free_port
 from tests.helpers import ROOT, SHIPPED_CONFIG, Webhook, running_monitor
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -109,3 +112,64 @@ async def test_board_turns_a_tile_red_on_failure_and_green_on_recovery(
             with pytest.raises(asyncio.CancelledError):
                 await running
     assert (ARTIFACTS / "board-down.png").stat().st_size > 10_000
+
+
+async def test_board_shows_todays_release_time_from_its_own_state_with_influxdb_down(
+    configure: Callable[..., object], mosquitto: Mosquitto
+) -> None:
+    """The strip's figures come from the monitor itself: InfluxDB (and so Grafana) can be
+    down. A backfilled half day of trucks, then live ones."""
+    from playwright.async_api import async_playwright
+
+    from monitor.config import Config
+
+    dead = f"http://127.0.0.1:{free_port()}"  # nothing listens: every write fails
+    config = configure(
+        MONITOR_INFLUX__URL=dead,
+        MONITOR_PASSAGES__PLATE_KEY="board-test-plate-key",
+        MONITOR_PASSAGES__STAGES='{"inspection": ["inspection-1"]}',
+    )
+    assert isinstance(config, Config)
+    devices = [Device(d.id, d.kind, d.site, d.area) for d in config.devices]
+    simulation = sim.Simulation(
+        sim.build(devices, seed=5),
+        port=mosquitto.port,
+        rate=1.0,
+        duration=60,
+        trucks_per_hour=60,
+        backfill=12 * 3600,
+    )
+    async with running_monitor(config) as monitor, async_playwright() as pw:
+        running = asyncio.create_task(simulation.run())
+        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = await browser.new_page(viewport={"width": 1920, "height": 1080})
+            await page.goto(f"http://127.0.0.1:{monitor.api.port}/")
+            await page.wait_for_selector("#release:not([hidden])", timeout=10_000)
+            await page.wait_for_function(
+                "Number(document.getElementById('rt-inside').textContent) > 5", timeout=20_000
+            )
+            today = await asyncio.to_thread(monitor_passages, monitor.api.port)
+            assert today["inside"] > 5  # 60 trucks an hour, each inside for most of an hour
+            assert monitor.stats.passages_closed > 300  # 12 h of them
+            assert monitor.stats.write_errors > 0  # InfluxDB is really down
+            if today["passages"]:  # (none yet right after local midnight)
+                await page.wait_for_function(
+                    "document.getElementById('rt-median').textContent.includes('min')"
+                )
+                shown = await page.locator("#rt-passages").inner_text()
+                assert int(shown) >= today["passages"] - 60  # it may have moved on since
+            await page.screenshot(path=str(ARTIFACTS / "board-release-time.png"))
+        finally:
+            await browser.close()
+            running.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await running
+
+
+def monitor_passages(port: int | None) -> dict[str, Any]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/passages", timeout=5) as r:
+        body = json.load(r)
+    assert body["enabled"] is True
+    today: dict[str, Any] = body["today"]
+    return today

@@ -87,6 +87,17 @@ function renderAlerts(alerts) {
   }));
 }
 
+function renderRelease(body) {
+  const box = document.getElementById("release");
+  box.hidden = !body.enabled;
+  if (!body.enabled) return;
+  const t = body.today;
+  document.getElementById("rt-passages").textContent = String(t.passages);
+  document.getElementById("rt-median").textContent = t.median_s_text || "–";
+  document.getElementById("rt-p90").textContent = t.p90_s_text || "–";
+  document.getElementById("rt-inside").textContent = String(t.inside);
+}
+
 function token() {
   let t = localStorage.getItem("monitorToken");
   if (!t) {
@@ -115,10 +126,12 @@ async function acknowledge(alertId) {
 async function refresh() {
   const link = document.getElementById("link");
   try {
-    const [d, a] = await Promise.all([fetch("/api/devices"), fetch("/api/alerts?state=open")]);
-    if (!d.ok || !a.ok) throw new Error(`HTTP ${d.status}/${a.status}`);
+    const [d, a, p] = await Promise.all(
+      [fetch("/api/devices"), fetch("/api/alerts?state=open"), fetch("/api/passages")]);
+    if (!d.ok || !a.ok || !p.ok) throw new Error(`HTTP ${d.status}/${a.status}/${p.status}`);
     renderDevices((await d.json()).devices);
     renderAlerts((await a.json()).alerts);
+    renderRelease(await p.json());
     link.classList.remove("lost");
     document.getElementById("updated").textContent = `updated ${new Date().toLocaleTimeString()}`;
   } catch (e) {
