@@ -96,6 +96,46 @@ PCT = {
 }
 
 
+# On every board: when equipment went down and came back, and when it was in maintenance
+# (from the `alerts` the monitor writes at each transition).
+ANNOTATIONS = [
+    {
+        "name": "Equipment down",
+        "datasource": DS,
+        "enable": True,
+        "iconColor": RED,
+        "query": 'SELECT "summary", "device" FROM "alerts" WHERE $timeFilter AND "state" ='
+        " 'firing' AND \"rule\" =~ /^(no_data|offline|fault)$/",
+        "textColumn": "summary",
+        "tagsColumn": "device",
+    },
+    {
+        "name": "Back up",
+        "datasource": DS,
+        "enable": True,
+        "iconColor": GREEN,
+        "query": 'SELECT "summary", "device" FROM "alerts" WHERE $timeFilter AND "state" ='
+        " 'resolved' AND \"rule\" =~ /^(no_data|offline|fault)$/",
+        "textColumn": "summary",
+        "tagsColumn": "device",
+    },
+    {
+        "name": "Maintenance",
+        "datasource": DS,
+        "enable": True,
+        "iconColor": BLUE,
+        "query": 'SELECT "reason", "device" FROM (SELECT first("reason") AS "reason" FROM'
+        ' "device_status" WHERE $timeFilter AND "reason" = \'maintenance\' GROUP BY'
+        ' time(1h), "device")',
+        "textColumn": "reason",
+        "tagsColumn": "device",
+    },
+]
+
+PASSAGES_WHERE = '$timeFilter AND "site" =~ /^$site$/'
+MINUTES = {"unit": "m", "decimals": 0}
+
+
 class Board:
     def __init__(
         self,
@@ -190,7 +230,7 @@ class Board:
             "time": {"from": self.time_from, "to": "now"},
             "templating": {"list": self.variables},
             "panels": self.panels,
-            "annotations": {"list": []},
+            "annotations": {"list": ANNOTATIONS},
             "links": [
                 {
                     "title": "Customs post",
@@ -585,11 +625,119 @@ def health() -> Board:
     return b
 
 
+def release_time() -> Board:
+    site = var("site", 'SHOW TAG VALUES FROM "passages" WITH KEY = "site"', "Site")
+    b = Board(
+        "customs-release-time",
+        "Release time",
+        "Trucks through the post, from the ANPR cameras' plate reads (SPEC 9): a passage is"
+        " entry gate to exit gate; release time (dwell) is exit - entry. Inspected: read in an"
+        " inspection stage on the way. Annotations: equipment outages. The same figures as"
+        " `monitor report release-time`.",
+        [site],
+        time_from="now-24h",
+        refresh="1m",
+    )
+    w = PASSAGES_WHERE
+    b.panel(
+        "stat",
+        "Trucks released",
+        [f'SELECT count("dwell_s") FROM "passages" WHERE {w}'],
+        w=6,
+        h=5,
+        options={"reduceOptions": {"calcs": ["sum"]}, "graphMode": "none"},
+    )
+    b.panel(
+        "stat",
+        "Median release time",
+        [f'SELECT median("dwell_s") / 60 FROM "passages" WHERE {w}'],
+        w=6,
+        h=5,
+        defaults=MINUTES,
+        options={"reduceOptions": {"calcs": ["lastNotNull"]}, "graphMode": "none"},
+    )
+    b.panel(
+        "stat",
+        "90 % released within",
+        [f'SELECT percentile("dwell_s", 90) / 60 FROM "passages" WHERE {w}'],
+        w=6,
+        h=5,
+        defaults=MINUTES,
+        options={"reduceOptions": {"calcs": ["lastNotNull"]}, "graphMode": "none"},
+    )
+    b.panel(
+        "piechart",
+        "Inspected share",
+        [f'SELECT count("dwell_s") FROM "passages" WHERE {w} GROUP BY "inspected"'],
+        w=6,
+        h=5,
+        defaults={"displayName": "inspected: ${__field.labels.inspected}"},
+        options={"reduceOptions": {"calcs": ["sum"]}, "legend": {"displayMode": "list"}},
+    )
+    b.panel(
+        "timeseries",
+        "Trucks released per hour",
+        [
+            f'SELECT count("dwell_s") FROM "passages" WHERE {w} GROUP BY time(1h), "inspected"'
+            " fill(0)"
+        ],
+        w=12,
+        h=9,
+        defaults={
+            "displayName": "inspected: ${__field.labels.inspected}",
+            "custom": {"drawStyle": "bars", "stacking": {"mode": "normal"}},
+        },
+    )
+    b.panel(
+        "timeseries",
+        "Median and p90 release time per hour",
+        [
+            f'SELECT median("dwell_s") / 60 AS "median", percentile("dwell_s", 90) / 60 AS "p90"'
+            f' FROM "passages" WHERE {w} GROUP BY time(1h), "inspected" fill(none)'
+        ],
+        w=12,
+        h=9,
+        defaults={
+            **MINUTES,
+            "displayName": "${__field.name} (inspected: ${__field.labels.inspected})",
+        },
+        description="By the hour trucks left. An X-ray scanner outage shows as inspected trucks'"
+        " release time rising after it: they queued for the scanners that were left.",
+    )
+    b.panel(
+        "histogram",
+        "Release time distribution",
+        [f'SELECT "dwell_s" / 60 AS "minutes" FROM "passages" WHERE {w}'],
+        w=12,
+        h=9,
+        defaults={"unit": "m"},
+        options={"bucketSize": 10},
+    )
+    b.panel(
+        "timeseries",
+        "Release time vs. equipment down",
+        [
+            f'SELECT percentile("dwell_s", 90) / 60 AS "p90 release time (min)" FROM "passages"'
+            f" WHERE {w} AND \"inspected\" = 'yes' GROUP BY time(1h) fill(none)",
+            'SELECT sum("down") AS "devices down" FROM (SELECT 1 - min("up") AS "down" FROM'
+            ' "device_status" WHERE $timeFilter AND "site" =~ /^$site$/ AND "reason" !='
+            " 'maintenance' GROUP BY time(1h), \"device\") GROUP BY time(1h) fill(0)",
+        ],
+        w=12,
+        h=9,
+        defaults={"custom": {"drawStyle": "line"}},
+        description="The downtime impact: inspected trucks' p90 release time per hour beside how"
+        " many devices of the site were down (unplanned) at some time in that hour.",
+    )
+    return b
+
+
 BOARDS = {
     "overview.json": overview,
     "device.json": device,
     "availability.json": availability,
     "monitor-health.json": health,
+    "release-time.json": release_time,
 }
 
 

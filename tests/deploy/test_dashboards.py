@@ -56,7 +56,7 @@ def test_dashboards_are_consistent() -> None:
     provider = yaml.safe_load((PROVISIONING / "dashboards" / "dashboards.yaml").read_text())
     assert provider["providers"][0]["options"]["path"] == "/var/lib/grafana/dashboards"
     uids = [b["uid"] for b in boards().values()]
-    assert len(uids) == len(set(uids)) == 4
+    assert len(uids) == len(set(uids)) == 5
     for name, b in boards().items():
         ids = [p["id"] for p in b["panels"]]
         assert len(ids) == len(set(ids)), name
@@ -73,7 +73,8 @@ def test_dashboards_are_consistent() -> None:
 
 def substitute(query: str, start_ms: int, end_ms: int, status_interval: float) -> str:
     q = query.replace("$timeFilter", f"time >= {start_ms}ms AND time <= {end_ms}ms")
-    q = q.replace("$__interval", "1s").replace("$status_interval", f"{status_interval:g}")
+    interval = max(1, (end_ms - start_ms) // 1_000_000)  # ~1,000 points, as Grafana asks
+    q = q.replace("$__interval", f"{interval}s").replace("$status_interval", f"{status_interval:g}")
     return re.sub(r"\$(site|area|kind|device)\b", ".*", q)
 
 
@@ -99,10 +100,14 @@ def history(
         Device("rpm-01", "radiation_portal", "aktau", "gate-in"),
         Device("gb-01", "gate_barrier", "aktau", "gate-in"),  # plc_gateway
         Device("anpr-01", "anpr_camera", "aktau", "gate-in"),
+        Device("anpr-03", "anpr_camera", "aktau", "gate-out"),
+        Device("anpr-05", "anpr_camera", "aktau", "inspection-1"),
         Device("wb-01", "weighbridge", "aktau", "gate-out"),
     ]
     now = datetime.now(UTC)
     tmp = tmp_path_factory.mktemp("dash")
+    key_file = tmp / "plate.key"
+    key_file.write_text("dashboards-test-plate-key")
     cfg = {
         "mqtt": {"port": mosquitto_mod.port, "client_id": "monitor-dash"},
         "influx": {"url": influxd.url, "database": db, "flush_interval": "50ms"},
@@ -123,12 +128,16 @@ def history(
             ],
         },
         "notify": {"routes": []},
+        "passages": {
+            "plate_key_file": str(key_file),
+            "stages": {"inspection": ["inspection-1"]},
+        },
         "profiles": yaml.safe_load(SHIPPED_CONFIG.read_text())["profiles"],
         "devices": [{"id": d.id, "kind": d.kind, "site": d.site, "area": d.area} for d in devices],
     }
     (tmp / "m.yaml").write_text(yaml.safe_dump(cfg))
     config = load_config(tmp / "m.yaml")
-    start_ms = int(time.time() * 1000) - 1000
+    start_ms = int(time.time() * 1000) - 6 * 3600 * 1000
 
     async def run() -> None:
         stop = asyncio.Event()
@@ -139,6 +148,8 @@ def history(
             rate=4,
             duration=22,
             failures=[sim.Failure("xs-01", "silent", 5), sim.Failure("xs-01", "recover", 13)],
+            trucks_per_hour=60,
+            backfill=6 * 3600,  # passages for the release-time board
         )
         await asyncio.sleep(1)
         await simulation.run()
@@ -156,6 +167,8 @@ def all_queries() -> list[tuple[str, str, str]]:
         for p in b["panels"]:
             for t in p["targets"]:
                 out.append((name, p["title"], t["query"]))
+        for a in b["annotations"]["list"]:
+            out.append((name, f"annotation {a['name']}", a["query"]))
     return out
 
 
@@ -205,3 +218,33 @@ def test_availability_panel_agrees_with_the_report(influxd: InfluxDB, database: 
         points = [(v[0] / 1000, bool(v[1]), v[2]) for v in s["values"]]
         expected = availability_of(points, T0, T0 + HOUR, 45, ("", "", KINDS[device], device))
         assert got[device] == pytest.approx(expected.availability_pct, abs=0.01), device
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_release_time_board_agrees_with_the_report(
+    history: tuple[str, int, int], influxd: InfluxDB
+) -> None:
+    """The board's count and median are the report's (p90: InfluxDB rounds the rank, the
+    report takes the nearest rank up; they may differ by one passage's dwell)."""
+    db, start_ms, end_ms = history
+    panels = {p["title"]: p for p in boards()["release-time.json"]["panels"]}
+
+    def stat(title: str) -> float:
+        q = substitute(panels[title]["targets"][0]["query"], start_ms, end_ms, 1)
+        return float(influx_query(influxd.url, db, q)[0]["values"][0][1])
+
+    from monitor.config import Influx
+    from monitor.reports.influxql import InfluxQuery
+    from monitor.reports.release_time import report
+
+    query = InfluxQuery(Influx(url=influxd.url, database=db))
+    [everything] = [
+        r
+        for r in report(query, start_ms / 1000, end_ms / 1000 + 0.001, 3, 86400, None)
+        if r.inspected == "all"
+    ]
+    assert everything.passages > 100
+    assert stat("Trucks released") == everything.passages
+    assert everything.median_s is not None
+    assert stat("Median release time") == pytest.approx(everything.median_s / 60)
