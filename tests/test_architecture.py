@@ -32,6 +32,7 @@ ALLOWED: dict[str, set[str]] = {
     "normalize": set(),
     "sink": set(),
     "alerting": set(),
+    "passages": set(),
     "web": {"alerting"},
     "reports": set(),
     "sim": set(),
