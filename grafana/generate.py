@@ -639,32 +639,15 @@ def release_time() -> Board:
         refresh="1m",
     )
     w = PASSAGES_WHERE
-    b.panel(
-        "stat",
-        "Trucks released",
-        [f'SELECT count("dwell_s") FROM "passages" WHERE {w}'],
-        w=6,
-        h=5,
-        options={"reduceOptions": {"calcs": ["sum"]}, "graphMode": "none"},
-    )
-    b.panel(
-        "stat",
-        "Median release time",
-        [f'SELECT median("dwell_s") / 60 FROM "passages" WHERE {w}'],
-        w=6,
-        h=5,
-        defaults=MINUTES,
-        options={"reduceOptions": {"calcs": ["lastNotNull"]}, "graphMode": "none"},
-    )
-    b.panel(
-        "stat",
-        "90 % released within",
-        [f'SELECT percentile("dwell_s", 90) / 60 FROM "passages" WHERE {w}'],
-        w=6,
-        h=5,
-        defaults=MINUTES,
-        options={"reduceOptions": {"calcs": ["lastNotNull"]}, "graphMode": "none"},
-    )
+
+    def stat(title: str, select: str, calc: str, defaults: dict[str, Any] | None = None) -> None:
+        options = {"reduceOptions": {"calcs": [calc]}, "graphMode": "none"}
+        query = f'SELECT {select} FROM "passages" WHERE {w}'
+        b.panel("stat", title, [query], w=6, h=5, defaults=defaults, options=options)
+
+    stat("Trucks released", 'count("dwell_s")', "sum")
+    stat("Median release time", 'median("dwell_s") / 60', "lastNotNull", MINUTES)
+    stat("90 % released within", 'percentile("dwell_s", 90) / 60', "lastNotNull", MINUTES)
     b.panel(
         "piechart",
         "Inspected share",

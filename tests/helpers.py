@@ -64,6 +64,17 @@ def influx_query(url: str, db: str, q: str) -> list[dict[str, Any]]:
     return list(result.get("series", []))
 
 
+def write_lines(url: str, db: str, lines: list[str], precision: str = "u") -> None:
+    """Line protocol straight into a (new) database: a scripted history."""
+    q = urllib.parse.urlencode({"q": f"CREATE DATABASE {db}"})
+    urllib.request.urlopen(f"{url}/query?{q}", data=b"")
+    req = urllib.request.Request(
+        f"{url}/write?db={db}&precision={precision}", data="\n".join(lines).encode()
+    )
+    with urllib.request.urlopen(req) as r:
+        assert r.status == 204
+
+
 def rows(url: str, db: str, q: str) -> list[dict[str, Any]]:
     """Rows as dicts (plus the series' tags, if it was grouped)."""
     out = []

@@ -3,11 +3,9 @@ hand: the report's known answers, and data for the dashboards' queries."""
 
 from __future__ import annotations
 
-import urllib.parse
-import urllib.request
-
 from monitor.sim.devservers import InfluxDB
 from monitor.sink import lineproto
+from tests.helpers import write_lines
 
 T0 = 1_790_000_000.0  # the window: [T0, T0 + 1 h)
 HOUR = 3600.0
@@ -55,10 +53,4 @@ def write_history(influxd: InfluxDB, db: str) -> None:
                     int((T0 + t) * 1000),
                 )
             )
-    q = urllib.parse.urlencode({"q": f"CREATE DATABASE {db}"})
-    urllib.request.urlopen(f"{influxd.url}/query?{q}", data=b"")
-    req = urllib.request.Request(
-        f"{influxd.url}/write?db={db}&precision=ms", data="\n".join(lines).encode()
-    )
-    with urllib.request.urlopen(req) as r:
-        assert r.status == 204
+    write_lines(influxd.url, db, lines, precision="ms")

@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import urllib.parse
-import urllib.request
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -16,7 +14,7 @@ from monitor.reports.availability import outages
 from monitor.reports.release_time import Released, ReleaseTime, nearest_rank, release_time
 from monitor.sim.devservers import InfluxDB
 from monitor.sink import lineproto
-from tests.helpers import ROOT
+from tests.helpers import ROOT, write_lines
 
 T0 = 1_790_000_000.0
 # (entry s, exit s, inspected) from T0; an outage of aktau's scanner from 5000 to 6000 s
@@ -148,13 +146,7 @@ def write(influxd: InfluxDB, db: str) -> None:
                 int(t * 1e6),
             )
         )
-    q = urllib.parse.urlencode({"q": f"CREATE DATABASE {db}"})
-    urllib.request.urlopen(f"{influxd.url}/query?{q}", data=b"")
-    req = urllib.request.Request(
-        f"{influxd.url}/write?db={db}&precision=u", data="\n".join(lines).encode()
-    )
-    with urllib.request.urlopen(req) as r:
-        assert r.status == 204
+    write_lines(influxd.url, db, lines)
 
 
 @pytest.mark.integration
