@@ -6,6 +6,7 @@ Small on purpose: everything that decides is in ``matcher`` and is pure.
 
 from __future__ import annotations
 
+import math
 import statistics
 from dataclasses import dataclass
 
@@ -93,12 +94,12 @@ class PassageTracker:
         now_ms = self._now_ms()
         midnight = now_ms - (now_ms + LOCAL_UTC_OFFSET_MS) % 86_400_000
         dwell = sorted(r[3] for r in self.store.released(midnight))
-        p90 = statistics.quantiles(dwell, n=10, method="inclusive")[-1] if len(dwell) > 1 else None
         return Today(
             since_ms=midnight,
             passages=len(dwell),
             median_s=statistics.median(dwell) if dwell else None,
-            p90_s=p90 if p90 is not None else (dwell[0] if dwell else None),
+            # nearest rank, as `monitor report release-time` takes it
+            p90_s=dwell[math.ceil(0.9 * len(dwell)) - 1] if dwell else None,
             inside=len(self.matcher.open),
         )
 
