@@ -44,6 +44,7 @@ def test_demo_runs_the_incident_and_stops_cleanly(tmp_path: Path) -> None:
     influx_url = ""
     today: dict[str, int] = {}
     sites: dict[tuple[str, str], dict[str, float]] = {}
+    inspected_median: dict[tuple[str, str], float] = {}
     deadline = time.monotonic() + 90
     assert proc.stdout is not None
     try:
@@ -67,6 +68,20 @@ def test_demo_runs_the_incident_and_stops_cleanly(tmp_path: Path) -> None:
                     check=True,
                 )
                 sites = {(r["site"], r["inspected"]): r for r in json.loads(report.stdout)["sites"]}
+                # inspected trucks leaving after yesterday's scanner outage (14 h to 10 h
+                # ago) against those of a calm morning before it
+                for window in (("12h", "8h"), ("24h", "16h")):
+                    out = subprocess.run(
+                        [*REPORT, "--since", window[0], "--until", window[1], "--format", "json"],
+                        capture_output=True,
+                        text=True,
+                        cwd=ROOT,
+                        env={**os.environ, "MONITOR_INFLUX__URL": influx_url},
+                        check=True,
+                    )
+                    for r in json.loads(out.stdout)["sites"]:
+                        if (r["site"], r["inspected"]) == ("aktau", "yes"):
+                            inspected_median[window] = r["median_s"]
             if time.monotonic() > deadline:
                 break
         assert proc.wait(30) == 0, "".join(lines)
@@ -88,5 +103,7 @@ def test_demo_runs_the_incident_and_stops_cleanly(tmp_path: Path) -> None:
     assert 700 < sites[("aktau", "all")]["passages"] < 1100  # 40 trucks an hour
     inspected, plain = sites[("aktau", "yes")], sites[("aktau", "no")]
     assert inspected["median_s"] > plain["median_s"] + 20 * 60
+    # the scripted outage made inspected trucks wait: ~110 against ~70 minutes (seed 7)
+    assert inspected_median[("12h", "8h")] > 1.25 * inspected_median[("24h", "16h")]
     # the simulated post reached the monitor: the devices' data is in the monitor's state
     assert (tmp_path / "demo" / "state" / "state.db").exists()
