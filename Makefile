@@ -9,7 +9,7 @@ BIN    := $(VENV)/bin
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 DEBS   := mosquitto mosquitto-clients influxdb influxdb-client victoria-metrics chromium docker-compose openssl faketime
 
-.PHONY: test lint deps venv demo bench soak clean mqtt-passwords lock
+.PHONY: test lint deps venv demo bench soak clean mqtt-passwords lock proto
 
 # Installs are reproducible: exact versions and hashes from the lock files; pyproject.toml
 # keeps the ranges (what the code supports), the locks what was tested.
@@ -32,6 +32,13 @@ lock:
 	$(PYTHON) -m venv .venv-lock && .venv-lock/bin/pip install --quiet $(UV)
 	$(COMPILE) -o $(LOCK)
 	$(COMPILE) --extra test -c $(LOCK) -o $(DEV_LOCK)
+
+# The Sparkplug B message classes from the official Tahu proto (EPL-2.0, as published in the
+# pysparkplug 0.6.1 sdist on PyPI), committed: the image and a plain pip install need no
+# protoc. tests/normalize/test_sparkplug_proto.py checks they are what this makes.
+SPB := monitor/normalize/sparkplug
+proto: venv
+	$(BIN)/python -m grpc_tools.protoc --proto_path=$(SPB) --python_out=$(SPB) --pyi_out=$(SPB) $(SPB)/sparkplug_b.proto
 
 # Debian's mosquitto and influxdb, installed only when missing. No service is started:
 # tests and the demo run private servers on loopback.
