@@ -97,6 +97,7 @@ def _name(value: str) -> str:
     return value
 
 
+SPARKPLUG_ID_RE = re.compile(r"^[^+#/\x00-\x1f]{1,64}\Z")  # a group, node or host id
 Kind = Annotated[str, AfterValidator(_known_kind)]  # a canonical device kind (SPEC 2)
 Name = Annotated[str, AfterValidator(_name)]  # a site or an area: it becomes a tag
 
@@ -467,6 +468,40 @@ class Profile(Section):
         return v
 
 
+class SparkplugGroup(Section):
+    """Defaults for the devices of one Sparkplug group that the registry does not name."""
+
+    site: Name | None = None
+    area: Name | None = None
+    kind: Kind | None = None
+    fields: dict[str, FieldMap] = {}  # metric name -> canonical, over sparkplug.fields
+
+
+class Sparkplug(Section):
+    """Eclipse Sparkplug B 3.0 (SPEC 3.4): the monitor as a Host Application."""
+
+    enabled: bool = False
+    host_id: str | None = None  # spBv1.0/STATE/{host_id}; default: mqtt.client_id
+    groups: dict[str, SparkplugGroup] = {}  # subscribed to; none: every group
+    rebirth: bool = True  # ask a node to rebirth on a seq gap or an unknown alias
+    fields: dict[str, FieldMap] = {}  # metric name -> canonical metric (as in profiles)
+    unmapped: Literal["keep", "drop"] = "keep"
+
+    @field_validator("host_id")
+    @classmethod
+    def _host_id(cls, v: str | None) -> str | None:
+        if v is not None and not SPARKPLUG_ID_RE.match(v):
+            raise ValueError("must be a valid MQTT topic level without +, # or /")
+        return v
+
+    @field_validator("groups")
+    @classmethod
+    def _group_ids(cls, v: dict[str, SparkplugGroup]) -> dict[str, SparkplugGroup]:
+        if bad := [g for g in v if not SPARKPLUG_ID_RE.match(g)]:
+            raise ValueError(f"{bad} are not Sparkplug group ids (no +, #, / or empty)")
+        return v
+
+
 class DeviceEntry(Section):
     id: str
     kind: Kind
@@ -522,6 +557,7 @@ class Config(BaseSettings):
     alerts: Alerts = Alerts()
     notify: Notify = Notify()
     passages: Passages | None = None
+    sparkplug: Sparkplug = Sparkplug()
     canonical: bool = Field(True, description="ingest the canonical customs/... topics")
     profiles: dict[str, Profile] = {}
     devices: list[DeviceEntry] = []

@@ -147,27 +147,37 @@ class Ingest(Generic[M]):
                     else:
                         reject(m.topic, m.payload, result.reason, result.detail, received_ms)
                     continue
-                if result.clock_skew:
-                    self.stats.clock_skew += 1
-                line = None
-                if result.ts_ms is not None:
-                    line = reading_line(result, result.ts_ms * 1000)
-                elif not result.retained and result.channel != "status":
-                    # retained without a time of its own: old news, not a new point (SPEC 4)
-                    line = reading_line(result, self._stamp(result, received_us))
+                # most messages are one reading; a Sparkplug message may be several, or none
+                readings = result if isinstance(result, list) else (result,)
+                made: list[tuple[Reading, str | None]] = []
+                for reading in readings:
+                    if reading.clock_skew:
+                        self.stats.clock_skew += 1
+                    line = None
+                    if reading.ts_ms is not None:
+                        line = reading_line(reading, reading.ts_ms * 1000)
+                    elif not reading.retained and reading.channel != "status":
+                        # retained without a time of its own: old news, not a point (SPEC 4)
+                        line = reading_line(reading, self._stamp(reading, received_us))
+                    made.append((reading, line))
             except LineProtocolError as e:  # the normalizer should prevent this
                 reject(m.topic, m.payload, "invalid_value", str(e), received_ms)
                 continue
             except Exception as e:
                 self._internal_error(m, e, received_ms)
                 continue
-            if line is not None:
-                lines.append(line)
-            if result.event_type == PLATE_READ and passages is not None and not result.retained:
-                ts_ms = received_ms if result.ts_ms is None else result.ts_ms
-                lines += passage_lines(passages.read(result, ts_ms))
-            changed |= observe(result, seen)
-            touched.add(result.device.id)
+            for reading, line in made:
+                if line is not None:
+                    lines.append(line)
+                if (
+                    reading.event_type == PLATE_READ
+                    and passages is not None
+                    and not reading.retained
+                ):
+                    ts_ms = received_ms if reading.ts_ms is None else reading.ts_ms
+                    lines += passage_lines(passages.read(reading, ts_ms))
+                changed |= observe(reading, seen)
+                touched.add(reading.device.id)
         self.stats.messages_received += len(messages) - own_messages
         # device_status at every change: once per device per batch, not per message
         ts_us = now_us(self.clock)

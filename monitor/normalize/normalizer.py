@@ -20,6 +20,8 @@ from monitor.normalize import canonical
 from monitor.normalize.devices import Devices
 from monitor.normalize.plates import PlateHasher
 from monitor.normalize.reasons import Reject, Rejected
+from monitor.normalize.sparkplug.decoder import NAMESPACE as SPARKPLUG
+from monitor.normalize.sparkplug.decoder import SparkplugDecoder
 from monitor.normalize.topics import TopicPattern, receives
 from monitor.normalize.vendor import VendorDecoder
 
@@ -55,17 +57,27 @@ class Normalizer:
         for routes in self._by_root.values():
             routes.extend(wildcard)
         self._wildcard_routes = wildcard
+        self.sparkplug = (
+            SparkplugDecoder(config.sparkplug, devices) if config.sparkplug.enabled else None
+        )
 
     @property
     def subscriptions(self) -> list[str]:
-        return list(dict.fromkeys(p.subscription for p, _ in self._routes))
+        topics = [p.subscription for p, _ in self._routes]
+        if self.sparkplug is not None:
+            topics += self.sparkplug.subscriptions
+        return list(dict.fromkeys(topics))
 
     def normalize(
         self, topic: str, payload: bytes, received_ms: int, retained: bool = False
-    ) -> Reading | Rejected:
+    ) -> Reading | list[Reading] | Rejected:
+        """One reading, several (a Sparkplug message: one per device and timestamp; none
+        for one that only changes an edge node's state), or why not."""
         if len(payload) > self._max_payload:
             return Rejected("payload_too_large", f"{len(payload)} bytes")
         levels = topic.split("/")
+        if levels[0] == SPARKPLUG and self.sparkplug is not None:
+            return self._sparkplug(levels, payload, received_ms)
         try:
             for pattern, decode in self._by_root.get(levels[0], self._wildcard_routes):
                 segments = pattern.match(levels)
@@ -76,6 +88,24 @@ class Normalizer:
         except Reject as r:
             return Rejected(r.reason, r.detail)
         return Rejected("unknown_topic", "no profile matches the topic")
+
+    def _sparkplug(
+        self, levels: list[str], payload: bytes, received_ms: int
+    ) -> list[Reading] | Rejected:
+        assert self.sparkplug is not None
+        try:
+            readings = self.sparkplug.decode(levels, payload)
+        except Reject as r:
+            return Rejected(r.reason, r.detail)
+        fresh = []
+        for reading in readings:
+            try:
+                self._check_age(reading, received_ms)
+            except Reject:
+                self.sparkplug.counts.too_old += 1  # a historical metric beyond max_age
+                continue
+            fresh.append(reading)
+        return fresh
 
     def _check_age(self, reading: Reading, received_ms: int) -> None:
         ts_ms = reading.ts_ms

@@ -24,6 +24,7 @@ REASONS: dict[str, str] = {
     "unknown_kind": "kind is not a canonical device kind",
     "unknown_device": "device not in the registry and the topic does not say its site/kind",
     "invalid_event": "event without a valid type",
+    "malformed_sparkplug": "Sparkplug B payload is not a Tahu protobuf (or a birth lacks bdSeq)",
     "influx_rejected": "InfluxDB refused the point (e.g. a field type conflict)",
     "internal_error": "the monitor failed on this message (a bug: see the log once)",
 }
