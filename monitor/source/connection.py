@@ -168,10 +168,10 @@ class Connection(asyncio.Protocol):
         self.transport.write(data)
         return True
 
-    def publish(self, topic: str, payload: bytes) -> int:
+    def publish(self, topic: str, payload: bytes, retain: bool = False) -> int:
         """Publish at QoS 1; the packet id, which the PUBACK brings back."""
         self._next_mid = self._next_mid % 65535 + 1
-        self.write(wire.publish(topic, payload, self._next_mid))
+        self.write(wire.publish(topic, payload, self._next_mid, retain))
         return self._next_mid
 
     def resume(self) -> None:
@@ -184,9 +184,10 @@ class Connection(asyncio.Protocol):
         if self.transport is not None:
             self.transport.abort()
 
-    async def close(self) -> None:
-        """DISCONNECT after whatever was written (acks), then close once it is flushed."""
-        if self.write(wire.DISCONNECT_PACKET):
+    async def close(self, with_will: bool = False) -> None:
+        """DISCONNECT after whatever was written (acks), then close once it is flushed;
+        ``with_will``: asking the broker to publish our Will (we are going away)."""
+        if self.write(wire.DISCONNECT_WITH_WILL if with_will else wire.DISCONNECT_PACKET):
             assert self.transport is not None
             self.transport.close()
         try:

@@ -69,8 +69,12 @@ class MqttSource(Resource):
         subscribed_before: Sequence[str] = (),
         inbox_max_bytes: int = 64 * 1024 * 1024,
         rng: random.Random | None = None,
+        will: Callable[[], tuple[str, bytes]] | None = None,
     ) -> None:
         self._config = config
+        # The Will of each connection (topic, payload: QoS 1, retained), asked for anew at
+        # every CONNECT; also published at a stop (DISCONNECT with reason 0x04).
+        self._will = will
         # A PUBLISH longer than its payload limit plus the longest topic and some
         # properties is skipped as it streams in (the normalizer rejects the ones between).
         self._limit = (
@@ -118,7 +122,8 @@ class MqttSource(Resource):
     async def aclose(self) -> None:
         self._inbox.close()
         if self._conn is not None:
-            await self._conn.close()  # the DISCONNECT goes after any acks already written
+            # the DISCONNECT goes after any acks already written
+            await self._conn.close(with_will=self._will is not None)
         self._set_disconnected()
 
     # -- the connection loop --
@@ -203,6 +208,7 @@ class MqttSource(Resource):
                 receive_maximum=cfg.receive_maximum,
                 username=cfg.username,
                 password=password,
+                will=self._will() if self._will is not None else None,
             )
         )
         connack = await reply(conn, conn.connack, "CONNACK")
@@ -283,6 +289,15 @@ class MqttSource(Resource):
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self._config.canary.interval):
                     await conn.lost.wait()
+
+    def publish(self, topic: str, payload: bytes, retain: bool = False) -> bool:
+        """Publish at QoS 1 on the current connection; False when there is none (the
+        caller decides whether to try again after the next connect)."""
+        conn = self._conn
+        if conn is None or not self.connected.is_set() or conn.lost.is_set():
+            return False
+        conn.publish(topic, payload, retain)
+        return True
 
     def _puback(self, mid: int, code: int) -> None:
         if mid not in self._canary_mids:

@@ -20,6 +20,7 @@ PINGREQ, PINGRESP, DISCONNECT, AUTH = 12, 13, 14, 15
 
 PINGREQ_PACKET = b"\xc0\x00"
 DISCONNECT_PACKET = b"\xe0\x00"  # normal disconnection, no properties
+DISCONNECT_WITH_WILL = b"\xe0\x01\x04"  # reason 0x04: the broker publishes the Will
 
 _PUBACK = struct.Struct(">BBH")
 _U16 = struct.Struct(">H")
@@ -118,12 +119,19 @@ def connect(
     clean_start: bool = False,
     username: str | None = None,
     password: str | None = None,
+    will: tuple[str, bytes] | None = None,
 ) -> bytes:
+    """CONNECT; ``will``: (topic, payload) published by the broker, QoS 1 and retained,
+    when the connection ends without a normal DISCONNECT."""
     flags = (0x02 if clean_start else 0) | (0x80 if username is not None else 0)
     flags |= 0x40 if password is not None else 0
+    flags |= 0x04 | 0x08 | 0x20 if will is not None else 0  # Will, its QoS 1, retained
     props = b"\x11" + _U32.pack(session_expiry) + b"\x21" + _U16.pack(receive_maximum)
     body = b"\x00\x04MQTT\x05" + bytes([flags]) + _U16.pack(keepalive)
     body += _varint(len(props)) + props + _utf8(client_id)
+    if will is not None:
+        topic, message = will
+        body += b"\x00" + _utf8(topic) + _U16.pack(len(message)) + message  # no properties
     if username is not None:
         body += _utf8(username)
     if password is not None:
@@ -141,9 +149,10 @@ def unsubscribe(mid: int, topics: list[str]) -> bytes:
     return packet(UNSUBSCRIBE << 4 | 0x02, body)
 
 
-def publish(topic: str, payload: bytes, mid: int) -> bytes:
+def publish(topic: str, payload: bytes, mid: int, retain: bool = False) -> bytes:
     """A QoS 1 PUBLISH without properties."""
-    return packet(PUBLISH << 4 | 0x02, _utf8(topic) + _U16.pack(mid) + b"\x00" + payload)
+    first = PUBLISH << 4 | 0x02 | (0x01 if retain else 0)
+    return packet(first, _utf8(topic) + _U16.pack(mid) + b"\x00" + payload)
 
 
 def pubacks(mids: list[int]) -> bytes:
