@@ -28,6 +28,7 @@ from monitor.config import Config
 from monitor.lifecycle import supervised
 from monitor.normalize.normalizer import Normalizer
 from monitor.normalize.quarantine import Quarantine
+from monitor.normalize.sparkplug.host import HostApplication
 from monitor.passages.store import PassageStore
 from monitor.passages.tracker import PassageTracker
 from monitor.pipeline import Ingest, Points
@@ -48,6 +49,7 @@ CLOSE_RESERVE_S = 3.0
 FORCE_EXIT_AFTER_S = 5.0
 SPOOL_ALERT_FILL = 0.8
 HOUSEKEEPING_S = 3600.0
+SPARKPLUG_TICK_S = 0.5  # rebirth requests go out this soon after the gap that wants them
 PASSAGES_EXPIRE_S = 60.0  # entries past max_dwell given up: a minute late at the most
 SUBSCRIPTIONS_KEY = "mqtt.subscriptions"  # what the persistent session is subscribed to
 WINDOWS_KEPT_S = 7 * 86400.0  # maintenance windows added at run time, after they ended
@@ -97,6 +99,7 @@ class Parts:
     ingest: Ingest[Message]
     api: Api
     passages: PassageTracker | None = None
+    sparkplug: HostApplication | None = None  # SPEC 3.4, when enabled
 
     def restore(self) -> None:
         """Open alerts, maintenance windows and last-seen times from before a restart."""
@@ -155,6 +158,8 @@ class Parts:
     def connection_changed(self, connected: bool) -> None:
         if connected:  # a fresh grace period for every device (SPEC 5)
             self.liveness.grace_from = self.clock.monotonic()
+            if self.sparkplug is not None:
+                self.sparkplug.connected()
         self.service.poke()
 
     def health(self) -> Health:
@@ -226,6 +231,13 @@ def build(config: Config, clock: Clock, stats: Stats) -> Parts:
     )
     sink = SpoolingWriter(writer, spool, stats, retry_max=config.influx.retry.max)
     notifier = Notifier(store, stats, clock, channels_of(config))
+    host = (
+        HostApplication(
+            config.sparkplug.host_id or config.mqtt.client_id, normalizer.sparkplug, clock, stats
+        )
+        if normalizer.sparkplug is not None
+        else None
+    )
     source = MqttSource(
         config.mqtt,
         config.mqtt.topics or normalizer.subscriptions,
@@ -233,7 +245,10 @@ def build(config: Config, clock: Clock, stats: Stats) -> Parts:
         clock,
         max_payload=int(config.ingest.max_payload_bytes),
         subscribed_before=json.loads(store.get(SUBSCRIPTIONS_KEY) or "[]"),
+        will=host.will if host is not None else None,
     )
+    if host is not None:
+        host.publish = source.publish
     source.on_subscribed = lambda topics: store.put(SUBSCRIPTIONS_KEY, json.dumps(topics))
     parts: Parts
     service = AlertService(
@@ -298,6 +313,7 @@ def build(config: Config, clock: Clock, stats: Stats) -> Parts:
         ingest,
         api,
         passages,
+        host,
     )
     source.on_change = parts.connection_changed
     return parts
@@ -341,6 +357,8 @@ def start_tasks(tg: asyncio.TaskGroup, p: Parts) -> Tasks:
         task("monitor-stats", lambda: _every(config.stats_interval, p.points.monitor)),
         task("housekeeping", lambda: _every(HOUSEKEEPING_S, p.housekeeping)),
     ]
+    if (host := p.sparkplug) is not None:
+        background.append(task("sparkplug-host", lambda: _every(SPARKPLUG_TICK_S, host.tick)))
     if (passages := p.passages) is not None:
         expire = lambda: p.points.passages(passages.expire())  # noqa: E731
         background.append(task("passages", lambda: _every(PASSAGES_EXPIRE_S, expire)))

@@ -37,6 +37,12 @@ class Stats:
     passages_unmatched: int = 0
     exits_without_entry: int = 0
     plate_reads_low_confidence: int = 0
+    # Sparkplug B (SPEC 3.4)
+    sparkplug_seq_gaps: int = 0
+    sparkplug_unknown_aliases: int = 0
+    sparkplug_skipped_metrics: int = 0  # null, unsupported type, UInt64 beyond int64
+    sparkplug_stale_deaths: int = 0  # NDEATHs of an earlier session, ignored
+    sparkplug_rebirths_sent: int = 0
     # write latency of the batches since the last `monitor` point
     _latency_sum_ms: float = 0.0
     _latency_n: int = 0

@@ -52,6 +52,11 @@ class _StatsCollector:
                 s.plate_reads_low_confidence,
                 "plate reads below passages.min_confidence, ignored",
             ),
+            ("sparkplug_seq_gaps", s.sparkplug_seq_gaps, "Sparkplug seq gaps"),
+            ("sparkplug_unknown_aliases", s.sparkplug_unknown_aliases, "DATA for unknown aliases"),
+            ("sparkplug_skipped_metrics", s.sparkplug_skipped_metrics, "null or unsupported"),
+            ("sparkplug_stale_deaths", s.sparkplug_stale_deaths, "NDEATHs of old sessions"),
+            ("sparkplug_rebirths_sent", s.sparkplug_rebirths_sent, "rebirth requests sent"),
         ):
             yield CounterMetricFamily(f"monitor_{name}", doc, value=value)
         rejected = CounterMetricFamily(
