@@ -23,7 +23,7 @@ from monitor.cli.common import (
     styled,
     text,
 )
-from monitor.config import mask_url
+from monitor.config import SparkplugGroup, mask_url
 from monitor.model import KINDS
 from monitor.normalize.normalizer import Normalizer
 from monitor.source.canary import canary_topic
@@ -66,6 +66,13 @@ def simulate(
     inspect_share: Annotated[
         float, typer.Option(help="Share of trucks selected for an X-ray scan.", min=0, max=1)
     ] = 0.25,
+    sparkplug: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="GROUP/NODE=DEVICE[,DEVICE...]: these devices are published by a Sparkplug B"
+            " edge node (repeatable)."
+        ),
+    ] = None,
     backfill: Annotated[
         str,
         typer.Option(
@@ -82,6 +89,9 @@ def simulate(
     try:
         failures = [sim.Failure.parse(f) for f in fail or []]
         backfill_s = durations.parse(backfill)
+        from monitor.sim import sparkplug_node
+
+        nodes = [sparkplug_node.parse(n) for n in sparkplug or []]
     except ValueError as e:
         complain(str(e))
         raise typer.Exit(2) from None
@@ -107,6 +117,7 @@ def simulate(
         inspect_share=inspect_share,
         backfill=backfill_s,
         seed=seed,
+        sparkplug=nodes,
     )
 
     async def main() -> None:
@@ -226,6 +237,29 @@ def check_config(config: ConfigOption = None) -> None:
             escalate,
         )
     show(routes)
+    sp = cfg.sparkplug
+    if not sp.enabled:
+        say("sparkplug off (SPEC 3.4: sparkplug.enabled turns the host application on)")
+    else:
+        assert normalizer.sparkplug is not None
+        say(
+            f"sparkplug host_id {sp.host_id or cfg.mqtt.client_id}; subscribes"
+            f" {', '.join(normalizer.sparkplug.subscriptions)}; rebirth requests"
+            f" {'on' if sp.rebirth else 'off'}; unmapped metrics {sp.unmapped}"
+        )
+        groups = new_table("group", "site", "area", "kind", "metrics mapped", title="Sparkplug")
+        listed = sp.groups.items() if sp.groups else [("(every group)", SparkplugGroup())]
+        for name, g in listed:
+            fields = {**sp.fields, **g.fields}
+            add_row(
+                groups,
+                name,
+                g.site or "registry",
+                g.area or "registry",
+                g.kind or "registry",
+                ", ".join(f"{k} -> {fm.to}" for k, fm in fields.items()) or "-",
+            )
+        show(groups)
     ps = cfg.passages
     if ps is None:
         say("passages  off (SPEC 9: a passages: section turns them on)")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -29,7 +30,14 @@ CONFIG = ROOT / "config" / "monitor.yaml"
 TOKEN = "demo-token"
 INCIDENT_DEVICE = "xs-01"
 BACKFILL = "24h"  # the simulator replays the past day first: reports and boards have a day
-PAST_OUTAGE = (14, 10)  # hours ago: the incident scanner was down yesterday, 4 h long
+PAST_OUTAGE = (14, 10)
+SPARKPLUG_NODE = "rail-gate-plc/plc-01=gb-05"  # gb-05 speaks Sparkplug B through plc-01
+SPARKPLUG_FIELDS = {
+    "Barrier/Position": {"to": "position"},
+    "Barrier/Cycles": {"to": "cycles_total"},
+    "Motor/Current": {"to": "motor_current_a"},
+    "Barrier/Fault": {"to": "state", "map": {"true": "fault", "false": "ready"}},
+}  # hours ago: the incident scanner was down yesterday, 4 h long
 
 BOLD, RED, GREEN, YELLOW, RESET = "\x1b[1m", "\x1b[31m", "\x1b[32m", "\x1b[33m", "\x1b[0m"
 if not sys.stdout.isatty():
@@ -98,6 +106,7 @@ def start_simulator(
         "7",
         "--backfill",
         BACKFILL,
+        *("--sparkplug", SPARKPLUG_NODE),
         *("--fail", f"{INCIDENT_DEVICE}=fault@{-PAST_OUTAGE[0] * 3600:g}"),
         *("--fail", f"{INCIDENT_DEVICE}=recover@{-PAST_OUTAGE[1] * 3600:g}"),
         *("--fail", f"{INCIDENT_DEVICE}=silent@{silent_at:g}"),
@@ -189,6 +198,10 @@ def run(base: Path, duration: float | None, silent_at: float, recover_at: float)
         "MONITOR_HTTP__TOKEN": TOKEN,
         # a shorter scanner timeout than the post's 60 s, so the incident shows up sooner
         "MONITOR_ALERTS__KINDS__XRAY_SCANNER__NO_DATA_TIMEOUT": "20s",
+        # the rail gate's barrier behind a Sparkplug B PLC gateway (SPEC 3.4)
+        "MONITOR_SPARKPLUG__ENABLED": "true",
+        "MONITOR_SPARKPLUG__GROUPS": '{"rail-gate-plc": {}}',
+        "MONITOR_SPARKPLUG__FIELDS": json.dumps(SPARKPLUG_FIELDS),
         # truck passages (SPEC 9): a demo's plate key; a real one is secret
         "MONITOR_PASSAGES__PLATE_KEY": "demo-plate-key-not-for-production",
         "MONITOR_PASSAGES__STAGES": '{"inspection": ["inspection-1"]}',

@@ -22,13 +22,16 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Literal, cast
+from typing import TYPE_CHECKING, Literal, cast
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 from monitor.model import Device
 from monitor.sim.trucks import Post
+
+if TYPE_CHECKING:
+    from monitor.sim.sparkplug_node import SparkplugNode
 
 Format = Literal["canonical", "vendor_x", "plc"]
 Mode = Literal["normal", "silent", "offline", "fault", "flap"]
@@ -382,6 +385,8 @@ class Simulation:
     inspect_share: float = 0.25
     backfill: float = 0.0  # seconds of the past replayed first, as fast as the broker takes
     seed: int = 1
+    # (group, node id, device ids): devices published by a Sparkplug B edge node
+    sparkplug: list[tuple[str, str, list[str]]] = field(default_factory=list)
     sent: int = 0
     _teardowns: list[asyncio.Future[None]] = field(default_factory=list)
     _posts: list[Post] = field(default_factory=list)
@@ -448,10 +453,11 @@ class Simulation:
 
     async def run(self, stop: asyncio.Event | None = None) -> int:
         stop = stop or asyncio.Event()
-        conns = {
+        conns: dict[str, Connection] = {
             s.device.id: Connection(s, self.host, self.port, self.username, self.password)
             for s in self.sims
         }
+        nodes = self._sparkplug_nodes(conns)
         unknown = {f.device for f in self.failures} - set(conns)
         if unknown:
             raise ValueError(f"--fail names unknown devices: {', '.join(sorted(unknown))}")
@@ -478,8 +484,10 @@ class Simulation:
                 await self._flap(conns, flap_since, elapsed)
                 now_ms = int(time.time() * 1000)
                 for sim in self.sims:
-                    if sim.mode not in ("silent", "offline"):
+                    if sim.mode not in ("silent", "offline") and sim.device.id not in nodes:
                         self.sent += conns[sim.device.id].publish(sim.tick(now_ms))
+                for node in {id(n): n for n in nodes.values()}.values():
+                    self.sent += node.publish(now_ms)
                 self._trucks(now_ms, conns)
                 if self.progress is not None and elapsed - last_progress >= 1.0:
                     last_progress = elapsed
@@ -504,6 +512,26 @@ class Simulation:
                 await asyncio.to_thread(conn.close)
             await asyncio.gather(*self._teardowns)
         return self.sent
+
+    def _sparkplug_nodes(self, conns: dict[str, Connection]) -> dict[str, SparkplugNode]:
+        """The devices that an edge node publishes (``sparkplug``), by device id; each gets
+        a ``Member`` in place of its own connection."""
+        from monitor.sim.sparkplug_node import Member, SparkplugNode
+
+        by_device: dict[str, SparkplugNode] = {}
+        for group, node_id, device_ids in self.sparkplug:
+            if unknown := set(device_ids) - set(conns):
+                raise ValueError(f"--sparkplug names unknown devices: {', '.join(sorted(unknown))}")
+            sims = [conns[d].sim for d in device_ids]
+            for s in sims:
+                s.fmt = "canonical"  # the node turns canonical telemetry into its tags
+            node = SparkplugNode(
+                group, node_id, sims, self.host, self.port, self.username, self.password
+            )
+            for sim in sims:
+                by_device[sim.device.id] = node
+                conns[sim.device.id] = Member(sim, node)  # type: ignore[assignment]
+        return by_device
 
     def _teardown(self, conn: Connection) -> None:
         future = conn.drop()

@@ -43,6 +43,7 @@ def test_demo_runs_the_incident_and_stops_cleanly(tmp_path: Path) -> None:
     board = None
     influx_url = ""
     today: dict[str, int] = {}
+    sparkplug_barrier: dict[str, object] = {}
     sites: dict[tuple[str, str], dict[str, float]] = {}
     inspected_median: dict[tuple[str, str], float] = {}
     deadline = time.monotonic() + 90
@@ -59,6 +60,8 @@ def test_demo_runs_the_incident_and_stops_cleanly(tmp_path: Path) -> None:
             if "ALERT FIRING" in line and board is not None:  # the backfilled day is in
                 with urllib.request.urlopen(f"{board}/api/passages", timeout=5) as r:
                     today = json.load(r)["today"]
+                with urllib.request.urlopen(f"{board}/api/devices/gb-05", timeout=5) as r:
+                    sparkplug_barrier = json.load(r)  # behind the Sparkplug gateway plc-01
                 report = subprocess.run(
                     [*REPORT, "--since", "24h", "--format", "json"],
                     capture_output=True,
@@ -98,6 +101,7 @@ def test_demo_runs_the_incident_and_stops_cleanly(tmp_path: Path) -> None:
     assert "ALERT RESOLVED xs-01" in out
     assert "stopped;" in out
     # a day of trucks, at once: on the board (from the monitor's state) and in the report
+    assert sparkplug_barrier["up"] is True and sparkplug_barrier["last_seen_age_s"] < 5
     assert today["inside"] > 0
     assert today["passages"] > 0 or time.gmtime().tm_hour == 19  # local midnight, UTC+5
     assert 700 < sites[("aktau", "all")]["passages"] < 1100  # 40 trucks an hour
