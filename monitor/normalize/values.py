@@ -131,7 +131,7 @@ def _converter(metric: Metric) -> Converter:
     return lambda key, value: to_str(key, value, choices)
 
 
-def _check_field_key(key: str) -> None:
+def check_field_key(key: str) -> None:
     if len(key) > MAX_NAME_CHARS or key in RESERVED_NAMES:
         raise Reject("invalid_field_name", f"field name {key[:40]!r} cannot be stored")
     problem = name_problem(key)
@@ -142,7 +142,12 @@ def _check_field_key(key: str) -> None:
 def generic(key: str, value: Any) -> FieldValue:
     """An unknown metric: kept as float, bool or text (never int, so that a field's type
     cannot flip between int and float from one message to the next)."""
-    _check_field_key(key)
+    check_field_key(key)
+    return generic_value(key, value)
+
+
+def generic_value(key: str, value: Any) -> FieldValue:
+    """``generic`` for a key already checked (a decoder that caches its keys)."""
     if isinstance(value, bool):
         return value
     if isinstance(value, int | float):

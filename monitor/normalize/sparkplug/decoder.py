@@ -14,7 +14,6 @@ rate-limits and publishes.
 from __future__ import annotations
 
 import math
-from collections import defaultdict
 from dataclasses import dataclass, field
 
 from google.protobuf.message import DecodeError
@@ -24,7 +23,7 @@ from monitor.model import INT64_MAX, Device, FieldValue, Reading
 from monitor.normalize.devices import Devices
 from monitor.normalize.reasons import Reject
 from monitor.normalize.sparkplug import sparkplug_b_pb2 as pb
-from monitor.normalize.values import metric_value
+from monitor.normalize.values import CONVERTERS, Converter, check_field_key, generic_value
 from monitor.normalize.vendor import Mapping
 
 NAMESPACE = "spBv1.0"
@@ -50,6 +49,17 @@ class Known:
     datatype: int
 
 
+@dataclass(frozen=True)
+class Target:
+    """Where a metric of a device goes: a mapping, the state (no field), a field converted,
+    or nowhere (control metrics, unmapped ones when dropped, unstorable names)."""
+
+    skip: bool = False
+    mapping: Mapping | None = None
+    field: str | None = None
+    convert: Converter = generic_value
+
+
 @dataclass
 class EdgeNode:
     group: str
@@ -60,6 +70,7 @@ class EdgeNode:
     aliases: dict[int, Known] = field(default_factory=dict)
     datatypes: dict[str, int] = field(default_factory=dict)  # by name
     devices: set[str] = field(default_factory=set)
+    targets: dict[tuple[str, str], Target] = field(default_factory=dict)  # (device, name)
 
 
 @dataclass
@@ -148,6 +159,7 @@ class SparkplugDecoder:
         node.born, node.bd_seq, node.seq = True, bd_seq, msg.seq
         node.aliases.clear()
         node.datatypes.clear()
+        node.targets.clear()
         node.devices.clear()  # a new birth: its devices are born again after it
         self.rebirth_wanted.discard((node.group, node.node))
         return self._birth(node, node.node, msg)
@@ -205,16 +217,19 @@ class SparkplugDecoder:
 
     def _readings(self, node: EdgeNode, device: Device, msg: pb.Payload) -> list[Reading]:
         """A device's metric values, one reading per timestamp (historical ones apart)."""
-        mappings = self._mappings.get(node.group) or self._mappings[None]
         payload_ts = msg.timestamp if msg.HasField("timestamp") else None
         groups: dict[tuple[int | None, bool], Reading] = {}
-        states: dict[tuple[int | None, bool], str] = defaultdict(str)
+        states: dict[tuple[int | None, bool], str] = {}
+        targets = node.targets
         for m in msg.metrics:
             known = self._known(node, m)
             if known is None:
                 continue
             name, datatype = known
-            if name == BD_SEQ or name.startswith(CONTROL_PREFIXES):
+            target = targets.get((device.id, name))
+            if target is None:
+                target = targets[(device.id, name)] = self._target(node, device, name)
+            if target.skip:
                 continue
             value = self._value(m, datatype)
             if value is None:
@@ -225,21 +240,40 @@ class SparkplugDecoder:
             reading = groups.get(key)
             if reading is None:
                 reading = groups[key] = Reading(device, "telemetry", ts, retained=m.is_historical)
-            mapping = mappings.get(name)
-            if mapping is not None:
-                state = mapping.put(device, reading.fields, value)
+            if target.mapping is not None:
+                state = target.mapping.put(device, reading.fields, value)
                 if state is not None:
                     states[key] = state
-            elif name == "state":
+            elif target.field is None:  # the metric named state
                 states[key] = str(value)
-            elif self._keep_unmapped:
-                reading.fields[_field_name(name)] = metric_value(
-                    device.kind, _field_name(name), value
-                )
+            else:
+                reading.fields[target.field] = target.convert(target.field, value)
         for key, state in states.items():
-            if state:
-                groups[key].state = state
+            groups[key].state = state
         return [r for r in groups.values() if r.fields or r.state]
+
+    def _target(self, node: EdgeNode, device: Device, name: str) -> Target:
+        """Where one device's metric goes, worked out once (not per message)."""
+        if name == BD_SEQ or name.startswith(CONTROL_PREFIXES):
+            return Target(skip=True)
+        mappings = self._mappings.get(node.group) or self._mappings[None]
+        mapping = mappings.get(name)
+        if mapping is not None:
+            return Target(mapping=mapping)
+        if name == "state":
+            return Target()
+        if not self._keep_unmapped:
+            return Target(skip=True)
+        key = _field_name(name)
+        convert = CONVERTERS[device.kind].get(key)
+        if convert is None:
+            try:
+                check_field_key(key)
+            except Reject:
+                self.counts.skipped_metrics += 1
+                return Target(skip=True)
+            convert = generic_value
+        return Target(field=key, convert=convert)
 
     def _known(self, node: EdgeNode, m: pb.Payload.Metric) -> tuple[str, int] | None:
         if m.name:
