@@ -35,8 +35,8 @@ lock:
 
 # The Sparkplug B message classes from the official Tahu proto (EPL-2.0, as published in the
 # pysparkplug 0.6.1 sdist on PyPI), committed: the image and a plain pip install need no
-# protoc. tests/normalize/test_sparkplug_proto.py checks they are what this makes.
-SPB := monitor/normalize/sparkplug
+# protoc. tests/test_schemas.py checks they are what this makes.
+SPB := monitor/schemas
 proto: venv
 	$(BIN)/python -m grpc_tools.protoc --proto_path=$(SPB) --python_out=$(SPB) --pyi_out=$(SPB) $(SPB)/sparkplug_b.proto
 

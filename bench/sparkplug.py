@@ -12,7 +12,7 @@ import time
 from bench.hotpath import best_of
 from monitor.config import Config
 from monitor.normalize.normalizer import Normalizer
-from monitor.normalize.sparkplug import sparkplug_b_pb2 as pb
+from monitor.schemas import sparkplug_b_pb2 as pb
 from monitor.sink import schema
 
 NODE = "spBv1.0/plc/{kind}/gw-01"

@@ -23,6 +23,7 @@ SHARED = {
     "monitor.lifecycle",
     "monitor.logs",
     "monitor.model",
+    "monitor.schemas",
     "monitor.stats",
 }
 # package -> the other packages of the monitor it may import (besides the shared ground)

@@ -20,7 +20,7 @@ from typing import cast
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
-from monitor.normalize.sparkplug import sparkplug_b_pb2 as pb
+from monitor.schemas import sparkplug_b_pb2 as pb
 from monitor.sim.simulate import SimDevice
 
 NAMESPACE = "spBv1.0"

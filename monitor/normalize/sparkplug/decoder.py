@@ -22,9 +22,9 @@ from monitor.config import Sparkplug, SparkplugGroup
 from monitor.model import INT64_MAX, Device, FieldValue, Reading
 from monitor.normalize.devices import Devices
 from monitor.normalize.reasons import Reject
-from monitor.normalize.sparkplug import sparkplug_b_pb2 as pb
 from monitor.normalize.values import CONVERTERS, Converter, check_field_key, generic_value
 from monitor.normalize.vendor import Mapping
+from monitor.schemas import sparkplug_b_pb2 as pb
 
 NAMESPACE = "spBv1.0"
 STATE = "STATE"

@@ -11,8 +11,8 @@ from collections.abc import Callable
 
 from monitor import logs
 from monitor.clock import Clock
-from monitor.normalize.sparkplug import sparkplug_b_pb2 as pb
 from monitor.normalize.sparkplug.decoder import NAMESPACE, SparkplugDecoder
+from monitor.schemas import sparkplug_b_pb2 as pb
 from monitor.stats import Stats
 
 log = logs.get(__name__)

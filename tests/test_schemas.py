@@ -8,7 +8,7 @@ from pathlib import Path
 
 from tests.helpers import ROOT
 
-SPB = ROOT / "monitor" / "normalize" / "sparkplug"
+SPB = ROOT / "monitor" / "schemas"
 
 
 def test_the_committed_gencode_is_what_make_proto_writes(tmp_path: Path) -> None:
@@ -29,7 +29,7 @@ def test_the_committed_gencode_is_what_make_proto_writes(tmp_path: Path) -> None
 
 
 def test_it_is_the_official_tahu_schema() -> None:
-    from monitor.normalize.sparkplug import sparkplug_b_pb2 as pb
+    from monitor.schemas import sparkplug_b_pb2 as pb
 
     assert pb.DESCRIPTOR.package == "org.eclipse.tahu.protobuf"
     payload = pb.Payload
