@@ -9,7 +9,7 @@ BIN    := $(VENV)/bin
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 DEBS   := mosquitto mosquitto-clients influxdb influxdb-client victoria-metrics chromium docker-compose openssl faketime
 
-.PHONY: test lint deps venv demo bench soak clean mqtt-passwords lock proto
+.PHONY: test lint deps venv demo bench soak clean mqtt-passwords lock proto i18n
 
 # Installs are reproducible: exact versions and hashes from the lock files; pyproject.toml
 # keeps the ranges (what the code supports), the locks what was tested.
@@ -39,6 +39,15 @@ lock:
 SPB := monitor/schemas
 proto: venv
 	$(BIN)/python -m grpc_tools.protoc --proto_path=$(SPB) --python_out=$(SPB) --pyi_out=$(SPB) $(SPB)/sparkplug_b.proto
+
+# The texts people read, in Russian and Kazakh: extract what the code marks, update the
+# catalogs (new texts appear untranslated: tests/test_i18n.py fails until they are), compile.
+I18N := monitor/i18n
+i18n: venv
+	$(BIN)/pybabel -q extract -F babel.cfg -k N_ --no-location --sort-output \
+		--project=customs-telemetry-monitor -o $(I18N)/monitor.pot .
+	$(BIN)/pybabel -q update -i $(I18N)/monitor.pot -d $(I18N)/locale -D monitor --no-fuzzy-matching
+	$(BIN)/pybabel -q compile -d $(I18N)/locale -D monitor --statistics
 
 # Debian's mosquitto and influxdb, installed only when missing. No service is started:
 # tests and the demo run private servers on loopback.

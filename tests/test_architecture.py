@@ -20,6 +20,7 @@ SHARED = {
     "monitor.config",
     "monitor.durations",
     "monitor.errors",
+    "monitor.i18n",
     "monitor.lifecycle",
     "monitor.logs",
     "monitor.model",
