@@ -97,6 +97,7 @@ def _name(value: str) -> str:
     return value
 
 
+Language = Literal["en", "ru", "kk"]  # as monitor.i18n.Language: texts people read
 SPARKPLUG_ID_RE = re.compile(r"^[^+#/\x00-\x1f]{1,64}\Z")  # a group, node or host id
 Kind = Annotated[str, AfterValidator(_known_kind)]  # a canonical device kind (SPEC 2)
 Name = Annotated[str, AfterValidator(_name)]  # a site or an area: it becomes a tag
@@ -382,6 +383,9 @@ class Route(Section):
     repeat_interval: Interval = 3600.0
     escalate_after: Duration = 900.0
     escalate_to: list[Channel] = []
+    # The crew's language (en, ru, kk): its messages in it; the webhook JSON adds
+    # summary_localized. None: English, and the webhook JSON exactly as SPEC 5 has it.
+    language: Language | None = None
 
 
 class Notify(Section):
@@ -558,6 +562,7 @@ class Config(BaseSettings):
     notify: Notify = Notify()
     passages: Passages | None = None
     sparkplug: Sparkplug = Sparkplug()
+    language: Language = "en"  # of the status board, the CLI and the reports (--lang)
     canonical: bool = Field(True, description="ingest the canonical customs/... topics")
     profiles: dict[str, Profile] = {}
     devices: list[DeviceEntry] = []

@@ -21,7 +21,9 @@ from typing import Any, Literal
 
 from monitor.alerting import rules
 from monitor.alerting.rules import BROKER_DOWN, NO_DATA, SITE_SILENT, DeviceState, RuleSettings
+from monitor.alerting.texts import summary as localized_summary
 from monitor.config import Route as RouteConfig
+from monitor.i18n import Language
 from monitor.model import Device, State
 
 AlertState = Literal["firing", "acknowledged", "resolved"]
@@ -59,6 +61,7 @@ class Alert:
     members: list[str] = field(default_factory=list)  # site_silent: the silent devices
     notified: dict[str, float] = field(default_factory=dict)  # route -> last notified at
     escalated: list[str] = field(default_factory=list)  # routes escalated on
+    facts: dict[str, Any] = field(default_factory=dict)  # for the summary in other languages
 
     @property
     def key(self) -> tuple[str, str]:
@@ -135,6 +138,7 @@ class Route:
     kind: frozenset[str] | None = None
     site: frozenset[str] | None = None
     area: frozenset[str] | None = None
+    language: Language | None = None  # its crew's; None: English, SPEC 5's JSON as it is
 
     @classmethod
     def from_config(cls, r: RouteConfig) -> Route:
@@ -151,6 +155,7 @@ class Route:
             opt(r.match.kind),
             opt(r.match.site),
             opt(r.match.area),
+            r.language,
         )
 
     def matches(self, a: Alert) -> bool:
@@ -172,6 +177,8 @@ class Notification:
     route: str
     channels: tuple[str, ...]
     payload: dict[str, Any]
+    language: Language | None = None  # the route's
+    facts: dict[str, Any] = field(default_factory=dict)  # the alert's, for its language
 
 
 @dataclass
@@ -227,6 +234,24 @@ class AlertEngine:
 
     def _payload(self, alert: Alert, now: float, state: AlertState | None = None) -> dict[str, Any]:
         return alert.payload(now, state, self.wall_offset)
+
+    @staticmethod
+    def _notification(
+        alert: Alert,
+        event: Event,
+        route: Route,
+        channels: tuple[str, ...],
+        payload: dict[str, Any],
+    ) -> Notification:
+        """The route's copy: with ``summary_localized`` when the route has a language."""
+        if route.language is not None:
+            payload = {
+                **payload,
+                "summary_localized": localized_summary(payload, alert.facts, route.language),
+            }
+        return Notification(
+            alert.id, event, route.name, channels, payload, route.language, dict(alert.facts)
+        )
 
     def in_maintenance(self, device: Device, now: float) -> bool:
         at = self.wall(now)
@@ -303,6 +328,7 @@ class AlertEngine:
                         cond.summary,
                         cond.since,
                         now,
+                        facts=cond.facts,
                     )
                     self._fire(out, alert)
                     if rule == NO_DATA:
@@ -373,6 +399,7 @@ class AlertEngine:
             since,
             now,
             members=sorted(ds.device.id for ds in silent),
+            facts={"silent": len(silent), "devices": len(on_site)},
         )
         self._fire(out, alert)
         return alert
@@ -394,8 +421,8 @@ class AlertEngine:
                     route.escalate_to if route.name in alert.escalated else ()
                 )
                 out.notifications.append(
-                    Notification(
-                        alert.id, "resolved", route.name, channels, self._payload(alert, now)
+                    self._notification(
+                        alert, "resolved", route, channels, self._payload(alert, now)
                     )
                 )
 
@@ -415,12 +442,8 @@ class AlertEngine:
         for route in self.routes:
             if route.name in alert.notified:
                 out.notifications.append(
-                    Notification(
-                        alert.id,
-                        "acknowledged",
-                        route.name,
-                        route.channels,
-                        self._payload(alert, now),
+                    self._notification(
+                        alert, "acknowledged", route, route.channels, self._payload(alert, now)
                     )
                 )
         return out
@@ -470,9 +493,8 @@ class AlertEngine:
         if touch:
             alert.notified[route.name] = now
         out.changed[alert.id] = alert
-        out.notifications.append(
-            Notification(alert.id, event, route.name, channels, self._payload(alert, now, "firing"))
-        )
+        payload = self._payload(alert, now, "firing")
+        out.notifications.append(self._notification(alert, event, route, channels, payload))
 
     def next_wakeup(
         self,

@@ -12,15 +12,16 @@ import asyncio
 import random
 from collections import Counter
 from collections.abc import Iterable
-from datetime import UTC, datetime, tzinfo
+from datetime import UTC, tzinfo
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import aiohttp
 
-from monitor import durations, logs
+from monitor import logs
 from monitor.alerting.engine import Notification
 from monitor.alerting.store import OutboxItem, Store
+from monitor.alerting.texts import render
 from monitor.backoff import backoff_delay
 from monitor.clock import Clock
 from monitor.config import mask_url
@@ -31,52 +32,6 @@ log = logs.get(__name__)
 
 GIVE_UP_AFTER_S = 24 * 3600.0  # an alert a day old is no longer news: record the failure
 WEBHOOK_TIMEOUT_S = 10.0
-ICONS = {"firing": "🔴", "repeat": "🔴", "escalation": "🚨", "acknowledged": "👷", "resolved": "✅"}
-HEADLINES = {
-    "firing": "DOWN",
-    "repeat": "STILL DOWN",
-    "escalation": "ESCALATED",
-    "acknowledged": "ACKNOWLEDGED",
-    "resolved": "RECOVERED",
-}
-KIND_NAMES = {
-    "xray_scanner": "X-ray scanner",
-    "radiation_portal": "radiation portal",
-    "gate_barrier": "gate barrier",
-    "anpr_camera": "ANPR camera",
-    "weighbridge": "weighbridge",
-    "site": "site",
-    "monitor": "monitor",
-}
-
-
-def _local(ts: str | None, zone: tzinfo) -> str:
-    if ts is None:
-        return "-"
-    return datetime.fromisoformat(ts).astimezone(zone).strftime("%d.%m %H:%M:%S")
-
-
-def render(data: dict[str, Any], zone: tzinfo) -> tuple[str, str]:
-    """(title, body) a crew member can act on from a phone."""
-    p, event = data["payload"], data["event"]
-    kind = KIND_NAMES.get(p["kind"], p["kind"])
-    where = p["site"] if p["area"] == "*" else f"{p['site']} / {p['area']}"
-    title = f"{ICONS[event]} {HEADLINES[event]}: {p['device']} ({kind}, {where})"
-    lines = [p["summary"]]
-    since = _local(p["started_at"], zone)
-    if event == "resolved":
-        lines.append(
-            f"Back at {_local(p['resolved_at'], zone)}, down since {since}"
-            f" ({durations.human(p['duration_s'])})."
-        )
-    else:
-        lines.append(f"Since {since} ({durations.human(p['duration_s'])} ago).")
-    if event == "acknowledged" and data.get("acked_by"):
-        lines.append(f"Acknowledged by {data['acked_by']}.")
-    lines.append(f"Rule {p['rule']}, severity {p['severity']}, alert {p['alert_id']}.")
-    if event in ("firing", "repeat", "escalation"):
-        lines.append(f"Acknowledge: monitor ack {p['alert_id']}")
-    return title, "\n".join(lines)
 
 
 class Notifier(Resource):
@@ -127,6 +82,8 @@ class Notifier(Resource):
                     "event": n.event,
                     "route": n.route,
                     "payload": n.payload,
+                    "language": n.language,
+                    "facts": n.facts,
                     **(extra or {}),
                 }
                 self._store.outbox_add(channel, now, data)
@@ -207,7 +164,7 @@ class Notifier(Resource):
         ap = apprise.Apprise()
         if not ap.add(url):
             return "not a valid Apprise URL"
-        title, body = render(data, self._zone)
+        title, body = render(data, self._zone)  # in the route's language
         ok = await ap.async_notify(body=body, title=title)
         return None if ok else "Apprise could not deliver"
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import operator
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from monitor import durations
 from monitor.config import Config, ThresholdRule
@@ -110,18 +111,19 @@ class Condition:
     fires_at: float
     severity: str
     summary: str
+    facts: dict[str, Any] = field(default_factory=dict)  # what a summary in any language says
 
 
 def _label(d: Device) -> str:
     return f"{d.id} ({d.kind}, {d.area})"
 
 
-def _offline(ds: DeviceState) -> tuple[float, str] | None:
+def _offline(ds: DeviceState) -> tuple[float, str, str] | None:
     """Since when and why a device is offline: its Last Will, or the state it reports."""
     if ds.online is False and ds.offline_since is not None:
-        return ds.offline_since, " is offline: its connection was lost (Last Will)"
+        return ds.offline_since, " is offline: its connection was lost (Last Will)", "will"
     if ds.state == State.OFFLINE and ds.state_since is not None:
-        return ds.state_since, " reports state offline"
+        return ds.state_since, " reports state offline", "state"
     return None
 
 
@@ -130,9 +132,16 @@ def conditions(ds: DeviceState, rules: RuleSettings, grace_from: float) -> list[
     d = ds.device
     out = []
     if (offline := _offline(ds)) is not None:
-        since, why = offline
+        since, why, how = offline
         out.append(
-            Condition(OFFLINE, since, since + rules.offline_for, rules.severity, _label(d) + why)
+            Condition(
+                OFFLINE,
+                since,
+                since + rules.offline_for,
+                rules.severity,
+                _label(d) + why,
+                {"how": how},
+            )
         )
     if ds.state == State.FAULT and ds.state_since is not None:
         code = f" (code {ds.code})" if ds.code else ""
@@ -143,6 +152,7 @@ def conditions(ds: DeviceState, rules: RuleSettings, grace_from: float) -> list[
                 ds.state_since + rules.fault_for,
                 rules.severity,
                 f"{_label(d)} reports a fault{code}",
+                {"code": ds.code},
             )
         )
     if not out or out[0].rule != OFFLINE:  # offline already explains the silence
@@ -154,6 +164,7 @@ def conditions(ds: DeviceState, rules: RuleSettings, grace_from: float) -> list[
                 silent_from + rules.no_data_timeout,
                 rules.severity,
                 f"{_label(d)} sent no data for {durations.brief(rules.no_data_timeout)}",
+                {"timeout_s": rules.no_data_timeout},
             )
         )
     for t in rules.thresholds:
@@ -168,6 +179,13 @@ def conditions(ds: DeviceState, rules: RuleSettings, grace_from: float) -> list[
                     t.severity,
                     f"{_label(d)} {t.metric} is {value} ({t.op} {t.value:g}) for"
                     f" {durations.brief(t.for_s)}",
+                    {
+                        "metric": t.metric,
+                        "value": value,
+                        "op": t.op,
+                        "limit": t.value,
+                        "for_s": t.for_s,
+                    },
                 )
             )
     return out

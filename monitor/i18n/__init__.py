@@ -12,7 +12,7 @@ text kept in a table and translated later, ``N_("...")``: that is what extractio
 from __future__ import annotations
 
 import gettext
-from datetime import datetime
+from datetime import datetime, tzinfo
 from functools import cache
 from pathlib import Path
 from typing import Literal
@@ -89,12 +89,12 @@ class Texts:
             parts = [self._seconds(s)]
         return " ".join(p for p in parts if p)
 
-    def when(self, ts: float) -> str:
-        """A wall-clock time in Aktau, as the language writes a day and a time."""
+    def when(self, ts: float, zone: tzinfo = ZONE) -> str:
+        """A wall-clock time (in Aktau unless told), as the language writes it."""
         from babel.dates import format_datetime  # only where a time is shown to a person
 
-        moment = datetime.fromtimestamp(ts, ZONE)
-        return format_datetime(moment, "d MMM, HH:mm", tzinfo=ZONE, locale=self.language)
+        moment = datetime.fromtimestamp(ts, zone)
+        return format_datetime(moment, "d MMM, HH:mm", tzinfo=zone, locale=self.language)
 
     def _days(self, n: int) -> str:
         return self.ngettext("%(n)d day", "%(n)d days", n)
