@@ -46,7 +46,7 @@ I18N := monitor/i18n
 i18n: venv
 	$(BIN)/pybabel -q extract -F babel.cfg -k N_ --no-location --sort-output \
 		--project=customs-telemetry-monitor -o $(I18N)/monitor.pot .
-	$(BIN)/pybabel -q update -i $(I18N)/monitor.pot -d $(I18N)/locale -D monitor --no-fuzzy-matching
+	$(BIN)/pybabel -q update -i $(I18N)/monitor.pot -d $(I18N)/locale -D monitor --no-fuzzy-matching --ignore-obsolete
 	$(BIN)/pybabel -q compile -d $(I18N)/locale -D monitor --statistics
 
 # Debian's mosquitto and influxdb, installed only when missing. No service is started:

@@ -292,6 +292,7 @@ def build(config: Config, clock: Clock, stats: Stats) -> Parts:
         clock,
         names,
         release_today=None if passages is None else lambda: asdict(passages.today()),
+        language=config.language,
     )
     parts = Parts(
         config,

@@ -21,10 +21,13 @@ from monitor.alerting.engine import Alert, Window, rfc3339
 from monitor.alerting.notify import Notifier
 from monitor.alerting.service import AlertService
 from monitor.alerting.store import Store
+from monitor.alerting.texts import summary as localized_summary
 from monitor.clock import Clock, wall_offset
 from monitor.config import HTTP, Duration
+from monitor.i18n import LANGUAGES, Language, texts
 from monitor.lifecycle import Resource
 from monitor.stats import Stats
+from monitor.web.board_texts import board_texts
 
 log = logs.get(__name__)
 
@@ -75,16 +78,26 @@ def _shown(t: float | None, offset: float) -> str | None:
     return rfc3339(None if t is None else t + offset)
 
 
-def _alert_json(a: Alert, now: float, offset: float) -> dict[str, Any]:
+def _alert_json(a: Alert, now: float, offset: float, lang: Language = "en") -> dict[str, Any]:
+    payload = a.payload(now, wall_offset=offset)
+    localized: dict[str, Any] = {}
+    if lang != "en":
+        localized["summary_localized"] = localized_summary(payload, a.facts, lang)
     return {
-        **a.payload(now, wall_offset=offset),
-        "duration_text": durations.human(a.duration(now)),
+        **payload,
+        **localized,
+        "duration_text": _human(a.duration(now), lang),
         "fired_at": _shown(a.fired_at, offset),
         "acknowledged_at": _shown(a.acked_at, offset),
         "acknowledged_by": a.acked_by,
         "notified": sorted(a.notified),
         "grouped_by": a.grouped_by,
     }
+
+
+def _human(seconds: float, lang: Language) -> str:
+    """How long, as a person of that language says it (English: as it always was)."""
+    return durations.human(seconds) if lang == "en" else texts(lang).duration(seconds)
 
 
 def _window_json(w: Window) -> dict[str, Any]:
@@ -111,7 +124,9 @@ class Api(Resource):
         clock: Clock,
         names: dict[str, str],
         release_today: Callable[[], dict[str, Any]] | None = None,
+        language: Language = "en",
     ) -> None:
+        self._language = language  # the board's default (config `language`)
         self._config = config
         self._release_today = release_today  # SPEC 9, when passages are on
         self._service = service
@@ -138,6 +153,7 @@ class Api(Resource):
         r.add_get("/api/devices/{device}", self.device)
         r.add_get("/api/alerts", self.alerts)
         r.add_get("/api/passages", self.passages)
+        r.add_get("/api/i18n", self.i18n)
         r.add_post("/api/alerts/{alert_id}/ack", self._auth(self.ack))
         r.add_get("/api/maintenance", self.maintenance)
         r.add_post("/api/maintenance", self._auth(self.add_maintenance))
@@ -214,7 +230,9 @@ class Api(Resource):
         """Monotonic now, and what to add to a monotonic time to show it."""
         return self._clock.monotonic(), wall_offset(self._clock)
 
-    def _device_json(self, device_id: str, now: float, offset: float) -> dict[str, Any]:
+    def _device_json(
+        self, device_id: str, now: float, offset: float, lang: Language = "en"
+    ) -> dict[str, Any]:
         liveness = self._service.liveness
         ds = liveness.devices[device_id]
         d = ds.device
@@ -242,12 +260,13 @@ class Api(Resource):
             "pending": liveness.pending(device_id, now) if status and status[0] else [],
             "since": _shown(since, offset),
             "for_s": None if since is None else round(now - since, 1),
-            "for_text": None if since is None else durations.human(now - since),
+            "for_text": None if since is None else _human(now - since, lang),
         }
 
     async def devices(self, request: web.Request) -> web.Response:
         now, offset = self._now()
-        items = [self._device_json(i, now, offset) for i in self._service.liveness.devices]
+        lang = self._lang(request)
+        items = [self._device_json(i, now, offset, lang) for i in self._service.liveness.devices]
         items.sort(key=lambda x: (x["site"], x["area"], x["kind"], x["device"]))
         return web.json_response({"devices": items})
 
@@ -256,11 +275,22 @@ class Api(Resource):
         if self._release_today is None:
             return web.json_response({"enabled": False})
         today = self._release_today()
-        texts = {
-            f"{key}_text": None if today.get(key) is None else durations.human(today[key])
+        lang = self._lang(request)
+        said = {
+            f"{key}_text": None if today.get(key) is None else _human(today[key], lang)
             for key in ("median_s", "p90_s")
         }
-        return web.json_response({"enabled": True, "today": {**today, **texts}})
+        return web.json_response({"enabled": True, "today": {**today, **said}})
+
+    async def i18n(self, request: web.Request) -> web.Response:
+        """The board's words in ``?lang=`` (default: the config's ``language``)."""
+        lang = self._lang(request) if "lang" in request.query else self._language
+        return web.json_response({**board_texts(texts(lang)), "languages": list(LANGUAGES)})
+
+    @staticmethod
+    def _lang(request: web.Request) -> Language:
+        asked = request.query.get("lang", "en")
+        return next((lang for lang in LANGUAGES if lang == asked), "en")
 
     async def device(self, request: web.Request) -> web.Response:
         device_id = request.match_info["device"]
@@ -285,7 +315,8 @@ class Api(Resource):
             return _error(400, "state must be open or all")
         now, offset = self._now()
         alerts = self._store.alerts(open_only=which == "open")
-        return web.json_response({"alerts": [_alert_json(a, now, offset) for a in alerts]})
+        lang = self._lang(request)
+        return web.json_response({"alerts": [_alert_json(a, now, offset, lang) for a in alerts]})
 
     async def ack(self, request: web.Request) -> web.Response:
         body = await _body(request, AckRequest)

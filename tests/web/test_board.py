@@ -22,6 +22,10 @@ from tests.helpers import ROOT, SHIPPED_CONFIG, Webhook, running_monitor
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 ARTIFACTS = ROOT / "test-artifacts"
+# the texts on the board that do not fit where they are (cut or spilling over)
+OVERFLOWING = """() =>
+    [...document.querySelectorAll('.tile > div, footer .legend, #summary, button')]
+    .filter(e => e.scrollWidth > e.clientWidth + 1).map(e => e.textContent)"""
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -173,3 +177,66 @@ def monitor_passages(port: int | None) -> dict[str, Any]:
     assert body["enabled"] is True
     today: dict[str, Any] = body["today"]
     return today
+
+
+async def test_board_switches_language_without_a_reload_and_the_words_fit(
+    alert_config: Callable[..., Path],
+    mosquitto: Mosquitto,
+    webhook: Webhook,
+) -> None:
+    """Russian and Kazakh on the wall screen: the page's words, the kinds, the states, the
+    alert in the crew's language; switched from the page, no reload; nothing overflows."""
+    from playwright.async_api import async_playwright
+
+    ids = ["xs-a", "xs-b", "xs-c"]
+    config = load_config(alert_config(channels=[f"webhook:{webhook.url}"], devices=ids))
+    simulation = sim.Simulation(
+        sim.build([Device(i, "xray_scanner", "aktau", "inspection-1") for i in ids], seed=3),
+        port=mosquitto.port,
+        rate=4.0,
+        duration=40,
+        failures=[sim.Failure("xs-a", "silent", 2)],
+    )
+    ARTIFACTS.mkdir(exist_ok=True)
+    async with running_monitor(config) as monitor, async_playwright() as pw:
+        running = asyncio.create_task(simulation.run())
+        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            context = await browser.new_context(viewport={"width": 1920, "height": 1080})
+            page = await context.new_page()
+            await page.goto(f"http://127.0.0.1:{monitor.api.port}/")
+            await page.wait_for_selector("#alert-list li", timeout=15_000)
+            await page.evaluate("window.notReloaded = true")
+            for lang, title, kind, alert_words in (
+                ("ru", "Досмотровое оборудование", "Рентгеновский сканер", "нет данных уже"),
+                ("kk", "Тексеру жабдығы", "Рентгендік сканер", "бойы деректер жоқ"),
+            ):
+                await page.select_option("#lang", lang)
+                await page.wait_for_function(
+                    "t => document.getElementById('t-title').textContent === t", arg=title
+                )
+                await page.wait_for_function(
+                    "k => document.querySelector('.tile .kind').textContent === k", arg=kind
+                )
+                await page.wait_for_function(
+                    "w => document.getElementById('alert-list').textContent.includes(w)",
+                    arg=alert_words,
+                )
+                assert await page.evaluate("window.notReloaded") is True
+                assert await page.evaluate("document.documentElement.lang") == lang
+                overflowing = await page.evaluate(OVERFLOWING)
+                assert overflowing == [], f"{lang}: text does not fit: {overflowing}"
+                await page.screenshot(path=str(ARTIFACTS / f"board-{lang}.png"))
+            # the choice is kept in this browser
+            again = await context.new_page()
+            await again.set_viewport_size({"width": 390, "height": 844})
+            await again.goto(f"http://127.0.0.1:{monitor.api.port}/")
+            await again.wait_for_function(
+                "() => document.getElementById('t-title').textContent === 'Тексеру жабдығы'"
+            )
+            await again.screenshot(path=str(ARTIFACTS / "board-kk-phone.png"), full_page=True)
+        finally:
+            await browser.close()
+            running.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await running

@@ -2,11 +2,11 @@
 "use strict";
 
 const REFRESH_MS = 3000;
-const KIND = {
-  xray_scanner: "X-ray scanner", radiation_portal: "Radiation portal", gate_barrier: "Gate barrier",
-  anpr_camera: "ANPR camera", weighbridge: "Weighbridge",
-};
-const REASON = { ok: "", no_data: "no data", offline: "offline", fault: "fault", maintenance: "maintenance" };
+// The board's words in the chosen language (GET /api/i18n), switched without a reload.
+let T = { language: "en", words: {}, kinds: {}, states: {}, reasons: {} };
+let lang = localStorage.getItem("monitorLang");
+
+function w(key, fallback) { return T.words[key] || fallback; }
 
 function el(tag, cls, text) {
   const e = document.createElement(tag);
@@ -23,10 +23,13 @@ function statusClass(d) {
 }
 
 function tileText(d, cls) {
-  if (cls === "unknown") return "waiting for data";
-  if (cls === "pending") return `${d.state} · ${d.pending.join(", ").replaceAll("_", " ")}?`;
-  const reason = d.reason in REASON ? REASON[d.reason] : d.reason;
-  return reason && reason !== d.state ? `${d.state} · ${reason}` : d.state;
+  if (cls === "unknown") return w("waiting", "waiting for data");
+  const state = T.states[d.state] || d.state;
+  if (cls === "pending") {
+    return `${state} · ${d.pending.map((p) => T.reasons[p] || p.replaceAll("_", " ")).join(", ")}?`;
+  }
+  const reason = d.reason === "ok" ? "" : (T.reasons[d.reason] || d.reason);
+  return reason && reason !== state ? `${state} · ${reason}` : state;
 }
 
 function renderDevices(devices) {
@@ -50,8 +53,9 @@ function renderDevices(devices) {
       tile.dataset.device = d.device;
       tile.dataset.status = cls;
       tile.title = d.name ? `${d.name} (${d.device})` : d.device;
-      tile.append(el("div", "id", d.device), el("div", "kind", d.name || KIND[d.kind] || d.kind),
-                  el("div", "state", tileText(d, cls)), el("div", "for", d.for_text ? `for ${d.for_text}` : ""));
+      tile.append(el("div", "id", d.device), el("div", "kind", d.name || T.kinds[d.kind] || d.kind),
+                  el("div", "state", tileText(d, cls)),
+                  el("div", "for", d.for_text ? `${w("for", "for")} ${d.for_text}` : ""));
       tiles.append(tile);
     }
     section.append(tiles);
@@ -60,9 +64,9 @@ function renderDevices(devices) {
   main.replaceChildren(...sections);
   const summary = document.getElementById("summary");
   summary.replaceChildren(
-    el("span", "n-up", `${counts.up + counts.pending} up`), document.createTextNode(" · "),
-    el("span", "n-down", `${counts.down} down`), document.createTextNode(
-      counts.maintenance ? ` · ${counts.maintenance} in maintenance` : ""));
+    el("span", "n-up", `${counts.up + counts.pending} ${w("up", "up")}`), document.createTextNode(" · "),
+    el("span", "n-down", `${counts.down} ${w("down", "down")}`), document.createTextNode(
+      counts.maintenance ? ` · ${counts.maintenance} ${w("in_maintenance", "in maintenance")}` : ""));
   const sites = [...new Set(devices.map((d) => d.site))];
   document.getElementById("site").textContent = sites.length === 1 ? `— ${sites[0]}` : "";
 }
@@ -75,11 +79,11 @@ function renderAlerts(alerts) {
     const li = el("li");
     li.dataset.alert = a.alert_id;
     li.append(el("span", `sev ${a.severity}`, a.severity),
-              el("span", "what", `${a.summary} — since ${a.duration_text}`));
+              el("span", "what", `${a.summary_localized || a.summary} — ${w("for", "for")} ${a.duration_text}`));
     if (a.state === "acknowledged") {
-      li.append(el("span", "acked", `acknowledged by ${a.acknowledged_by || "?"}`));
+      li.append(el("span", "acked", `${w("acknowledged_by", "acknowledged by")} ${a.acknowledged_by || "?"}`));
     } else {
-      const b = el("button", "ack", "Acknowledge");
+      const b = el("button", "ack", w("acknowledge", "Acknowledge"));
       b.addEventListener("click", () => acknowledge(a.alert_id));
       li.append(b);
     }
@@ -101,7 +105,7 @@ function renderRelease(body) {
 function token() {
   let t = localStorage.getItem("monitorToken");
   if (!t) {
-    t = prompt("API token (asked once, kept in this browser):");
+    t = prompt(w("ask_token", "API token (asked once, kept in this browser):"));
     if (t) localStorage.setItem("monitorToken", t.trim());
   }
   return t;
@@ -110,7 +114,7 @@ function token() {
 async function acknowledge(alertId) {
   const t = token();
   if (!t) return;
-  const by = localStorage.getItem("monitorName") || prompt("Your name:") || "status board";
+  const by = localStorage.getItem("monitorName") || prompt(w("ask_name", "Your name:")) || "status board";
   localStorage.setItem("monitorName", by);
   const r = await fetch(`/api/alerts/${encodeURIComponent(alertId)}/ack`, {
     method: "POST", headers: { "Authorization": `Bearer ${t}`, "Content-Type": "application/json" },
@@ -126,29 +130,55 @@ async function acknowledge(alertId) {
 async function refresh() {
   const link = document.getElementById("link");
   try {
+    const q = `lang=${encodeURIComponent(T.language)}`;
     const [d, a, p] = await Promise.all(
-      [fetch("/api/devices"), fetch("/api/alerts?state=open"), fetch("/api/passages")]);
+      [fetch(`/api/devices?${q}`), fetch(`/api/alerts?state=open&${q}`), fetch(`/api/passages?${q}`)]);
     if (!d.ok || !a.ok || !p.ok) throw new Error(`HTTP ${d.status}/${a.status}/${p.status}`);
     renderDevices((await d.json()).devices);
     renderAlerts((await a.json()).alerts);
     renderRelease(await p.json());
     link.classList.remove("lost");
-    document.getElementById("updated").textContent = `updated ${new Date().toLocaleTimeString()}`;
+    document.getElementById("updated").textContent = `${w("updated", "updated")} ${clockText()}`;
   } catch (e) {
     link.classList.add("lost");
-    document.getElementById("updated").textContent = `monitor unreachable (${e.message}) — retrying`;
+    document.getElementById("updated").textContent = `${w("unreachable", "monitor unreachable, retrying")} (${e.message})`;
   }
 }
 
+async function loadTexts(chosen) {
+  // the server's default language (config `language`) unless this browser chose one
+  const r = await fetch(chosen ? `/api/i18n?lang=${encodeURIComponent(chosen)}` : "/api/i18n");
+  if (!r.ok) return;
+  T = await r.json();
+  document.documentElement.lang = T.language;
+  document.getElementById("lang").value = T.language;
+  for (const [key, text] of Object.entries(T.words)) {
+    const e = document.getElementById(`t-${key}`);
+    if (e) e.textContent = text;
+  }
+}
+
+function clockText() {
+  // Aktau time (UTC+5), whatever the wall screen's own zone
+  return new Date().toLocaleTimeString(T.language === "kk" ? "kk-KZ" : T.language,
+    { timeZone: "Asia/Aqtau", hour12: false });
+}
+
 function tick() {
-  document.getElementById("clock").textContent = new Date().toLocaleTimeString();
+  document.getElementById("clock").textContent = clockText();
 }
 
 document.getElementById("token-button").addEventListener("click", () => {
   localStorage.removeItem("monitorToken");
   token();
 });
-tick();
+document.getElementById("lang").addEventListener("change", async (ev) => {
+  lang = ev.target.value;
+  localStorage.setItem("monitorLang", lang);
+  await loadTexts(lang);
+  tick();
+  refresh();
+});
+loadTexts(lang).then(() => { tick(); refresh(); });
 setInterval(tick, 1000);
-refresh();
 setInterval(refresh, REFRESH_MS);
