@@ -18,6 +18,7 @@ import typer
 
 from monitor.config import Config, load_config
 from monitor.errors import ConfigError
+from monitor.i18n import LANGUAGES, Language, texts
 
 if TYPE_CHECKING:  # rich is imported when something is printed: `run` prints nothing
     from rich.console import Console, RenderableType
@@ -46,10 +47,34 @@ def show(renderable: RenderableType, stderr: bool = False) -> None:
     console(stderr).print(renderable)
 
 
-def new_table(*columns: str, title: str) -> Table:
+def new_table(*columns: str, title: str, lang: Language = "en") -> Table:
+    """A table whose headings (marked ``N_`` where they are written) are in ``lang``."""
     from rich.table import Table
 
-    return Table(*columns, title=title)
+    t = texts(lang)
+    return Table(*(t.gettext(c) for c in columns), title=title)
+
+
+LangOption = Annotated[
+    str | None,
+    typer.Option(
+        "--lang",
+        envvar="MONITOR_LANGUAGE",
+        help="en, ru or kk (default: the config's language).",
+    ),
+]
+
+
+def language(lang: str | None, config: Path | None) -> Language:
+    """``--lang``, else the config's ``language`` (when there is a config), else English."""
+    if lang is None:
+        if config is None and not Path("config/monitor.yaml").is_file():
+            return "en"
+        return load(config).language
+    chosen = next((known for known in LANGUAGES if known == lang), None)
+    if chosen is None:
+        raise typer.BadParameter(f"--lang must be one of {', '.join(LANGUAGES)}")
+    return chosen
 
 
 ConfigOption = Annotated[

@@ -14,10 +14,12 @@ import typer
 from monitor import durations
 from monitor.cli.common import (
     ConfigOption,
+    LangOption,
     add_row,
     app,
     complain,
     console,
+    language,
     load,
     new_table,
     say,
@@ -25,6 +27,8 @@ from monitor.cli.common import (
     styled,
     text,
 )
+from monitor.i18n import N_, texts
+from monitor.web.board_texts import REASONS
 
 UrlOption = Annotated[
     str | None,
@@ -97,25 +101,41 @@ STATUS_STYLE = {
 
 @app.command()
 def devices(
-    config: ConfigOption = None, url: UrlOption = None, as_json: JsonOption = False
+    config: ConfigOption = None,
+    url: UrlOption = None,
+    as_json: JsonOption = False,
+    lang: LangOption = None,
 ) -> None:
     """Every device of a running instance: up or down, why, last seen."""
-    if (data := _get(config, url, "/api/devices", as_json)) is None:
+    chosen = language(lang, config)
+    if (data := _get(config, url, f"/api/devices?lang={chosen}", as_json)) is None:
         return
+    t = texts(chosen)
     table = new_table(
-        "site", "area", "device", "kind", "status", "state", "last seen", "alerts", title="Devices"
+        N_("site"),
+        N_("area"),
+        N_("device"),
+        N_("kind"),
+        N_("status"),
+        N_("state"),
+        N_("last seen"),
+        N_("alerts"),
+        title=t.gettext(N_("Devices")),
+        lang=chosen,
     )
     for d in data["devices"]:
         reason = d["reason"] or "waiting"
         style = STATUS_STYLE.get(reason, "yellow")
+        updown = t.gettext("up") if d["up"] else t.gettext("down") if d["up"] is False else "?"
+        reason_text = t.gettext(REASONS[reason]) if reason in REASONS else reason
         add_row(
             table,
             d["site"],
             d["area"],
             d["device"],
-            d["kind"],
-            styled(style, "up" if d["up"] else "down" if d["up"] is False else "?", f" ({reason})"),
-            d["state"] or "-",
+            t.kind(d["kind"]),
+            styled(style, updown, f" ({reason_text})"),
+            t.state(d["state"]) if d["state"] else "-",
             _age(d["last_seen_age_s"]),
             ", ".join(d["open_alerts"]) or "-",
         )
@@ -128,14 +148,24 @@ def alerts(
     url: UrlOption = None,
     as_json: JsonOption = False,
     all_: Annotated[bool, typer.Option("--all", help="Resolved ones too.")] = False,
+    lang: LangOption = None,
 ) -> None:
     """Open (or all) alerts of a running instance."""
-    if (
-        data := _get(config, url, f"/api/alerts?state={'all' if all_ else 'open'}", as_json)
-    ) is None:
+    chosen = language(lang, config)
+    which = "all" if all_ else "open"
+    if (data := _get(config, url, f"/api/alerts?state={which}&lang={chosen}", as_json)) is None:
         return
     table = new_table(
-        "alert", "state", "severity", "rule", "device", "since", "for", "summary", title="Alerts"
+        N_("alert"),
+        N_("state"),
+        N_("severity"),
+        N_("rule"),
+        N_("device"),
+        N_("since"),
+        N_("for"),
+        N_("summary"),
+        title=texts(chosen).gettext(N_("Alerts")),
+        lang=chosen,
     )
     for a in data["alerts"]:
         add_row(
@@ -147,7 +177,7 @@ def alerts(
             f"{a['device']} ({a['site']}/{a['area']})",
             a["started_at"],
             _age(a["duration_s"]),
-            a["summary"],
+            a.get("summary_localized") or a["summary"],
         )
     show(table)
 

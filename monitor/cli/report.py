@@ -12,8 +12,20 @@ from typing import Annotated
 import typer
 
 from monitor import durations
-from monitor.cli.common import ConfigOption, add_row, app, complain, load, new_table, show, styled
+from monitor.cli.common import (
+    ConfigOption,
+    LangOption,
+    add_row,
+    app,
+    complain,
+    language,
+    load,
+    new_table,
+    show,
+    styled,
+)
 from monitor.errors import QueryError
+from monitor.i18n import N_, Language, texts
 from monitor.reports.availability import report
 from monitor.reports.influxql import InfluxQuery
 from monitor.reports.release_time import report as release_report
@@ -36,8 +48,10 @@ def _when(text: str, now: float) -> float:
     return dt.timestamp()
 
 
-def _hours(seconds: float | None) -> str:
-    return "-" if seconds is None else durations.brief(seconds)
+def _hours(seconds: float | None, lang: Language = "en") -> str:
+    if seconds is None:
+        return "-"
+    return durations.brief(seconds) if lang == "en" else texts(lang).duration(seconds)
 
 
 @report_app.command("availability")
@@ -55,10 +69,12 @@ def report_availability(
         ),
     ] = None,
     config: ConfigOption = None,
+    lang: LangOption = None,
 ) -> None:
     """Per device: availability %, unplanned downtime, planned maintenance, outages, MTTR,
     MTBF (definitions in the README)."""
     cfg = load(config)
+    chosen = language(lang, config)
     start, end = _window(since, until, fmt)
     try:
         rows = report(
@@ -74,18 +90,19 @@ def report_availability(
     if _emitted(fmt, start, end, "devices", [r.as_dict() for r in rows]):
         return
     table = new_table(
-        "site",
-        "area",
-        "device",
-        "kind",
-        "availability",
-        "unplanned",
-        "planned",
-        "outages",
-        "MTTR",
-        "MTBF",
-        "unknown",
-        title=f"Availability {_fmt_time(start)} - {_fmt_time(end)}",
+        N_("site"),
+        N_("area"),
+        N_("device"),
+        N_("kind"),
+        N_("availability"),
+        N_("unplanned"),
+        N_("planned"),
+        N_("outages"),
+        N_("MTTR"),
+        N_("MTBF"),
+        N_("unknown"),
+        title=_title(N_("Availability"), start, end, chosen),
+        lang=chosen,
     )
     for r in rows:
         pct = "-" if r.availability_pct is None else f"{r.availability_pct:.2f} %"
@@ -103,12 +120,12 @@ def report_availability(
             r.device,
             r.kind,
             styled(style, pct),
-            _hours(r.unplanned_s),
-            _hours(r.planned_s),
+            _hours(r.unplanned_s, chosen),
+            _hours(r.planned_s, chosen),
             str(r.outages),
-            _hours(r.mttr_s),
-            _hours(r.mtbf_s),
-            _hours(r.unknown_s),
+            _hours(r.mttr_s, chosen),
+            _hours(r.mtbf_s, chosen),
+            _hours(r.unknown_s, chosen),
         )
     show(table)
 
@@ -143,11 +160,13 @@ def report_release_time(
     site: Annotated[str | None, typer.Option()] = None,
     fmt: Annotated[str, typer.Option("--format", help="table, csv or json")] = "table",
     config: ConfigOption = None,
+    lang: LangOption = None,
 ) -> None:
     """Per site, all trucks and inspected yes/no: passages, mean, median, p90, p95 release
     time, the share released within 30/60/120 min, unmatched entries; and the downtime
     impact: dwell of passages that overlapped an equipment outage vs. the others."""
     cfg = load(config)
+    chosen = language(lang, config)
     start, end = _window(since, until, fmt)
     max_dwell = cfg.passages.max_dwell if cfg.passages else 86400.0
     try:
@@ -160,45 +179,59 @@ def report_release_time(
     if _emitted(fmt, start, end, "sites", [r.as_dict() for r in rows]):
         return
     table = new_table(
-        "site",
-        "inspected",
-        "passages",
-        "mean",
-        "median",
-        "p90",
-        "p95",
-        "within 30 min",
-        "within 60 min",
-        "within 120 min",
-        "unmatched",
-        "outage: passages",
-        "outage: median",
-        "outage: p90",
-        "clear: passages",
-        "clear: median",
-        "clear: p90",
-        title=f"Release time {_fmt_time(start)} - {_fmt_time(end)}",
+        N_("site"),
+        N_("inspected"),
+        N_("passages"),
+        N_("mean"),
+        N_("median"),
+        N_("p90"),
+        N_("p95"),
+        N_("within 30 min"),
+        N_("within 60 min"),
+        N_("within 120 min"),
+        N_("unmatched"),
+        N_("outage: passages"),
+        N_("outage: median"),
+        N_("outage: p90"),
+        N_("clear: passages"),
+        N_("clear: median"),
+        N_("clear: p90"),
+        title=_title(N_("Release time"), start, end, chosen),
+        lang=chosen,
     )
     for r in rows:
         add_row(
             table,
             r.site,
-            r.inspected,
+            texts(chosen).gettext(INSPECTED[r.inspected]),
             str(r.passages),
-            *(_hours(x) for x in (r.mean_s, r.median_s, r.p90_s, r.p95_s)),
+            *(_hours(x, chosen) for x in (r.mean_s, r.median_s, r.p90_s, r.p95_s)),
             *(
                 "-" if x is None else f"{x:.1f} %"
                 for x in (r.within_30_min_pct, r.within_60_min_pct, r.within_120_min_pct)
             ),
             "" if r.unmatched is None else str(r.unmatched),
             str(r.outage_passages),
-            _hours(r.outage_median_s),
-            _hours(r.outage_p90_s),
+            _hours(r.outage_median_s, chosen),
+            _hours(r.outage_p90_s, chosen),
             str(r.clear_passages),
-            _hours(r.clear_median_s),
-            _hours(r.clear_p90_s),
+            _hours(r.clear_median_s, chosen),
+            _hours(r.clear_p90_s, chosen),
         )
     show(table)
+
+
+INSPECTED = {"all": N_("all"), "yes": N_("yes"), "no": N_("no")}
+
+
+def _title(what: str, start: float, end: float, lang: Language) -> str:
+    """``Release time 25 Nov, 19:00 – 26 Nov, 19:00`` in Aktau time, in ``lang``; English
+    as it always was (UTC)."""
+    if lang == "en":
+        return f"{what} {_fmt_time(start)} - {_fmt_time(end)}"
+    t = texts(lang)
+    zone = t.gettext(N_("Aktau time"))
+    return f"{t.gettext(what)} {t.when(start)} – {t.when(end)} ({zone})"
 
 
 def _fmt_time(t: float) -> str:

@@ -63,6 +63,14 @@ async def test_cli_talks_to_a_running_instance(
         assert "no_data" in table.stdout
         alert_id = webhook.received[0][2]["alert_id"]
         assert alert_id in table.stdout
+        # in the reader's language: headings, kinds, words, summaries
+        ru = await asyncio.to_thread(cli, "devices", "--lang", "ru")
+        assert "Устройства" in ru.stdout and "Рентгеновский сканер" in ru.stdout
+        assert "не работает (нет данных)" in ru.stdout and "работает" in ru.stdout
+        kk = await asyncio.to_thread(cli, "alerts", "--lang", "kk")
+        assert "Дабылдар" in kk.stdout and "деректер жоқ" in kk.stdout
+        bad = await asyncio.to_thread(cli, "alerts", "--lang", "de")
+        assert bad.returncode == 2 and "--lang must be one of en, ru, kk" in bad.stderr
 
         acked = await asyncio.to_thread(cli, "ack", alert_id, "--by", "Nurlan")
         assert acked.returncode == 0, acked.stderr

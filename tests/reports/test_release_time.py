@@ -161,7 +161,7 @@ def test_the_command_reports_them_from_influxdb(
     args += ["--since", iso(T0), "--until", iso(T0 + 12_000)]
     run = lambda *more: subprocess.run(  # noqa: E731
         [*args, *more], capture_output=True, text=True, cwd=ROOT, check=True,
-        env={"COLUMNS": "250", "PATH": "/usr/bin:/bin"},
+        env={"COLUMNS": "400", "PATH": "/usr/bin:/bin"},
     )  # fmt: skip
     check(json.loads(run("--format", "json").stdout)["sites"])
     csv_lines = run("--format", "csv").stdout.splitlines()
@@ -171,3 +171,9 @@ def test_the_command_reports_them_from_influxdb(
     assert "Release time" in table and "aktau" in table and "kuryk" in table
     only = json.loads(run("--format", "json", "--site", "kuryk").stdout)["sites"]
     assert {r["site"] for r in only} == {"kuryk"}
+    # the headings, the rows' words and durations in the reader's language
+    ru = run("--lang", "ru").stdout
+    assert "Время выпуска" in ru and "время Актау" in ru and "медиана" in ru
+    assert "1 час 18 минут" in ru  # the mean of aktau's all row: 4680 s
+    kk = run("--lang", "kk").stdout
+    assert "Шығару уақыты" in kk and "1 сағат 18 минут" in kk and "иә" in kk
