@@ -216,7 +216,7 @@ def check_config(config: ConfigOption = None) -> None:
         say("areas     " + ", ".join(f"{a} ({n})" for a, n in sorted(by_area.items())))
 
     routes = new_table(
-        "route", "match", "channels", "repeat", "escalate", title="Notification routes"
+        "route", "match", "channels", "repeat", "escalate", "language", title="Notification routes"
     )
     for r in cfg.notify.routes:
         match = " ".join(
@@ -235,6 +235,7 @@ def check_config(config: ConfigOption = None) -> None:
             "\n".join(mask_url(c) for c in r.channels),
             durations.to_config(r.repeat_interval),
             escalate,
+            r.language or "en (SPEC 5's JSON only)",
         )
     show(routes)
     sp = cfg.sparkplug

@@ -27,10 +27,11 @@ class JsonEndpoint:
 
     def __init__(self) -> None:
         self.port = free_port()
-        self.received: list[dict[str, Any]] = []
+        self.received: list[dict[str, Any]] = []  # on /notify (Russian)
+        self.kazakh: list[dict[str, Any]] = []  # on /kk
 
     async def handle(self, request: web.Request) -> web.Response:
-        self.received.append(await request.json())
+        (self.kazakh if request.path == "/kk" else self.received).append(await request.json())
         return web.Response(status=200)
 
 
@@ -39,6 +40,7 @@ async def endpoint() -> AsyncIterator[JsonEndpoint]:
     ep = JsonEndpoint()
     app = web.Application()
     app.router.add_post("/notify", ep.handle)
+    app.router.add_post("/kk", ep.handle)
     runner = web.AppRunner(app, shutdown_timeout=0.5)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", ep.port).start()
@@ -67,6 +69,7 @@ async def test_a_kazakh_and_a_russian_crew_get_their_language(
             "language": "ru",
         },
         {"name": "vendor", "channels": [f"webhook:{english.url}"]},
+        {"name": "kk-chat", "channels": [f"json://127.0.0.1:{endpoint.port}/kk"], "language": "kk"},
     ]
     path = alert_config(channels=["webhook:http://127.0.0.1:9/unused"], devices=["xs-a"])
     text = path.read_text()
@@ -74,7 +77,7 @@ async def test_a_kazakh_and_a_russian_crew_get_their_language(
     end = text.index("devices:")
     path.write_text(text[:start] + "notify:\n  routes: " + json.dumps(routes) + "\n" + text[end:])
     config = load_config(path)
-    assert [r.language for r in config.notify.routes] == ["kk", "ru", None]
+    assert [r.language for r in config.notify.routes] == ["kk", "ru", None, "kk"]
 
     pub = Publisher(mosquitto.port)
     talker = Talker(pub, ["xs-a"])
@@ -85,7 +88,7 @@ async def test_a_kazakh_and_a_russian_crew_get_their_language(
         await wait_for(lambda: webhook.received and endpoint.received, timeout=ALERT_TIMEOUT + 8)
         talker.talking.add("xs-a")
         await wait_for(lambda: len(webhook.received) >= 2 and len(endpoint.received) >= 2, 10)
-        await wait_for(lambda: len(english.received) >= 2, 10)
+        await wait_for(lambda: len(english.received) >= 2 and len(endpoint.kazakh) >= 2, 10)
         talking.cancel()
     await runner.cleanup()
     pub.close()
@@ -108,6 +111,12 @@ async def test_a_kazakh_and_a_russian_crew_get_their_language(
     )
     assert second["title"].startswith("✅ ВОССТАНОВЛЕНО: xs-a")
     assert "не работало с" in second["message"]
+
+    # Kazakh, through Apprise
+    kk_fired, kk_back = endpoint.kazakh[:2]
+    assert kk_fired["title"] == "🔴 ІСТЕН ШЫҚТЫ: xs-a (Рентгендік сканер, aktau / inspection-1)"
+    assert kk_back["title"].startswith("✅ ҚАЛПЫНА КЕЛДІ: xs-a")
+    assert "бастап жұмыс істейді" in kk_back["message"]
 
     # no language: the webhook JSON exactly as SPEC 5 has it
     assert set(english.received[0][2]) == SPEC_KEYS
