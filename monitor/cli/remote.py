@@ -6,6 +6,7 @@ import json
 import os
 import urllib.error
 import urllib.request
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -27,7 +28,7 @@ from monitor.cli.common import (
     styled,
     text,
 )
-from monitor.i18n import N_, texts
+from monitor.i18n import N_, Language, texts
 from monitor.web.board_texts import REASONS
 
 UrlOption = Annotated[
@@ -84,6 +85,13 @@ def _get(config: Path | None, url: str | None, path: str, as_json: bool) -> Any:
         console().print_json(data=data)
         return None
     return data
+
+
+def _aktau(rfc3339: str | None, lang: Language) -> str:
+    """An API time as a person reads it: Aktau time, the language's format."""
+    if rfc3339 is None:
+        return "-"
+    return texts(lang).when(datetime.fromisoformat(rfc3339).timestamp())
 
 
 def _age(seconds: float | None) -> str:
@@ -175,7 +183,7 @@ def alerts(
             a["severity"],
             a["rule"],
             f"{a['device']} ({a['site']}/{a['area']})",
-            a["started_at"],
+            _aktau(a["started_at"], chosen),
             _age(a["duration_s"]),
             a.get("summary_localized") or a["summary"],
         )

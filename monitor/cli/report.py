@@ -6,7 +6,7 @@ import csv
 import json
 import sys
 import time
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated
 
 import typer
@@ -225,14 +225,7 @@ INSPECTED = {"all": N_("all"), "yes": N_("yes"), "no": N_("no")}
 
 
 def _title(what: str, start: float, end: float, lang: Language) -> str:
-    """``Release time 25 Nov, 19:00 – 26 Nov, 19:00`` in Aktau time, in ``lang``; English
-    as it always was (UTC)."""
-    if lang == "en":
-        return f"{what} {_fmt_time(start)} - {_fmt_time(end)}"
+    """``Release time 25 Nov, 19:00 – 26 Nov, 19:00 (Aktau time)``, in ``lang``."""
     t = texts(lang)
     zone = t.gettext(N_("Aktau time"))
     return f"{t.gettext(what)} {t.when(start)} – {t.when(end)} ({zone})"
-
-
-def _fmt_time(t: float) -> str:
-    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%d %H:%M UTC")
