@@ -78,7 +78,9 @@ def test_durations_round_to_the_two_largest_units() -> None:
     ru = texts("ru")
     assert ru.duration(3780) == "1 час 3 минуты"
     assert ru.duration(3600 * 5 + 29) == "5 часов"  # seconds do not count after an hour
-    assert ru.duration(2 * 86400 + 3 * 3600 + 59 * 60) == "2 дня 3 часа"
+    assert ru.duration(2 * 86400 + 3 * 3600 + 59 * 60) == "2 дня 4 часа"  # to the hour
+    assert ru.duration(21 * 60 + 7) == "21 минута"  # seconds do not count after ten minutes
+    assert ru.duration(185) == "3 минуты 5 секунд"
     assert ru.duration(45) == "45 секунд"
     assert texts("en").duration(0) == "0 seconds"
 

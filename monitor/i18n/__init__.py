@@ -74,19 +74,27 @@ class Texts:
         return self.gettext(STATES[state]) if state in STATES else state
 
     def duration(self, seconds: float) -> str:
-        """As a person says how long: the two largest units, rounded to the smaller one
-        (``1 hour 3 minutes``, ``21 minutes``, ``45 seconds``, ``2 days 3 hours``)."""
+        """As a person says how long: seconds under a minute, minutes and seconds under ten
+        minutes, then minutes, hours and minutes, days and hours, each rounded to the
+        smaller unit (``45 seconds``, ``3 minutes 5 seconds``, ``21 minutes``, ``1 hour 3
+        minutes``, ``2 days 4 hours``)."""
         s = max(0, round(seconds))
-        days, hours, minutes = s // 86400, s % 86400 // 3600, s % 3600 // 60
-        if days:
-            parts = [self._days(days), self._hours(hours) if hours else ""]
-        elif hours:
-            parts = [self._hours(hours), self._minutes(minutes) if minutes else ""]
-        elif minutes:
-            seconds_left = s % 60
-            parts = [self._minutes(minutes), self._seconds(seconds_left) if seconds_left else ""]
-        else:
-            parts = [self._seconds(s)]
+        if s < 60:
+            return self._seconds(s)
+        if s < 600:
+            m, rest = divmod(s, 60)
+            return self._join(self._minutes(m), self._seconds(rest) if rest else "")
+        minutes = round(s / 60)
+        if minutes < 60:
+            return self._minutes(minutes)
+        if minutes < 24 * 60:
+            h, m = divmod(minutes, 60)
+            return self._join(self._hours(h), self._minutes(m) if m else "")
+        d, h = divmod(round(s / 3600), 24)
+        return self._join(self._days(d), self._hours(h) if h else "")
+
+    @staticmethod
+    def _join(*parts: str) -> str:
         return " ".join(p for p in parts if p)
 
     def when(self, ts: float, zone: tzinfo = ZONE) -> str:
