@@ -235,7 +235,7 @@ def check_config(config: ConfigOption = None) -> None:
             "\n".join(mask_url(c) for c in r.channels),
             durations.to_config(r.repeat_interval),
             escalate,
-            r.language or "en (SPEC 5's JSON only)",
+            r.language or "en",
         )
     show(routes)
     sp = cfg.sparkplug
