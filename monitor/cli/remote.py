@@ -210,13 +210,25 @@ app.add_typer(maintenance_app, name="maintenance")
 
 @maintenance_app.command("list")
 def maintenance_list(
-    config: ConfigOption = None, url: UrlOption = None, as_json: JsonOption = False
+    config: ConfigOption = None,
+    url: UrlOption = None,
+    as_json: JsonOption = False,
+    lang: LangOption = None,
 ) -> None:
     """Maintenance windows, from the config and added at run time."""
+    chosen = language(lang, config)
     if (data := _get(config, url, "/api/maintenance", as_json)) is None:
         return
     table = new_table(
-        "id", "scope", "value", "starts", "ends", "reason", "by", title="Maintenance windows"
+        N_("id"),
+        N_("scope"),
+        N_("value"),
+        N_("starts"),
+        N_("ends"),
+        N_("reason"),
+        N_("by"),
+        title=texts(chosen).gettext(N_("Maintenance windows")),
+        lang=chosen,
     )
     for w in data["windows"]:
         add_row(
@@ -224,8 +236,8 @@ def maintenance_list(
             w["id"],
             w["scope"],
             w["value"],
-            w["starts"],
-            w["ends"],
+            _aktau(w["starts"], chosen),
+            _aktau(w["ends"], chosen),
             w["reason"],
             w["created_by"],
         )

@@ -94,6 +94,8 @@ async def test_cli_talks_to_a_running_instance(
         window_id = added.stdout.split()[1].rstrip(":")
         listed = await asyncio.to_thread(cli, "maintenance", "list", "--json")
         assert [w["id"] for w in json.loads(listed.stdout)["windows"]] == [window_id]
+        ru = await asyncio.to_thread(cli, "maintenance", "list", "--lang", "ru")
+        assert "Окна обслуживания" in ru.stdout and "calibration" in ru.stdout
         removed = await asyncio.to_thread(cli, "maintenance", "remove", window_id)
         assert removed.returncode == 0, removed.stderr
         talking.cancel()
