@@ -15,6 +15,7 @@ import signal
 import threading
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
 from monitor import logs
 from monitor.alerting.engine import AlertEngine, Route, Window
@@ -28,7 +29,6 @@ from monitor.config import Config
 from monitor.lifecycle import supervised
 from monitor.normalize.normalizer import Normalizer
 from monitor.normalize.quarantine import Quarantine
-from monitor.normalize.sparkplug.host import HostApplication
 from monitor.passages.store import PassageStore
 from monitor.passages.tracker import PassageTracker
 from monitor.pipeline import Ingest, Points
@@ -38,6 +38,9 @@ from monitor.sink.spool import Spool, SpoolingWriter
 from monitor.source.mqtt import Message, MqttSource
 from monitor.stats import Stats
 from monitor.web.api import Api, Health
+
+if TYPE_CHECKING:
+    from monitor.normalize.sparkplug.host import HostApplication
 
 log = logs.get(__name__)
 
@@ -231,13 +234,12 @@ def build(config: Config, clock: Clock, stats: Stats) -> Parts:
     )
     sink = SpoolingWriter(writer, spool, stats, retry_max=config.influx.retry.max)
     notifier = Notifier(store, stats, clock, channels_of(config))
-    host = (
-        HostApplication(
-            config.sparkplug.host_id or config.mqtt.client_id, normalizer.sparkplug, clock, stats
-        )
-        if normalizer.sparkplug is not None
-        else None
-    )
+    host = None
+    if normalizer.sparkplug is not None:  # imported here: only Sparkplug configs need it
+        from monitor.normalize.sparkplug.host import HostApplication
+
+        host_id = config.sparkplug.host_id or config.mqtt.client_id
+        host = HostApplication(host_id, normalizer.sparkplug, clock, stats)
     source = MqttSource(
         config.mqtt,
         config.mqtt.topics or normalizer.subscriptions,

@@ -67,10 +67,17 @@ LangOption = Annotated[
 
 def language(lang: str | None, config: Path | None) -> Language:
     """``--lang``, else the config's ``language`` (when there is a config), else English."""
+    if lang is not None:
+        return pick_language(lang, "en")
+    if config is None and not Path("config/monitor.yaml").is_file():
+        return "en"
+    return load(config).language
+
+
+def pick_language(lang: str | None, default: Language) -> Language:
+    """``--lang`` if given (and known), else ``default``."""
     if lang is None:
-        if config is None and not Path("config/monitor.yaml").is_file():
-            return "en"
-        return load(config).language
+        return default
     chosen = next((known for known in LANGUAGES if known == lang), None)
     if chosen is None:
         raise typer.BadParameter(f"--lang must be one of {', '.join(LANGUAGES)}")

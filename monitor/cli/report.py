@@ -6,8 +6,9 @@ import csv
 import json
 import sys
 import time
+from collections.abc import Callable
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 import typer
 
@@ -18,17 +19,20 @@ from monitor.cli.common import (
     add_row,
     app,
     complain,
-    language,
     load,
     new_table,
+    pick_language,
     show,
     styled,
 )
+from monitor.config import Config
 from monitor.errors import QueryError
 from monitor.i18n import N_, Language, texts
 from monitor.reports.availability import report
 from monitor.reports.influxql import InfluxQuery
 from monitor.reports.release_time import report as release_report
+
+T = TypeVar("T")
 
 report_app = typer.Typer(help="Reports from the InfluxDB history.", no_args_is_help=True)
 app.add_typer(report_app, name="report")
@@ -74,19 +78,11 @@ def report_availability(
     """Per device: availability %, unplanned downtime, planned maintenance, outages, MTTR,
     MTBF (definitions in the README)."""
     cfg = load(config)
-    chosen = language(lang, config)
+    chosen = pick_language(lang, cfg.language)
     start, end = _window(since, until, fmt)
-    try:
-        rows = report(
-            InfluxQuery(cfg.influx),
-            start,
-            end,
-            max_gap or 3 * cfg.status_interval,
-            {"site": site, "area": area, "kind": kind},
-        )
-    except (OSError, QueryError) as e:
-        complain(f"cannot query InfluxDB at {cfg.influx.url}: ", str(e))
-        raise typer.Exit(1) from None
+    gap = max_gap or 3 * cfg.status_interval
+    where = {"site": site, "area": area, "kind": kind}
+    rows = _queried(cfg, lambda query: report(query, start, end, gap, where))
     if _emitted(fmt, start, end, "devices", [r.as_dict() for r in rows]):
         return
     table = new_table(
@@ -143,6 +139,15 @@ def _emitted(fmt: str, start: float, end: float, key: str, rows: list[dict[str, 
     return False
 
 
+def _queried(cfg: Config, run: Callable[[InfluxQuery], T]) -> T:
+    """A report's rows from InfluxDB; a failing query ends the command (exit 1), said once."""
+    try:
+        return run(InfluxQuery(cfg.influx))
+    except (OSError, QueryError) as e:
+        complain(f"cannot query InfluxDB at {cfg.influx.url}: ", str(e))
+        raise typer.Exit(1) from None
+
+
 def _window(since: str, until: str, fmt: str) -> tuple[float, float]:
     if fmt not in ("table", "csv", "json"):
         raise typer.BadParameter("--format must be table, csv or json")
@@ -166,16 +171,11 @@ def report_release_time(
     time, the share released within 30/60/120 min, unmatched entries; and the downtime
     impact: dwell of passages that overlapped an equipment outage vs. the others."""
     cfg = load(config)
-    chosen = language(lang, config)
+    chosen = pick_language(lang, cfg.language)
     start, end = _window(since, until, fmt)
+    gap = 3 * cfg.status_interval
     max_dwell = cfg.passages.max_dwell if cfg.passages else 86400.0
-    try:
-        rows = release_report(
-            InfluxQuery(cfg.influx), start, end, 3 * cfg.status_interval, max_dwell, site
-        )
-    except (OSError, QueryError) as e:
-        complain(f"cannot query InfluxDB at {cfg.influx.url}: ", str(e))
-        raise typer.Exit(1) from None
+    rows = _queried(cfg, lambda query: release_report(query, start, end, gap, max_dwell, site))
     if _emitted(fmt, start, end, "sites", [r.as_dict() for r in rows]):
         return
     table = new_table(

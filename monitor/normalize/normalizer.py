@@ -13,6 +13,7 @@ its payload's timestamp, or none: the pipeline stamps those with the receive tim
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from monitor.config import Config, DeviceEntry
 from monitor.model import Device, Reading
@@ -20,11 +21,13 @@ from monitor.normalize import canonical
 from monitor.normalize.devices import Devices
 from monitor.normalize.plates import PlateHasher
 from monitor.normalize.reasons import Reject, Rejected
-from monitor.normalize.sparkplug.decoder import NAMESPACE as SPARKPLUG
-from monitor.normalize.sparkplug.decoder import SparkplugDecoder
 from monitor.normalize.topics import TopicPattern, receives
 from monitor.normalize.vendor import VendorDecoder
 
+if TYPE_CHECKING:
+    from monitor.normalize.sparkplug.decoder import SparkplugDecoder
+
+SPARKPLUG = "spBv1.0"  # the topic namespace of Sparkplug B (SPEC 3.4)
 Decoder = Callable[[dict[str, str], bytes, bool], Reading]
 Route = tuple[TopicPattern, Decoder]
 
@@ -57,9 +60,11 @@ class Normalizer:
         for routes in self._by_root.values():
             routes.extend(wildcard)
         self._wildcard_routes = wildcard
-        self.sparkplug = (
-            SparkplugDecoder(config.sparkplug, devices) if config.sparkplug.enabled else None
-        )
+        self.sparkplug: SparkplugDecoder | None = None
+        if config.sparkplug.enabled:  # protobuf is imported only by configs that speak it
+            from monitor.normalize.sparkplug.decoder import SparkplugDecoder
+
+            self.sparkplug = SparkplugDecoder(config.sparkplug, devices)
 
     @property
     def subscriptions(self) -> list[str]:
