@@ -15,10 +15,10 @@ import signal
 import threading
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from monitor import logs
-from monitor.alerting.engine import AlertEngine, Route, Window
+from monitor.alerting.engine import FORGOTTEN, UNOWNED, AlertEngine, Route, Window
 from monitor.alerting.liveness import Liveness
 from monitor.alerting.notify import Notifier
 from monitor.alerting.rules import RuleBook
@@ -27,6 +27,7 @@ from monitor.alerting.store import Store
 from monitor.clock import Clock, SystemClock
 from monitor.config import Config
 from monitor.lifecycle import supervised
+from monitor.model import Device, DeviceKey, key_text
 from monitor.normalize.normalizer import Normalizer
 from monitor.normalize.quarantine import Quarantine
 from monitor.passages.store import PassageStore
@@ -56,6 +57,7 @@ SPARKPLUG_TICK_S = 0.5  # rebirth requests go out this soon after the gap that w
 PASSAGES_EXPIRE_S = 60.0  # entries past max_dwell given up: a minute late at the most
 SUBSCRIPTIONS_KEY = "mqtt.subscriptions"  # what the persistent session is subscribed to
 WINDOWS_KEPT_S = 7 * 86400.0  # maintenance windows added at run time, after they ended
+Forgotten = Literal["forgotten", "registered", "unknown"]
 
 
 def config_windows(config: Config) -> list[Window]:
@@ -105,13 +107,37 @@ class Parts:
     sparkplug: HostApplication | None = None  # SPEC 3.4, when enabled
 
     def restore(self) -> None:
-        """Open alerts, maintenance windows and last-seen times from before a restart."""
+        """Open alerts, maintenance windows and last-seen times from before a restart, of
+        the devices this collector still owns (SPEC 5, 8): one whose data its subscriptions
+        no longer carry is another collector's now, or nobody's."""
+        saved = [ds for ds in self.store.devices() if self.normalizer.owns(ds.device)]
+        saved.sort(key=lambda ds: ds.last_seen or 0.0, reverse=True)  # the newest first
+        self.normalizer.remember(ds.device for ds in saved)
         self.engine.restore(
             self.store.alerts(open_only=True),
             [*config_windows(self.config), *self.store.windows()],
         )
-        self.liveness.restore(self.store.devices())
+        self.liveness.restore(saved)
         self.liveness.grace_from = self.clock.monotonic()
+        for a in list(self.engine.open.values()):
+            device = Device(a.device, a.kind, a.site, a.area)
+            if a.kind not in ("site", "monitor") and not self.normalizer.owns(device):
+                # its sites went to another collector: that one watches it now
+                self.service.apply_forget(device.key, UNOWNED)
+
+    def forget(self, key: DeviceKey) -> Forgotten:
+        """A device a person said is gone (SPEC 5): its open alerts resolved (reason
+        ``forgotten``), dropped from liveness, the store and the normalizer's discovered
+        devices; it comes back only if it speaks again. A registered one is the config's."""
+        if key in self.normalizer.registry:
+            return "registered"
+        if not self.liveness.forget(key):
+            return "unknown"
+        self.normalizer.forget(key)
+        self.store.forget_device(key)
+        self.service.apply_forget(key, FORGOTTEN)
+        log.info("device.forgotten", site=key[0], device=key[1])
+        return "forgotten"
 
     def status_tick(self) -> None:
         """``device_status`` of every device (SPEC 4), and last-seen times saved."""
@@ -219,7 +245,7 @@ def build(config: Config, clock: Clock, stats: Stats) -> Parts:
         instance,
         broker_down_after=config.alerts.broker_down_after,
     )
-    liveness = Liveness(normalizer.registry.values(), rulebook, engine.in_maintenance)
+    liveness = Liveness(normalizer.expected, rulebook, engine.in_maintenance)
     store = Store(config.state_dir / "state.db", clock)
     spool = (
         Spool(config.state_dir / "spool.db", int(config.spool_max_bytes), stats, clock)
@@ -283,7 +309,7 @@ def build(config: Config, clock: Clock, stats: Stats) -> Parts:
         on_change=service.poke,
         passages=passages,
     )
-    names = {d.id: d.name for d in config.devices if d.name}
+    names = {(d.site, d.id): d.name for d in config.devices if d.name}
     api = Api(
         config.http,
         service,
@@ -295,6 +321,8 @@ def build(config: Config, clock: Clock, stats: Stats) -> Parts:
         names,
         release_today=None if passages is None else lambda: asdict(passages.today()),
         language=config.language,
+        forget=lambda key: parts.forget(key),
+        registered=frozenset(normalizer.registry),
     )
     parts = Parts(
         config,
@@ -442,8 +470,17 @@ async def run(
         influx=config.influx.url,
         api=config.influx.api,
         devices=len(parts.normalizer.registry),
+        expected=len(parts.normalizer.expected),
         routes=len(config.notify.routes),
     )
+    if heard_only := parts.normalizer.heard_only:
+        # mqtt.topics carry some of their topics, not all: another collector may hear them
+        log.warning(
+            "monitor.devices_watched_once_heard",
+            devices=",".join(key_text(d.key) for d in heard_only[:20]),
+            count=len(heard_only),
+            fix="say which profile each speaks (devices[].profile)",
+        )
     await serve(parts, stop, on_api)
     log.info(
         "monitor.stopped",

@@ -512,6 +512,9 @@ class DeviceEntry(Section):
     site: Name
     area: Name
     name: str | None = None  # a human label for the status board
+    # How it speaks: a profile's name, "canonical" or "sparkplug". Optional; it says which
+    # collector owns the device (SPEC 8) and which entry a topic without a site means.
+    profile: str | None = None
     no_data_timeout: Interval | None = None
     fault_for: Duration | None = None
     offline_for: Duration | None = None
@@ -572,13 +575,24 @@ class Config(BaseSettings):
         return self.instance or self.mqtt.client_id
 
     @model_validator(mode="after")
-    def _unique_devices(self) -> Self:
-        seen: set[str] = set()
-        for dev in self.devices:
-            if dev.id in seen:
-                raise ValueError(f"device id {dev.id!r} is registered twice")
-            seen.add(dev.id)
+    def _registry(self) -> Self:
+        if problems := registry_problems(self):
+            raise ValueError("\n".join(problems))
         return self
+
+    def siteless_routes(self) -> dict[str, str | None]:
+        """The profiles whose topics name no site (``scanners/{device}/data``; Sparkplug
+        groups without a site of their own), with the kind each is for: their devices are
+        found by id alone."""
+        routes: dict[str, str | None] = {
+            name: p.kind
+            for name, p in self.profiles.items()
+            if p.site is None and "{site}" not in p.topic
+        }
+        sp = self.sparkplug
+        if sp.enabled and (not sp.groups or any(g.site is None for g in sp.groups.values())):
+            routes[SPARKPLUG_ROUTE] = None
+        return routes
 
     @classmethod
     def settings_customise_sources(
@@ -594,6 +608,48 @@ class Config(BaseSettings):
         if (from_file := _from_yaml.get()) is not None:
             sources.append(InitSettingsSource(settings_cls, init_kwargs=from_file))
         return tuple(sources)
+
+
+CANONICAL_ROUTE = "canonical"
+SPARKPLUG_ROUTE = "sparkplug"
+
+
+def registry_problems(config: Config) -> list[str]:
+    """A device is its site and id (SPEC 2): each registered once, and an id that a topic
+    without a site would name ambiguously refused, with how to say which one is meant."""
+    problems: list[str] = []
+    routes = {CANONICAL_ROUTE, SPARKPLUG_ROUTE, *config.profiles}
+    first: dict[tuple[str, str], int] = {}
+    by_id: dict[str, list[int]] = {}
+    for i, dev in enumerate(config.devices):
+        key = (dev.site, dev.id)
+        if key in first:
+            problems.append(
+                f"devices[{i}]: {dev.site}/{dev.id} is registered twice (devices[{first[key]}] too)"
+            )
+        first.setdefault(key, i)
+        by_id.setdefault(dev.id, []).append(i)
+        if dev.profile is not None and dev.profile not in routes:
+            problems.append(
+                f"devices[{i}].profile: unknown {dev.profile!r}"
+                f" (known: {', '.join(sorted(routes))})"
+            )
+    for route, kind in config.siteless_routes().items():
+        for device_id, entries in by_id.items():
+            fitting = [
+                i
+                for i in entries
+                if (kind is None or config.devices[i].kind == kind)
+                and config.devices[i].profile in (None, route)
+            ]
+            if len(fitting) > 1:
+                sites = ", ".join(config.devices[i].site for i in fitting)
+                problems.append(
+                    f"devices[{fitting[1]}]: {device_id} is registered at {sites}, and"
+                    f" {route}'s topics name no site: say which one speaks {route}"
+                    f" (profile: {route} on it, another profile on the others)"
+                )
+    return problems
 
 
 # The YAML being loaded, parsed once, for the duration of one load_config().
@@ -618,6 +674,10 @@ def _validation_problems(err: ValidationError) -> list[str]:
     problems = []
     for e in err.errors(include_url=False):
         msg = e["msg"].removeprefix("Value error, ")
+        if not e["loc"] and re.match(r"^[a-z_]+(\[\d+\])?[\w.\[\]]*: ", msg):
+            # a check across sections names its own paths, one problem a line
+            problems.extend(msg.splitlines())
+            continue
         problems.append(f"{_format_loc(e['loc'])}: {msg}")
     return problems
 

@@ -47,6 +47,19 @@ class InfluxUnavailable(WriteError):
         super().__init__(message, status=status, retryable=True)
 
 
+class StateVersionError(MonitorError):
+    """A state store written by a newer monitor: this one would corrupt it, so it stops."""
+
+    def __init__(self, path: str, version: int, known: int) -> None:
+        super().__init__(
+            f"{path} holds state of schema {version}, written by a newer monitor (this one"
+            f" knows schema {known} at most): upgrade this monitor, or restore a backup"
+        )
+        self.path = path
+        self.version = version
+        self.known = known
+
+
 class QueryError(MonitorError):
     """InfluxDB answered a query (for a report) with an error."""
 

@@ -139,6 +139,11 @@ CONVERSIONS: dict[str, tuple[float, float]] = {  # name -> (scale, offset): v * 
 Channel = Literal["telemetry", "status", "event"]
 
 
+# A device is its site and id (SPEC 2): posts name their equipment alike, so ``gb-01`` at
+# Aktau and ``gb-01`` at Kuryk are two devices. Everything keyed per device uses this.
+DeviceKey = tuple[str, str]  # (site, id)
+
+
 @dataclass(frozen=True, slots=True)
 class Device:
     """Where a device lives; these become the ``site``/``area``/``kind``/``device`` tags."""
@@ -147,6 +152,16 @@ class Device:
     kind: str
     site: str
     area: str
+    # (site, id), made once: the hot path keys liveness and its caches by it per message
+    key: DeviceKey = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "key", (self.site, self.id))
+
+
+def key_text(key: DeviceKey) -> str:
+    """A device as people and logs name it: ``aktau/gb-01``."""
+    return f"{key[0]}/{key[1]}"
 
 
 @dataclass(slots=True)

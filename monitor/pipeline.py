@@ -22,7 +22,7 @@ from monitor.alerting.engine import Alert
 from monitor.alerting.liveness import Liveness, StatusPoint
 from monitor.clock import Clock, now_us
 from monitor.errors import LineProtocolError
-from monitor.model import Device, FieldValue, Reading
+from monitor.model import Device, DeviceKey, FieldValue, Reading
 from monitor.normalize.normalizer import Normalizer
 from monitor.normalize.plates import PLATE_READ
 from monitor.normalize.quarantine import Quarantine
@@ -102,7 +102,7 @@ class Ingest(Generic[M]):
     clock: Clock
     on_change: Callable[[], None] = lambda: None  # a device's state changed: alerting cares
     passages: Passages | None = None  # SPEC 9, when configured
-    _stamps: dict[tuple[str, str], int] = field(default_factory=dict, init=False)
+    _stamps: dict[tuple[DeviceKey, str], int] = field(default_factory=dict, init=False)
 
     async def consume(self) -> None:
         """Normalize every received batch into the batcher, until the source is closed.
@@ -127,7 +127,7 @@ class Ingest(Generic[M]):
         own = self.source.own
         passages = self.passages
         lines: list[str] = []
-        touched: set[str] = set()
+        touched: set[DeviceKey] = set()
         changed = False
         seen = self.clock.monotonic()  # when we heard from them (a batch is milliseconds)
         own_messages = 0
@@ -177,12 +177,12 @@ class Ingest(Generic[M]):
                     ts_ms = received_ms if reading.ts_ms is None else reading.ts_ms
                     lines += passage_lines(passages.read(reading, ts_ms))
                 changed |= observe(reading, seen)
-                touched.add(reading.device.id)
+                touched.add(reading.device.key)
         self.stats.messages_received += len(messages) - own_messages
         # device_status at every change: once per device per batch, not per message
         ts_us = now_us(self.clock)
-        for device_id in touched:
-            point = self.liveness.status_point(device_id, seen)
+        for key in touched:
+            point = self.liveness.status_point(key, seen)
             if point is not None:
                 lines.append(schema.device_status_line(*point, ts_us))
                 changed = True
@@ -193,7 +193,7 @@ class Ingest(Generic[M]):
     def _stamp(self, reading: Reading, received_us: int) -> int:
         """The receive time, unique within the reading's series: the messages of one socket
         read share a receive time, and each must stay a point of its own (SPEC 4)."""
-        key = (reading.device.id, reading.channel)
+        key = (reading.device.key, reading.channel)
         last = self._stamps.get(key, 0)
         ts_us = received_us if received_us > last else last + 1
         self._stamps[key] = ts_us

@@ -24,15 +24,21 @@ from monitor.alerting.rules import BROKER_DOWN, NO_DATA, SITE_SILENT, DeviceStat
 from monitor.alerting.texts import summary as localized_summary
 from monitor.config import Route as RouteConfig
 from monitor.i18n import Language
-from monitor.model import Device, State
+from monitor.model import Device, DeviceKey, State
 
 AlertState = Literal["firing", "acknowledged", "resolved"]
 Event = Literal["firing", "repeat", "escalation", "acknowledged", "resolved"]
 Scope = Literal["device", "kind", "area", "site"]
+AlertKey = tuple[str, str, str]  # (rule, site, device): one open alert each (SPEC 5)
 
 BROKER_DOWN_AFTER_S = 30.0
 SITE_SILENT_RATIO = 0.8
 SITE_SILENT_MIN_DEVICES = 3
+MONITOR_SITE = "*"  # the site of the monitor's own alerts: its troubles are every site's
+# Why an alert was resolved other than by its device recovering: a person said the device
+# is gone (SPEC 5), or its sites went to another collector (SPEC 8).
+FORGOTTEN = "forgotten"
+UNOWNED = "unowned"
 
 
 def rfc3339(t: float | None) -> str | None:
@@ -64,8 +70,8 @@ class Alert:
     facts: dict[str, Any] = field(default_factory=dict)  # for the summary in other languages
 
     @property
-    def key(self) -> tuple[str, str]:
-        return (self.rule, self.device)
+    def key(self) -> AlertKey:
+        return (self.rule, self.site, self.device)
 
     @property
     def is_open(self) -> bool:
@@ -95,6 +101,8 @@ class Alert:
             ),
             "duration_s": round(self.duration(now), 3),
             "summary": self.summary,
+            # resolved not because it recovered: a person said the device is gone
+            **({"resolution": r} if (r := self.facts.get("resolution")) else {}),
         }
 
     def to_dict(self) -> dict[str, Any]:
@@ -219,7 +227,7 @@ class AlertEngine:
         self.settings_of = settings_of
         self.instance = instance
         self.new_id = new_id
-        self.open: dict[tuple[str, str], Alert] = {}
+        self.open: dict[AlertKey, Alert] = {}
         self.windows: dict[str, Window] = {}
         self.wall_offset = 0.0  # wall clock - monotonic clock, for showing times
 
@@ -261,7 +269,7 @@ class AlertEngine:
 
     def evaluate(
         self,
-        devices: Mapping[str, DeviceState],
+        devices: Mapping[DeviceKey, DeviceState],
         now: float,
         grace_from: float,
         broker_down_since: float | None,
@@ -273,12 +281,12 @@ class AlertEngine:
         broker outage since ``broker_down_since`` is (unreachable, or deaf)."""
         out = Outcome()
         for rule, summary in (monitor_conditions or {}).items():
-            key = (rule, self.instance)
+            key = (rule, MONITOR_SITE, self.instance)
             if summary is not None and key not in self.open:
                 self._fire(out, self._monitor_alert(rule, "warning", summary, now, now))
             elif summary is None and key in self.open:
                 self._resolve(out, self.open[key], now)
-        broker_key = (BROKER_DOWN, self.instance)
+        broker_key = (BROKER_DOWN, MONITOR_SITE, self.instance)
         if broker_down_since is not None:
             # Data is stale while we cannot hear the broker: no device alert fires or
             # resolves; after broker_down_after one alert says so.
@@ -301,22 +309,35 @@ class AlertEngine:
     ) -> Alert:
         """An alert about the monitor itself (kind ``monitor``, device: its instance)."""
         return Alert(
-            self.new_id(), rule, "*", "*", "monitor", self.instance, severity, summary, since, now
+            self.new_id(),
+            rule,
+            MONITOR_SITE,
+            "*",
+            "monitor",
+            self.instance,
+            severity,
+            summary,
+            since,
+            now,
         )
 
     def _evaluate_devices(
-        self, out: Outcome, devices: Mapping[str, DeviceState], now: float, grace_from: float
+        self,
+        out: Outcome,
+        devices: Mapping[DeviceKey, DeviceState],
+        now: float,
+        grace_from: float,
     ) -> None:
         new_no_data: list[Alert] = []
-        open_by_device: dict[str, list[Alert]] = {}
+        open_by_device: dict[DeviceKey, list[Alert]] = {}
         for a in self.open.values():
             if a.kind not in ("site", "monitor"):
-                open_by_device.setdefault(a.device, []).append(a)
-        for ds in devices.values():
+                open_by_device.setdefault((a.site, a.device), []).append(a)
+        for key, ds in devices.items():
             d = ds.device
             holding = {c.rule: c for c in rules.conditions(ds, self.settings_of(d), grace_from)}
             for rule, cond in holding.items():
-                if cond.fires_at <= now and (rule, d.id) not in self.open:
+                if cond.fires_at <= now and (rule, d.site, d.id) not in self.open:
                     alert = Alert(
                         self.new_id(),
                         rule,
@@ -333,7 +354,7 @@ class AlertEngine:
                     self._fire(out, alert)
                     if rule == NO_DATA:
                         new_no_data.append(alert)
-            for alert in open_by_device.get(d.id, ()):
+            for alert in open_by_device.get(key, ()):
                 if _cleared(alert, ds, holding):
                     self._resolve(out, alert, now)
         self._group_sites(out, devices, new_no_data, now, grace_from)
@@ -341,7 +362,7 @@ class AlertEngine:
     def _group_sites(
         self,
         out: Outcome,
-        devices: Mapping[str, DeviceState],
+        devices: Mapping[DeviceKey, DeviceState],
         new_no_data: list[Alert],
         now: float,
         grace_from: float,
@@ -349,40 +370,69 @@ class AlertEngine:
         """One site_silent alert instead of fifty no_data ones (SPEC 5)."""
         for site_alert in [a for a in self.open.values() if a.rule == SITE_SILENT]:
             spoke = any(
-                (ds := devices.get(m)) is not None
+                (ds := devices.get((site_alert.site, m))) is not None
                 and ds.last_seen is not None
                 and ds.last_seen > site_alert.fired_at
                 for m in site_alert.members
             )
-            if spoke:
+            if spoke or not site_alert.members:
                 self._resolve(out, site_alert, now)
-                for a in self.open.values():
-                    if a.grouped_by == site_alert.id:
-                        a.grouped_by = None  # still down after the site came back: tell
-                        out.changed[a.id] = a
+                self._ungroup(out, site_alert)
         for alert in new_no_data:
-            group = self.open.get((SITE_SILENT, alert.site)) or self._site_silent(
-                out, devices, alert.site, now, grace_from
-            )
+            group = self.open.get((SITE_SILENT, alert.site, alert.site))
+            if group is None:
+                group = self._site_silent(out, devices, alert, now, grace_from)
+            elif not self._fell_silent_with(alert, group):
+                continue  # a later outage of its own: told on its own
             if group is not None:
                 alert.grouped_by = group.id
+                if alert.device not in group.members:
+                    group.members = sorted([*group.members, alert.device])
+                    out.changed[group.id] = group
                 out.changed[alert.id] = alert
+
+    def _ungroup(self, out: Outcome, site_alert: Alert) -> None:
+        for a in self.open.values():
+            if a.grouped_by == site_alert.id:
+                a.grouped_by = None  # still down after the site came back: tell
+                out.changed[a.id] = a
+
+    def _fell_silent_with(self, alert: Alert, site_alert: Alert) -> bool:
+        """Whether a device's silence is the site's: it was already silent when the site
+        alert fired, and fell silent within its own timeout of the site's silence. One that
+        was still talking then is a new outage, told on its own (SPEC 5)."""
+        if alert.device in site_alert.members:
+            return True
+        timeout = alert.facts.get("timeout_s", 0.0)
+        began = alert.started_at
+        return began <= site_alert.fired_at and abs(began - site_alert.started_at) <= timeout
 
     def _site_silent(
         self,
         out: Outcome,
-        devices: Mapping[str, DeviceState],
-        site: str,
+        devices: Mapping[DeviceKey, DeviceState],
+        trigger: Alert,
         now: float,
         grace_from: float,
     ) -> Alert | None:
-        on_site = [ds for ds in devices.values() if ds.device.site == site]
-        silent = [
-            ds
-            for ds in on_site
-            if rules.silent_for(ds, grace_from, now)
-            >= self.settings_of(ds.device).no_data_timeout / 2
-        ]
+        """A site_silent alert if most of the site's devices fell silent together with
+        ``trigger`` (each silent for at least half its timeout, its silence beginning
+        within its timeout of the trigger's). A device silent since long before is down
+        for reasons of its own: neither counted nor a member."""
+        site = trigger.site
+        began = trigger.started_at
+        on_site = []
+        silent = []
+        for ds in devices.values():
+            if ds.device.site != site:
+                continue
+            timeout = self.settings_of(ds.device).no_data_timeout
+            last = ds.last_seen if ds.last_seen is not None else grace_from
+            if last < began - timeout and rules.silent_for(ds, grace_from, now) >= timeout:
+                continue  # its own outage, from before this one
+            on_site.append(ds)
+            if rules.silent_for(ds, grace_from, now) >= timeout / 2:
+                silent.append(ds)
         if len(on_site) < SITE_SILENT_MIN_DEVICES or len(silent) < SITE_SILENT_RATIO * len(on_site):
             return None
         since = min(max(ds.last_seen or grace_from, grace_from) for ds in silent)
@@ -403,6 +453,26 @@ class AlertEngine:
         )
         self._fire(out, alert)
         return alert
+
+    def forget(self, key: DeviceKey, now: float, resolution: str = FORGOTTEN) -> Outcome:
+        """A device a person said is gone (SPEC 5), or no longer this collector's: its
+        open alerts resolved for that reason; a site alert it was the last member of ends
+        with it."""
+        out = Outcome()
+        site, device_id = key
+        for alert in [a for a in self.open.values() if (a.site, a.device) == key]:
+            if alert.kind in ("site", "monitor"):
+                continue
+            alert.facts = {**alert.facts, "resolution": resolution}
+            self._resolve(out, alert, now)
+        for site_alert in [a for a in self.open.values() if a.rule == SITE_SILENT]:
+            if site_alert.site == site and device_id in site_alert.members:
+                site_alert.members = [m for m in site_alert.members if m != device_id]
+                out.changed[site_alert.id] = site_alert
+                if not site_alert.members:
+                    self._resolve(out, site_alert, now)
+                    self._ungroup(out, site_alert)
+        return out
 
     def _fire(self, out: Outcome, alert: Alert) -> None:
         self.open[alert.key] = alert
@@ -450,15 +520,17 @@ class AlertEngine:
 
     # -- who is told what, now --
 
-    def suppressed(self, alert: Alert, devices: Mapping[str, DeviceState], now: float) -> bool:
+    def suppressed(
+        self, alert: Alert, devices: Mapping[DeviceKey, DeviceState], now: float
+    ) -> bool:
         if alert.grouped_by is not None:
             return True
-        ds = devices.get(alert.device)
+        ds = devices.get((alert.site, alert.device))
         if ds is None:
             return False
         return ds.state == State.MAINTENANCE or self.in_maintenance(ds.device, now)
 
-    def _notify(self, out: Outcome, devices: Mapping[str, DeviceState], now: float) -> None:
+    def _notify(self, out: Outcome, devices: Mapping[DeviceKey, DeviceState], now: float) -> None:
         for alert in self.open.values():
             if self.suppressed(alert, devices, now):
                 continue
@@ -498,7 +570,7 @@ class AlertEngine:
 
     def next_wakeup(
         self,
-        devices: Mapping[str, DeviceState],
+        devices: Mapping[DeviceKey, DeviceState],
         now: float,
         grace_from: float,
         broker_down_since: float | None,

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable
 from typing import NamedTuple
 
 from monitor.alerting.rules import NO_DATA, DeviceState, RuleSettings, conditions
-from monitor.model import Device, Reading, State
+from monitor.model import Device, DeviceKey, Reading, State
 
 Status = tuple[bool, str, str]  # (up, state, reason)
 
@@ -54,18 +54,25 @@ class Liveness:
     ) -> None:
         self._rules_of = rules_of
         self._in_maintenance = in_maintenance
-        self.devices: dict[str, DeviceState] = {d.id: DeviceState(d) for d in registry}
-        self._written: dict[str, Status] = {}
-        self.since: dict[str, float] = {}  # since when each device is up / down (and why)
+        # by (site, id): the same id at two posts is two devices (SPEC 2)
+        self.devices: dict[DeviceKey, DeviceState] = {d.key: DeviceState(d) for d in registry}
+        self._written: dict[DeviceKey, Status] = {}
+        self.since: dict[DeviceKey, float] = {}  # since when each is up / down (and why)
         self.grace_from = 0.0
 
     def restore(self, saved: Iterable[DeviceState]) -> None:
         """Last-seen times and states from before a restart (registry changes win)."""
         for ds in saved:
-            current = self.devices.get(ds.device.id)
+            current = self.devices.get(ds.device.key)
             if current is not None and current.device != ds.device:
                 ds.device = current.device
-            self.devices[ds.device.id] = ds
+            self.devices[ds.device.key] = ds
+
+    def forget(self, key: DeviceKey) -> bool:
+        """A device a person said is gone (SPEC 5): False if there was none."""
+        self._written.pop(key, None)
+        self.since.pop(key, None)
+        return self.devices.pop(key, None) is not None
 
     def pause(self, seconds: float, now: float) -> None:
         """The monitor itself stood still for ``seconds`` (SIGSTOP, a paused VM): every
@@ -83,9 +90,13 @@ class Liveness:
     def observe(self, reading: Reading, received: float) -> bool:
         """Update from one message; True when the device's state changed (rules care)."""
         device = reading.device
-        ds = self.devices.get(device.id)
-        if ds is None or (ds.device is not device and ds.device != device):
-            ds = self.devices[device.id] = DeviceState(device)
+        ds = self.devices.get(device.key)
+        if ds is None:
+            ds = self.devices[device.key] = DeviceState(device)
+        elif ds.device is not device:
+            # the same device, moved (a discovered one's area follows its topic) or as
+            # restored: what is known of it stays, its fault and its timers too
+            ds.device = device
         changed = False
         if not reading.retained:  # a retained status is old news, not a sign of life
             ds.last_seen = received
@@ -106,9 +117,9 @@ class Liveness:
             ds.observe_metrics(reading.fields, received, self._rules_of(device).thresholds)
         return changed
 
-    def status_point(self, device_id: str, now: float, force: bool = False) -> StatusPoint | None:
+    def status_point(self, key: DeviceKey, now: float, force: bool = False) -> StatusPoint | None:
         """The device_status point, if it changed since the last one written (or force)."""
-        ds = self.devices[device_id]
+        ds = self.devices[key]
         status = device_status(
             ds,
             self._rules_of(ds.device),
@@ -116,12 +127,12 @@ class Liveness:
             now,
             self._in_maintenance(ds.device, now),
         )
-        if status is None or (not force and status == self._written.get(device_id)):
+        if status is None or (not force and status == self._written.get(key)):
             return None
-        previous = self._written.get(device_id)
+        previous = self._written.get(key)
         if previous is None or (previous[0], previous[2]) != (status[0], status[2]):
-            self.since[device_id] = now  # up/down/why changed (not just ready <-> busy)
-        self._written[device_id] = status
+            self.since[key] = now  # up/down/why changed (not just ready <-> busy)
+        self._written[key] = status
         up, state, reason = status
         age = None if ds.last_seen is None else max(0.0, now - ds.last_seen)
         return StatusPoint(ds.device, up, state, reason, age)
@@ -129,14 +140,14 @@ class Liveness:
     def status_points(self, now: float, force: bool) -> list[StatusPoint]:
         """device_status of every device: all of them (force) or those that changed."""
         points = []
-        for device_id in self.devices:
-            point = self.status_point(device_id, now, force)
+        for key in self.devices:
+            point = self.status_point(key, now, force)
             if point is not None:
                 points.append(point)
         return points
 
-    def status(self, device_id: str, now: float) -> Status | None:
-        ds = self.devices[device_id]
+    def status(self, key: DeviceKey, now: float) -> Status | None:
+        ds = self.devices[key]
         return device_status(
             ds,
             self._rules_of(ds.device),
@@ -145,10 +156,10 @@ class Liveness:
             self._in_maintenance(ds.device, now),
         )
 
-    def pending(self, device_id: str, now: float) -> list[str]:
+    def pending(self, key: DeviceKey, now: float) -> list[str]:
         """Conditions on their way to an alert: a fault or Last Will still within its
         `for`, or a silence past half the no_data timeout (the board shows these amber)."""
-        ds = self.devices[device_id]
+        ds = self.devices[key]
         rules = self._rules_of(ds.device)
         silent = now - max(ds.last_seen or self.grace_from, self.grace_from)
         return [

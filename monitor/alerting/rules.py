@@ -15,7 +15,14 @@ from typing import Any
 
 from monitor import durations
 from monitor.config import Config, ThresholdRule
-from monitor.model import DEFAULT_NO_DATA_TIMEOUT, THRESHOLD_RE, Device, FieldValue, State
+from monitor.model import (
+    DEFAULT_NO_DATA_TIMEOUT,
+    THRESHOLD_RE,
+    Device,
+    DeviceKey,
+    FieldValue,
+    State,
+)
 
 NO_DATA = "no_data"
 OFFLINE = "offline"
@@ -213,10 +220,10 @@ class RuleBook:
 
     def __init__(self, config: Config) -> None:
         self._by_kind = {kind: self._for_kind(config, kind) for kind in DEFAULT_NO_DATA_TIMEOUT}
-        self._by_device: dict[str, RuleSettings] = {}
+        self._by_device: dict[DeviceKey, RuleSettings] = {}
         for entry in config.devices:
             base = self._by_kind[entry.kind]
-            self._by_device[entry.id] = RuleSettings(
+            self._by_device[(entry.site, entry.id)] = RuleSettings(
                 entry.no_data_timeout
                 if entry.no_data_timeout is not None
                 else base.no_data_timeout,
@@ -238,7 +245,7 @@ class RuleBook:
         )
 
     def __call__(self, device: Device) -> RuleSettings:
-        return self._by_device.get(device.id) or self._by_kind[device.kind]
+        return self._by_device.get(device.key) or self._by_kind[device.kind]
 
 
 def _thresholds(entries: list[ThresholdRule]) -> tuple[Threshold, ...]:

@@ -18,6 +18,7 @@ from monitor.alerting.liveness import Liveness, StatusPoint
 from monitor.alerting.notify import Notifier
 from monitor.alerting.store import Store
 from monitor.clock import Clock, wall_offset
+from monitor.model import DeviceKey
 from monitor.stats import Stats
 
 log = logs.get(__name__)
@@ -120,6 +121,11 @@ class AlertService:
         self.notifier.submit(outcome.notifications, extra)
 
     # -- operators' actions (HTTP API) --
+
+    def apply_forget(self, key: DeviceKey, resolution: str) -> None:
+        """The engine's part of forgetting a device: its open alerts resolved, told."""
+        now = self._now()
+        self._apply(self.engine.forget(key, now, resolution), now)
 
     def acknowledge(self, alert_id: str, by: str) -> Alert | None:
         now = self._now()

@@ -26,8 +26,9 @@ from monitor import logs
 from monitor.alerting.engine import Alert, Window
 from monitor.alerting.rules import DeviceState
 from monitor.clock import Clock, SystemClock
+from monitor.errors import StateVersionError
 from monitor.lifecycle import Resource
-from monitor.model import Device
+from monitor.model import Device, DeviceKey
 
 log = logs.get(__name__)
 
@@ -36,7 +37,8 @@ CREATE TABLE IF NOT EXISTS alerts (
     id TEXT PRIMARY KEY, open INTEGER NOT NULL, fired_at REAL NOT NULL, data TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS alerts_open ON alerts (open, fired_at);
 CREATE TABLE IF NOT EXISTS maintenance (id TEXT PRIMARY KEY, data TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS devices (id TEXT PRIMARY KEY, data TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS devices (
+    site TEXT NOT NULL, id TEXT NOT NULL, data TEXT NOT NULL, PRIMARY KEY (site, id));
 CREATE TABLE IF NOT EXISTS outbox (
     id INTEGER PRIMARY KEY AUTOINCREMENT, channel TEXT NOT NULL, created REAL NOT NULL,
     attempts INTEGER NOT NULL DEFAULT 0, data TEXT NOT NULL);
@@ -47,6 +49,21 @@ CREATE TABLE IF NOT EXISTS deliveries (
 CREATE INDEX IF NOT EXISTS deliveries_alert ON deliveries (alert_id);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
+
+# PRAGMA user_version of state.db: 0, a monitor before versions (devices keyed by id
+# alone); 1, devices keyed by (site, id) (SPEC 2). Each step below migrates from the one
+# before it; a store newer than this monitor is refused, not overwritten.
+SCHEMA_VERSION = 1
+MIGRATIONS: dict[int, str] = {
+    1: """
+ALTER TABLE devices RENAME TO devices_by_id;
+CREATE TABLE devices (
+    site TEXT NOT NULL, id TEXT NOT NULL, data TEXT NOT NULL, PRIMARY KEY (site, id));
+INSERT OR REPLACE INTO devices (site, id, data)
+    SELECT json_extract(data, '$.device[2]'), id, data FROM devices_by_id;
+DROP TABLE devices_by_id;
+""",
+}
 
 _DEVICE_FIELDS = ("last_seen", "state", "state_since", "online", "offline_since", "code")
 RETRY_S = 5.0
@@ -79,7 +96,7 @@ class Store(Resource):
         # Not yet on disk: the newest state of each thing.
         self._alerts: dict[str, Alert] = {}
         self._windows: dict[str, Window | None] = {}  # None: deleted
-        self._devices: dict[str, str] = {}  # id -> its JSON
+        self._devices: dict[DeviceKey, str | None] = {}  # its JSON; None: forgotten
         self._outbox: dict[int, OutboxItem] = {}  # by (negative) temporary id
         self._written_as: dict[int, int] = {}  # temporary id -> id on disk
         self._done: dict[int, _Delivery] = {}  # on disk, delivered, not yet deleted
@@ -98,7 +115,11 @@ class Store(Resource):
             db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
-            db.executescript(SCHEMA)
+            _migrate(db, str(self.path))
+        except StateVersionError:
+            if db is not None:
+                db.close()
+            raise
         except (sqlite3.Error, OSError) as e:
             if db is not None:
                 db.close()
@@ -193,7 +214,12 @@ class Store(Resource):
                     (w.id, json.dumps(w.to_dict())),
                 )
         db.executemany(
-            "INSERT OR REPLACE INTO devices (id, data) VALUES (?, ?)", self._devices.items()
+            "INSERT OR REPLACE INTO devices (site, id, data) VALUES (?, ?, ?)",
+            [(site, i, data) for (site, i), data in self._devices.items() if data is not None],
+        )
+        db.executemany(
+            "DELETE FROM devices WHERE site = ? AND id = ?",
+            [key for key, data in self._devices.items() if data is None],
         )
         written = {}
         for item in self._outbox.values():
@@ -290,14 +316,20 @@ class Store(Resource):
             data = {f: getattr(ds, f) for f in _DEVICE_FIELDS}
             d = ds.device
             data["device"] = [d.id, d.kind, d.site, d.area]
-            self._devices[d.id] = json.dumps(data)
+            self._devices[d.key] = json.dumps(data)
+        self.flush()
+
+    def forget_device(self, key: DeviceKey) -> None:
+        self._devices[key] = None
         self.flush()
 
     def devices(self) -> list[DeviceState]:
-        raw = {r[0]: r[1] for r in self._read("SELECT id, data FROM devices")}
+        raw = {(r[0], r[1]): r[2] for r in self._read("SELECT site, id, data FROM devices")}
         raw.update(self._devices)
         out = []
         for text in raw.values():
+            if text is None:
+                continue
             data = json.loads(text)
             ds = DeviceState(Device(*data.pop("device")))
             for f in _DEVICE_FIELDS:
@@ -395,3 +427,18 @@ class Store(Resource):
             )
         except sqlite3.Error as e:
             self._failed("cannot prune", e)
+
+
+def _migrate(db: sqlite3.Connection, path: str) -> None:
+    """The schema, created or brought up to SCHEMA_VERSION in one transaction each step."""
+    version = int(db.execute("PRAGMA user_version").fetchone()[0])
+    if version > SCHEMA_VERSION:
+        raise StateVersionError(path, version, SCHEMA_VERSION)
+    tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    if "devices" not in tables:  # a new store: today's schema at once
+        db.executescript(SCHEMA + f"PRAGMA user_version = {SCHEMA_VERSION};")
+        return
+    for step in range(version + 1, SCHEMA_VERSION + 1):
+        db.executescript(f"BEGIN; {MIGRATIONS[step]} PRAGMA user_version = {step}; COMMIT;")
+        log.info("store.migrated", path=path, schema=step)
+    db.executescript(SCHEMA)  # what later versions added beside (IF NOT EXISTS)

@@ -24,7 +24,7 @@ from monitor.cli.common import (
     text,
 )
 from monitor.config import SparkplugGroup, mask_url
-from monitor.model import KINDS
+from monitor.model import KINDS, key_text
 from monitor.normalize.normalizer import Normalizer
 from monitor.source.canary import canary_topic
 
@@ -214,6 +214,22 @@ def check_config(config: ConfigOption = None) -> None:
     show(devices)
     if by_area:
         say("areas     " + ", ".join(f"{a} ({n})" for a, n in sorted(by_area.items())))
+    if m.topics is not None:  # one of several collectors (SPEC 8): which devices are its
+        expected, heard = normalizer.expected, normalizer.heard_only
+        say(
+            f"owns      {len(expected)} of {len(cfg.devices)} registered devices"
+            " (mqtt.topics carry their data)"
+        )
+        if heard:
+            show(
+                styled(
+                    "yellow",
+                    f"warning   {len(heard)} watched only once heard (mqtt.topics carry some"
+                    " of their topics: another collector may hear them; say which profile"
+                    " each speaks with devices[].profile): ",
+                    ", ".join(key_text(d.key) for d in heard),
+                )
+            )
 
     routes = new_table(
         "route", "match", "channels", "repeat", "escalate", "language", title="Notification routes"

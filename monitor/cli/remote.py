@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import urllib.error
+import urllib.parse
 import urllib.request
 from datetime import datetime
 from pathlib import Path
@@ -107,14 +108,24 @@ STATUS_STYLE = {
 }
 
 
-@app.command()
+devices_app = typer.Typer(
+    help="Every device of a running instance: up or down, why, last seen; `forget` one.",
+    invoke_without_command=True,
+)
+app.add_typer(devices_app, name="devices")
+
+
+@devices_app.callback()
 def devices(
+    ctx: typer.Context,
     config: ConfigOption = None,
     url: UrlOption = None,
     as_json: JsonOption = False,
     lang: LangOption = None,
 ) -> None:
     """Every device of a running instance: up or down, why, last seen."""
+    if ctx.invoked_subcommand is not None:
+        return
     chosen = language(lang, config)
     if (data := _get(config, url, f"/api/devices?lang={chosen}", as_json)) is None:
         return
@@ -148,6 +159,25 @@ def devices(
             ", ".join(d["open_alerts"]) or "-",
         )
     show(table)
+
+
+@devices_app.command("forget")
+def devices_forget(
+    device: Annotated[str, typer.Argument(help="The device's id")],
+    site: Annotated[
+        str | None, typer.Option(help="Its site, where the id is at more than one")
+    ] = None,
+    config: ConfigOption = None,
+    url: UrlOption = None,
+) -> None:
+    """Forget a discovered device that is gone (decommissioned, a test publish): its open
+    alerts are resolved and it leaves the board until it speaks again. A registered device
+    is removed from the config instead (needs MONITOR_HTTP__TOKEN)."""
+    path = f"/api/devices/{urllib.parse.quote(device, safe='')}"
+    if site is not None:
+        path += "?" + urllib.parse.urlencode({"site": site})
+    gone = _Client(config, url).call("DELETE", path)["forgotten"]
+    say("forgot ", gone["site"], "/", gone["device"])
 
 
 @app.command()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from monitor.config import CANONICAL_ROUTE
 from monitor.model import EVENT_TYPE_RE, STATES, Device, Reading
 from monitor.normalize.devices import Devices
 from monitor.normalize.plates import PLATE_READ, PlateHasher
@@ -22,6 +23,7 @@ from monitor.normalize.values import (
 )
 
 TOPIC = "customs/{site}/{area}/{kind}/{device}/{channel}"
+ROUTE = CANONICAL_ROUTE
 CHANNELS: frozenset[str] = frozenset({"telemetry", "status", "event"})
 
 
@@ -34,7 +36,9 @@ class CanonicalDecoder:
         channel = segments["channel"]
         if channel not in CHANNELS:
             raise Reject("unknown_topic", f"channel {channel[:40]!r}")
-        device = self._devices.resolve(segments, None)
+        device = self._devices.resolve(
+            segments["device"], segments["site"], segments["area"], segments["kind"], ROUTE
+        )
         if channel == "status":
             return decode_status(device, payload, retained)
         obj = parse_object(payload)

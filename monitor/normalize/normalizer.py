@@ -12,11 +12,11 @@ its payload's timestamp, or none: the pipeline stamps those with the receive tim
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Literal
 
-from monitor.config import Config, DeviceEntry
-from monitor.model import Device, Reading
+from monitor.config import CANONICAL_ROUTE, SPARKPLUG_ROUTE, Config, SparkplugGroup
+from monitor.model import Device, DeviceKey, Reading
 from monitor.normalize import canonical
 from monitor.normalize.devices import Devices
 from monitor.normalize.plates import PlateHasher
@@ -41,14 +41,23 @@ class Normalizer:
         self._max_skew_ms = int(config.ingest.max_clock_skew * 1000)
         patterns = [TopicPattern.compile(canonical.TOPIC)] if config.canonical else []
         patterns += [TopicPattern.compile(p.topic) for p in config.profiles.values()]
-        devices = Devices(_owned(config, patterns), config.ingest.max_devices)
-        self.registry: dict[str, Device] = devices.registry
+        devices = self._devices = Devices(config.devices, config.ingest.max_devices)
+        self.registry: dict[DeviceKey, Device] = devices.registry
+        self.ownership = Ownership(config)
+        shares = {
+            d.key: self.ownership.share(d, devices.declared[d.key]) for d in self.registry.values()
+        }
+        # The registered devices this collector expects to hear (silent ones are down),
+        # and those it watches once it hears them (another collector's subscriptions may
+        # carry them instead: README, Scale).
+        self.expected = [d for d in self.registry.values() if shares[d.key] == "all"]
+        self.heard_only = [d for d in self.registry.values() if shares[d.key] == "some"]
         decoders: list[Decoder] = []
         if config.canonical:
             key = config.passages.plate_key if config.passages else None
             plates = PlateHasher(key.get_secret_value()) if key else None
             decoders.append(canonical.CanonicalDecoder(devices, plates).decode)
-        decoders += [VendorDecoder(p, devices).decode for p in config.profiles.values()]
+        decoders += [VendorDecoder(n, p, devices).decode for n, p in config.profiles.items()]
         self._routes: list[Route] = list(zip(patterns, decoders, strict=True))
         # Candidate routes by first topic level, so a message tries one or two patterns;
         # a pattern starting with a {segment} is a candidate for every topic.
@@ -65,6 +74,20 @@ class Normalizer:
             from monitor.normalize.sparkplug.decoder import SparkplugDecoder
 
             self.sparkplug = SparkplugDecoder(config.sparkplug, devices)
+
+    def owns(self, device: Device) -> bool:
+        """Whether this collector's subscriptions may carry the device's data: a device
+        restored from the store that they no longer do is another collector's now."""
+        declared = self._devices.declared.get(device.key)
+        return self.ownership.share(device, declared) != "none"
+
+    def remember(self, devices: Iterable[Device]) -> None:
+        """Devices discovered before a restart (``Devices.remember``)."""
+        self._devices.remember(devices)
+
+    def forget(self, key: DeviceKey) -> None:
+        """A discovered device a person said is gone (SPEC 5)."""
+        self._devices.forget(key)
 
     @property
     def subscriptions(self) -> list[str]:
@@ -123,16 +146,53 @@ class Normalizer:
             reading.clock_skew = True
 
 
-def _owned(config: Config, patterns: list[TopicPattern]) -> list[DeviceEntry]:
-    """The registered devices this collector owns: all of them, or with ``mqtt.topics``
-    set (collectors sharing the load by site, SPEC 8) those some topic of theirs is
-    subscribed to. The others are another collector's to watch and alert on."""
-    filters = config.mqtt.topics
-    if filters is None:
-        return list(config.devices)
+Share = Literal["all", "some", "none"]
 
-    def owned(d: DeviceEntry) -> bool:
-        values = {"device": d.id, "site": d.site, "area": d.area, "kind": d.kind}
-        return any(receives(f, p.template(values)) for p in patterns for f in filters)
 
-    return [d for d in config.devices if owned(d)]
+class Ownership:
+    """Which devices this collector watches and alerts on (SPEC 8): those whose data its
+    subscriptions (``mqtt.topics``) carry. A device's data may come by the canonical
+    topics, by each vendor profile that fits it (its kind, its site) and by Sparkplug; an
+    entry's ``profile`` says which one it really speaks."""
+
+    def __init__(self, config: Config) -> None:
+        self._filters = config.mqtt.topics  # None: one collector, every device its own
+        self._canonical = TopicPattern.compile(canonical.TOPIC) if config.canonical else None
+        self._profiles = {
+            name: (TopicPattern.compile(p.topic), p) for name, p in config.profiles.items()
+        }
+        sp = config.sparkplug
+        groups = sp.groups.items() if sp.groups else [("+", SparkplugGroup())]
+        self._groups = list(groups) if sp.enabled else []
+
+    def templates(self, device: Device, declared: str | None = None) -> list[list[str]]:
+        """The topics (levels, "+" for any) this device's data may come on."""
+        values = {"device": device.id, "site": device.site, "area": device.area}
+        values["kind"] = device.kind
+        out: list[list[str]] = []
+        if self._canonical is not None and declared in (None, CANONICAL_ROUTE):
+            out.append(self._canonical.template(values))
+        for name, (pattern, p) in self._profiles.items():
+            if declared not in (None, name) or p.kind not in (None, device.kind):
+                continue
+            if p.site not in (None, device.site):
+                continue
+            out.append(pattern.template(values))
+        if declared in (None, SPARKPLUG_ROUTE):
+            for group, g in self._groups:
+                if g.site in (None, device.site):  # an edge node's own metrics, a device's
+                    out.append([SPARKPLUG, group, "+", device.id])
+                    out.append([SPARKPLUG, group, "+", "+", device.id])
+        return out
+
+    def share(self, device: Device, declared: str | None = None) -> Share:
+        """How much of the device's data this collector's subscriptions carry: all of it
+        (it is ours), some (another collector may hear it: ours once we do), none."""
+        filters = self._filters
+        if filters is None:
+            return "all"
+        templates = self.templates(device, declared)
+        received = [t for t in templates if any(receives(f, t) for f in filters)]
+        if not received:
+            return "none"
+        return "all" if len(received) == len(templates) else "some"

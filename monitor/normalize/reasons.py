@@ -23,6 +23,7 @@ REASONS: dict[str, str] = {
     "invalid_device_id": "device id does not match ^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$",
     "unknown_kind": "kind is not a canonical device kind",
     "unknown_device": "device not in the registry and the topic does not say its site/kind",
+    "device_mismatch": "the message's kind contradicts the registered (or discovered) kind",
     "invalid_event": "event without a valid type",
     "malformed_sparkplug": "Sparkplug B payload is not a Tahu protobuf (or a birth lacks bdSeq)",
     "influx_rejected": "InfluxDB refused the point (e.g. a field type conflict)",

@@ -81,7 +81,8 @@ class VendorDecoder:
     """One profile compiled: ``decode`` finds the device, then reads the status payload or
     the profile's telemetry format (json or plain)."""
 
-    def __init__(self, profile: Profile, devices: Devices) -> None:
+    def __init__(self, name: str, profile: Profile, devices: Devices) -> None:
+        self._name = name
         self._profile = profile
         self._devices = devices
         self._mappings = {src: Mapping.compile(src, fm) for src, fm in profile.fields.items()}
@@ -97,7 +98,14 @@ class VendorDecoder:
         self._telemetry = self._json if profile.format == "json" else self._plain
 
     def decode(self, segments: dict[str, str], payload: bytes, retained: bool) -> Reading:
-        device = self._devices.resolve(segments, self._profile)
+        p = self._profile
+        device = self._devices.resolve(
+            segments["device"],
+            segments.get("site") or p.site,
+            segments.get("area") or p.area,
+            segments.get("kind") or p.kind,
+            self._name,
+        )
         if self._channel == "status":
             return decode_status(device, payload, retained)
         reading = self._telemetry(device, segments, payload)

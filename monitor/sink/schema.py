@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from monitor.model import Device, FieldValue, Reading
+from monitor.model import Device, DeviceKey, FieldValue, Reading
 from monitor.sink import lineproto
 from monitor.stats import Stats
 
@@ -36,18 +36,18 @@ PASSAGES = "passages"
 MONITOR = "monitor"
 
 # The tag part of a device's telemetry line never changes: escape it once per device.
-# Keyed by id and checked by identity: hashing the Device itself costs more than the rest.
-_heads: dict[str, tuple[Device, str]] = {}
+# Keyed by (site, id) and checked by identity: hashing the Device costs more than the rest.
+_heads: dict[DeviceKey, tuple[Device, str]] = {}
 
 
 def _telemetry_head(device: Device) -> str:
-    cached = _heads.get(device.id)
+    cached = _heads.get(device.key)
     if cached is not None and cached[0] is device:
         return cached[1]
     head = lineproto.head(
         device.kind, {"site": device.site, "area": device.area, "device": device.id}
     )
-    _heads[device.id] = (device, head)
+    _heads[device.key] = (device, head)
     return head
 
 

@@ -7,7 +7,7 @@ token configured they are refused. Bodies are capped. Bound to 127.0.0.1 by defa
 from __future__ import annotations
 
 import hmac
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -26,6 +26,7 @@ from monitor.clock import Clock, wall_offset
 from monitor.config import HTTP, Duration
 from monitor.i18n import LANGUAGES, Language, texts
 from monitor.lifecycle import Resource
+from monitor.model import DeviceKey
 from monitor.stats import Stats
 from monitor.web.board_texts import board_texts
 
@@ -122,10 +123,14 @@ class Api(Resource):
         health: Callable[[], Health],
         notifier: Notifier,
         clock: Clock,
-        names: dict[str, str],
+        names: dict[DeviceKey, str],
         release_today: Callable[[], dict[str, Any]] | None = None,
         language: Language = "en",
+        forget: Callable[[DeviceKey], str] | None = None,
+        registered: Collection[DeviceKey] = (),
     ) -> None:
+        self._forget = forget  # SPEC 5: the wiring's, which knows every part that keeps one
+        self._registered = registered
         self._language = language  # the board's default (config `language`)
         self._config = config
         self._release_today = release_today  # SPEC 9, when passages are on
@@ -151,6 +156,7 @@ class Api(Resource):
         r.add_get("/metrics", self.metrics)
         r.add_get("/api/devices", self.devices)
         r.add_get("/api/devices/{device}", self.device)
+        r.add_delete("/api/devices/{device}", self._auth(self.forget_device))
         r.add_get("/api/alerts", self.alerts)
         r.add_get("/api/passages", self.passages)
         r.add_get("/api/i18n", self.i18n)
@@ -231,21 +237,21 @@ class Api(Resource):
         return self._clock.monotonic(), wall_offset(self._clock)
 
     def _device_json(
-        self, device_id: str, now: float, offset: float, lang: Language = "en"
+        self, key: DeviceKey, now: float, offset: float, lang: Language = "en"
     ) -> dict[str, Any]:
         liveness = self._service.liveness
-        ds = liveness.devices[device_id]
+        ds = liveness.devices[key]
         d = ds.device
-        status = liveness.status(device_id, now)
-        since = liveness.since.get(device_id)
+        status = liveness.status(key, now)
+        since = liveness.since.get(key)
         open_alerts = [
             a.id
             for a in self._service.engine.open.values()
-            if a.device == d.id and a.kind == d.kind
+            if (a.site, a.device) == key and a.kind == d.kind
         ]
         return {
             "device": d.id,
-            "name": self._names.get(d.id),
+            "name": self._names.get(key),
             "site": d.site,
             "area": d.area,
             "kind": d.kind,
@@ -257,7 +263,7 @@ class Api(Resource):
             "last_seen_age_s": None if ds.last_seen is None else round(now - ds.last_seen, 3),
             "in_maintenance": self._service.engine.in_maintenance(d, now),
             "open_alerts": open_alerts,
-            "pending": liveness.pending(device_id, now) if status and status[0] else [],
+            "pending": liveness.pending(key, now) if status and status[0] else [],
             "since": _shown(since, offset),
             "for_s": None if since is None else round(now - since, 1),
             "for_text": None if since is None else _human(now - since, lang),
@@ -266,7 +272,7 @@ class Api(Resource):
     async def devices(self, request: web.Request) -> web.Response:
         now, offset = self._now()
         lang = self._lang(request)
-        items = [self._device_json(i, now, offset, lang) for i in self._service.liveness.devices]
+        items = [self._device_json(k, now, offset, lang) for k in self._service.liveness.devices]
         items.sort(key=lambda x: (x["site"], x["area"], x["kind"], x["device"]))
         return web.json_response({"devices": items})
 
@@ -292,20 +298,57 @@ class Api(Resource):
         asked = request.query.get("lang", "en")
         return next((lang for lang in LANGUAGES if lang == asked), "en")
 
-    async def device(self, request: web.Request) -> web.Response:
+    def _find(self, request: web.Request, among: Collection[DeviceKey]) -> DeviceKey | web.Response:
+        """The device a request names: ``/api/devices/{device}``, ``?site=`` where the id
+        is at more than one site (SPEC 2)."""
         device_id = request.match_info["device"]
-        if device_id not in self._service.liveness.devices:
+        site = request.query.get("site")
+        if site is not None:
+            key = (site, device_id)
+            return key if key in among else _error(404, f"no device {device_id!r} at {site!r}")
+        keys = sorted(k for k in among if k[1] == device_id)
+        if not keys:
             return _error(404, f"no device {device_id!r}")
+        if len(keys) > 1:
+            sites = ", ".join(k[0] for k in keys)
+            return _error(400, f"{device_id!r} is at more than one site ({sites}): add ?site=")
+        return keys[0]
+
+    async def device(self, request: web.Request) -> web.Response:
+        key = self._find(request, self._service.liveness.devices)
+        if isinstance(key, web.Response):
+            return key
         now, offset = self._now()
-        body = self._device_json(device_id, now, offset)
-        ds = self._service.liveness.devices[device_id]
+        body = self._device_json(key, now, offset)
+        ds = self._service.liveness.devices[key]
         body["metrics"] = ds.metrics
         body["recent_alerts"] = [
             _alert_json(a, now, offset)
             for a in self._store.alerts(False, 2000)
-            if a.device == device_id
+            if (a.site, a.device) == key
         ][:20]
         return web.json_response(body)
+
+    async def forget_device(self, request: web.Request) -> web.Response:
+        """SPEC 5: a discovered device that is gone (decommissioned, a test publish, a site
+        another collector has now); a registered one is the config's to remove."""
+        known = {*self._service.liveness.devices, *self._registered}
+        key = self._find(request, known)
+        if isinstance(key, web.Response):
+            return key
+        if self._forget is None:
+            return _error(403, "forgetting devices is not wired in this instance")
+        outcome = self._forget(key)
+        site, device_id = key
+        if outcome == "registered":
+            return _error(
+                409,
+                f"{site}/{device_id} is registered in the config: remove it from devices"
+                " there (and reload or restart) instead",
+            )
+        if outcome != "forgotten":
+            return _error(404, f"no device {device_id!r} at {site!r}")
+        return web.json_response({"forgotten": {"site": site, "device": device_id}})
 
     # -- alerts --
 

@@ -40,7 +40,8 @@ class World:
         self.engine = AlertEngine(
             routes, lambda d: rules, "monitor-1", new_id=lambda: f"a{next(ids)}"
         )
-        self.devices = {f"xs-{i}": DeviceState(dev(i, site)) for i in range(1, n + 1)}
+        self.site = site
+        self.devices = {(site, f"xs-{i}"): DeviceState(dev(i, site)) for i in range(1, n + 1)}
         self.grace_from = T0
         self.broker_down_since: float | None = None
         self.now = T0
@@ -48,10 +49,10 @@ class World:
             self.seen(ds.device.id)
 
     def ds(self, i: int = 1) -> DeviceState:
-        return self.devices[f"xs-{i}"]
+        return self.devices[(self.site, f"xs-{i}")]
 
     def seen(self, device_id: str, state: str | None = None) -> None:
-        ds = self.devices[device_id]
+        ds = self.devices[(self.site, device_id)]
         ds.last_seen = self.now
         if state is not None and state != ds.state:
             ds.state, ds.state_since = state, self.now
@@ -257,7 +258,9 @@ def test_a_silent_site_is_one_notification_not_fifty() -> None:
     assert events(out) == [("site_silent", "aktau", "firing")]
     site = next(n for n in out.notifications).payload
     assert site["summary"].startswith("site aktau: 10 of 10 devices went silent together")
-    assert sorted(a.device for a in out.transitions if a.rule == "no_data") == sorted(w.devices)
+    assert sorted(a.device for a in out.transitions if a.rule == "no_data") == sorted(
+        i for _, i in w.devices
+    )
     assert events(w.run(600, step=10)) == []
     # the site speaks again: the site alert resolves; the ones still silent are now told
     for i in range(1, 9):
@@ -314,3 +317,68 @@ def test_monitor_conditions_fire_and_resolve_once() -> None:
     assert events(again) == []
     done = w.engine.evaluate(w.devices, T0 + 3, w.grace_from, None, {"monitor_spool_high": None})
     assert events(done) == [("monitor_spool_high", "monitor-1", "resolved")]
+
+
+def test_a_device_that_falls_silent_after_its_site_is_told_on_its_own() -> None:
+    """Issue 19.1: five devices, four stop: one site_silent. The fifth talks on for 20 s,
+    then stops: its no_data is a new outage, notified, not swallowed by the open site
+    alert (SPEC 5: the site alert covers only the devices that fell silent with it)."""
+    w = World(n=5)
+    out = w.run(60, step=1, speak=("xs-5",))
+    assert events(out) == [("site_silent", "aktau", "firing")]
+    (site_alert,) = [a for a in w.engine.open.values() if a.rule == "site_silent"]
+    assert site_alert.members == ["xs-1", "xs-2", "xs-3", "xs-4"]
+    w.run(80, step=1, speak=("xs-5",))
+    out = w.run(141, step=1)  # xs-5 silent since 80: its no_data at 140
+    assert events(out) == [("no_data", "xs-5", "firing")]
+    # and the site alert stays what it was: the four, until one of them speaks
+    w.seen("xs-1")
+    assert sorted(events(w.at(142))) == [
+        ("no_data", "xs-2", "firing"),
+        ("no_data", "xs-3", "firing"),
+        ("no_data", "xs-4", "firing"),
+        ("site_silent", "aktau", "resolved"),
+    ]
+
+
+def test_devices_dead_long_before_are_not_a_site_outage_with_a_new_one() -> None:
+    """A site alert is devices falling silent together: three scanners dead for an hour
+    (each told on its own) and a fourth that stops now are one new no_data, not a
+    site_silent that would swallow it (4 of 5 silent, but not together)."""
+    w = World(n=5)
+    out = w.run(3700, step=10, speak=("xs-4", "xs-5"))
+    assert ("site_silent", "aktau", "firing") not in events(out)
+    out = w.run(3800, step=1, speak=("xs-5",))  # xs-4 stops at 3700
+    assert events(out) == [("no_data", "xs-4", "firing")]
+
+
+def test_forgetting_a_device_resolves_its_alerts_and_leaves_the_site_alert() -> None:
+    w = World(n=4)
+    w.run(60, step=1)
+    assert {a.rule for a in w.engine.open.values()} == {"no_data", "site_silent"}
+    out = Outcome()
+    for i in range(1, 5):
+        out.extend(w.engine.forget(("aktau", f"xs-{i}"), w.now))
+    resolved = {(a.rule, a.device, a.facts.get("resolution")) for a in out.transitions}
+    assert resolved == {
+        *{("no_data", f"xs-{i}", "forgotten") for i in range(1, 5)},
+        ("site_silent", "aktau", None),
+    }
+    assert events(out) == [("site_silent", "aktau", "resolved")]  # only it was told
+    assert not w.engine.open
+
+
+def test_the_same_id_at_two_sites_has_alerts_of_its_own() -> None:
+    """SPEC 2: xs-1 at aktau in fault, xs-1 at kuryk talking: aktau's fault fires."""
+    engine = AlertEngine([CREW], lambda d: RULES, "m", new_id=iter(range(99)).__next__)
+    aktau, kuryk = DeviceState(dev(1, "aktau")), DeviceState(dev(1, "kuryk"))
+    devices = {aktau.device.key: aktau, kuryk.device.key: kuryk}
+    aktau.last_seen = kuryk.last_seen = T0
+    aktau.state, aktau.state_since = "fault", T0
+    for t in range(0, 31):
+        kuryk.last_seen = aktau.last_seen = T0 + t
+        out = engine.evaluate(devices, T0 + t, T0, None)
+    assert [(n.payload["site"], n.payload["rule"]) for n in out.notifications] == [
+        ("aktau", "fault")
+    ]
+    assert set(engine.open) == {("fault", "aktau", "xs-1")}

@@ -17,6 +17,6 @@ def test_a_device_inventing_a_metric_per_message_costs_bounded_memory() -> None:
     for i in range(10_000):
         fields = {"detector_temp_c": 30.0 + i % 10, f"invented_{i}": 1.0}
         liveness.observe(Reading(device, "telemetry", None, dict(fields)), float(i))
-    metrics = liveness.devices["xs-01"].metrics
+    metrics = liveness.devices[("aktau", "xs-01")].metrics
     assert len(metrics) <= MAX_METRICS + 1
     assert metrics["detector_temp_c"] == 30.0 + 9_999 % 10  # known names keep updating

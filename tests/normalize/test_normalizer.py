@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from monitor.config import load_config
-from monitor.model import Device, Reading
+from monitor.errors import ConfigError
+from monitor.model import Device, Reading, key_text
 from monitor.normalize.normalizer import Normalizer
 from monitor.normalize.reasons import REASONS, Rejected
 from monitor.normalize.topics import receives
@@ -306,17 +307,157 @@ def test_a_filter_receives_a_template(
     assert receives(topic_filter, template) is expected
 
 
+def owned(monkeypatch: pytest.MonkeyPatch, topics: list[str] | None) -> tuple[set[str], set[str]]:
+    """The registered devices a collector with these ``mqtt.topics`` expects to hear, and
+    those it watches once heard (site/id)."""
+    if topics is None:
+        monkeypatch.delenv("MONITOR_MQTT__TOPICS", raising=False)
+    else:
+        monkeypatch.setenv("MONITOR_MQTT__TOPICS", json.dumps(topics))
+    n = Normalizer(load_config(SHIPPED_CONFIG))
+    return {key_text(d.key) for d in n.expected}, {key_text(d.key) for d in n.heard_only}
+
+
 def test_a_collector_owns_the_registered_devices_its_topics_receive(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Collectors share the load by site (SPEC 8): the others' devices are not its to
     watch, or it would call them silent."""
-    everything = Normalizer(load_config(SHIPPED_CONFIG)).registry
-    monkeypatch.setenv("MONITOR_MQTT__TOPICS", '["customs/aktau/gate-in/#"]')
-    gate_in = Normalizer(load_config(SHIPPED_CONFIG)).registry
-    assert gate_in and set(gate_in) < set(everything)
-    assert {d.area for d in gate_in.values()} == {"gate-in"}
-    monkeypatch.setenv("MONITOR_MQTT__TOPICS", '["customs/aktau/gate-in/#", "scanners/xs-02/data"]')
-    assert set(Normalizer(load_config(SHIPPED_CONFIG)).registry) == {*gate_in, "xs-02"}
-    monkeypatch.setenv("MONITOR_MQTT__TOPICS", '["customs/khorgos/#"]')
-    assert Normalizer(load_config(SHIPPED_CONFIG)).registry == {}
+    everything, none_heard_only = owned(monkeypatch, None)
+    assert len(everything) == len(load_config(SHIPPED_CONFIG).devices) and not none_heard_only
+    expected, heard_only = owned(monkeypatch, ["customs/aktau/gate-in/#"])
+    # barriers speak plc/{site}/...: this collector does not receive that, another may
+    assert expected == {"aktau/rpm-01", "aktau/rpm-02", "aktau/anpr-01", "aktau/anpr-02"} | {
+        "aktau/wb-01"
+    }
+    assert heard_only == {"aktau/gb-01", "aktau/gb-02"}
+    expected, _ = owned(monkeypatch, ["customs/aktau/#", "plc/aktau/#", "scanners/xs-02/data"])
+    assert {"aktau/gb-01", "aktau/xs-02"} <= expected and "aktau/xs-01" not in expected
+    assert owned(monkeypatch, ["customs/khorgos/#"]) == (set(), set())
+    # whoever owns them, every registered device is found by the normalizer (SPEC 8: a
+    # registered Sparkplug device on a Sparkplug-only collector is not "unknown")
+    assert len(Normalizer(load_config(SHIPPED_CONFIG)).registry) == len(everything)
+
+
+def test_collectors_split_by_protocol_own_a_device_by_the_profile_it_speaks(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Issue 19.11: one collector takes customs/aktau/#, another scanners/+/data. Without
+    ``profile`` a scanner may speak either: neither expects it (neither may call it silent
+    unheard), both watch it once they hear it. With ``profile`` the one that receives that
+    profile owns it, and the other does not watch it at all."""
+    config = tmp_path / "m.yaml"
+    config.write_text(
+        SHIPPED_CONFIG.read_text().replace(
+            "{id: xs-01, kind: xray_scanner, site: aktau, area: inspection-1,",
+            "{id: xs-01, kind: xray_scanner, site: aktau, area: inspection-1,"
+            " profile: scanner_vendor_x,",
+        )
+    )
+
+    def share(topics: list[str]) -> tuple[bool, bool, bool, bool]:
+        monkeypatch.setenv("MONITOR_MQTT__TOPICS", json.dumps(topics))
+        n = Normalizer(load_config(config))
+        xs01, xs02 = (
+            Device("xs-01", "xray_scanner", "aktau", "inspection-1"),
+            Device("xs-02", "xray_scanner", "aktau", "inspection-1"),
+        )
+        return (xs01 in n.expected, n.owns(xs01), xs02 in n.expected, n.owns(xs02))
+
+    assert share(["customs/aktau/#"]) == (False, False, False, True)
+    assert share(["scanners/+/data"]) == (True, True, False, True)
+
+
+def test_a_sparkplug_collector_finds_registered_devices(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MONITOR_MQTT__TOPICS", '["spBv1.0/#"]')
+    monkeypatch.setenv("MONITOR_SPARKPLUG__ENABLED", "true")
+    n = Normalizer(load_config(SHIPPED_CONFIG))
+    gb05 = Device("gb-05", "gate_barrier", "aktau", "rail-gate")
+    assert n.owns(gb05) and gb05 in n.heard_only
+
+
+TWO_POSTS = """
+profiles:
+  scanner_vendor_x:
+    topic: scanners/{device}/data
+    kind: xray_scanner
+    fields: {hv: {to: tube_voltage_kv, convert: V->kV}}
+  plc_gateway:
+    topic: plc/{site}/{device}/{signal}
+    format: plain
+    kind: gate_barrier
+    fields: {motor_amps: {to: motor_current_a}}
+devices:
+  - {id: gb-01, kind: gate_barrier, site: aktau, area: gate-in}
+  - {id: gb-01, kind: gate_barrier, site: kuryk, area: gate-out}
+  - {id: xs-09, kind: xray_scanner, site: aktau, area: inspection-1, profile: scanner_vendor_x}
+  - {id: xs-09, kind: xray_scanner, site: kuryk, area: inspection-1, profile: canonical}
+"""
+
+
+@pytest.fixture
+def two_posts(tmp_path: Path) -> Normalizer:
+    cfg = tmp_path / "two.yaml"
+    cfg.write_text(TWO_POSTS)
+    return Normalizer(load_config(cfg))
+
+
+def test_the_same_id_at_two_sites_is_two_devices(two_posts: Normalizer) -> None:
+    """SPEC 2: a device is its site and id; nothing of one is merged into the other."""
+    aktau = ok(two_posts.normalize("plc/aktau/gb-01/motor_amps", b"2.5", NOW)).device
+    kuryk = ok(two_posts.normalize("plc/kuryk/gb-01/motor_amps", b"2.5", NOW)).device
+    assert (aktau.site, aktau.area) == ("aktau", "gate-in")
+    assert (kuryk.site, kuryk.area) == ("kuryk", "gate-out")
+    assert aktau.key != kuryk.key
+    canonical = ok(
+        two_posts.normalize("customs/kuryk/x/gate_barrier/gb-01/telemetry", b"{}", NOW)
+    ).device
+    assert canonical is kuryk  # the registry's, whichever topic
+    # a topic without a site finds the one entry that speaks it
+    xs09 = ok(two_posts.normalize("scanners/xs-09/data", b'{"hv": 150000}', NOW)).device
+    assert xs09.site == "aktau"
+    # an unregistered id at a third site is a device of its own
+    atyrau = ok(
+        two_posts.normalize("customs/atyrau/gate-in/gate_barrier/gb-01/telemetry", b"{}", NOW)
+    ).device
+    assert atyrau.key == ("atyrau", "gb-01") and atyrau not in (aktau, kuryk)
+
+
+def test_a_kind_that_contradicts_the_registry_is_rejected(two_posts: Normalizer) -> None:
+    """Issue 19.2: a Kuryk weighbridge gb-01 must not write weight_kg into Aktau's (or
+    Kuryk's) gate_barrier series."""
+    for site in ("aktau", "kuryk"):
+        topic = f"customs/{site}/gate-in/weighbridge/gb-01/telemetry"
+        assert rejected(two_posts.normalize(topic, b'{"weight_kg": 1}', NOW)) == "device_mismatch"
+    assert "device_mismatch" in REASONS
+    # a vendor profile's kind is the message's: gb-01 is no scanner
+    assert rejected(two_posts.normalize("scanners/gb-01/data", b"{}", NOW)) == "device_mismatch"
+
+
+def test_a_discovered_device_keeps_its_kind_and_follows_its_area(norm: Normalizer) -> None:
+    first = ok(n(norm, "customs/kuryk/gate-in/weighbridge/wb-50/telemetry", {"weight_kg": 1}))
+    assert first.device.kind == "weighbridge"
+    other_kind = n(norm, "customs/kuryk/gate-in/gate_barrier/wb-50/telemetry", {})
+    assert rejected(other_kind) == "device_mismatch"
+    moved = ok(n(norm, "customs/kuryk/gate-out/weighbridge/wb-50/telemetry", {"weight_kg": 2}))
+    assert moved.device.key == first.device.key and moved.device.area == "gate-out"
+
+
+def test_a_siteless_id_registered_twice_is_refused_by_the_config(tmp_path: Path) -> None:
+    """SPEC 2: a vendor topic without a site matches by id alone, which the registry must
+    then hold once; check-config (and run) refuse the ambiguity, naming the entry."""
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(
+        TWO_POSTS.replace(", profile: scanner_vendor_x", "").replace(", profile: canonical", "")
+    )
+    with pytest.raises(ConfigError) as e:
+        load_config(cfg)
+    assert e.value.problems == [
+        "devices[3]: xs-09 is registered at aktau, kuryk, and scanner_vendor_x's topics name"
+        " no site: say which one speaks scanner_vendor_x (profile: scanner_vendor_x on it,"
+        " another profile on the others)"
+    ]
+    cfg.write_text(TWO_POSTS + "  - {id: gb-01, kind: gate_barrier, site: aktau, area: x}\n")
+    with pytest.raises(ConfigError) as e:
+        load_config(cfg)
+    assert e.value.problems == ["devices[4]: aktau/gb-01 is registered twice (devices[0] too)"]

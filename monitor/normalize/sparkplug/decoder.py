@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 from google.protobuf.message import DecodeError
 
-from monitor.config import Sparkplug, SparkplugGroup
+from monitor.config import SPARKPLUG_ROUTE, Sparkplug, SparkplugGroup
 from monitor.model import INT64_MAX, Device, FieldValue, Reading
 from monitor.normalize.devices import Devices
 from monitor.normalize.reasons import Reject
@@ -319,13 +319,15 @@ class SparkplugDecoder:
         neither names is a gateway, not equipment: None. A device under it must be named:
         ``Reject`` (unknown_device), quarantined like any message nobody can place."""
         defaults = self._settings.groups.get(node.group, SparkplugGroup())
-        segments = {"device": device_id}
-        for key in ("site", "area", "kind"):
-            value = getattr(defaults, key)
-            if value is not None:
-                segments[key] = value
-        try:
-            return self._devices.resolve(segments, None)
+        try:  # the group's kind is only a default: the registry's kind is the device's
+            return self._devices.resolve(
+                device_id,
+                defaults.site,
+                defaults.area,
+                None,
+                SPARKPLUG_ROUTE,
+                default_kind=defaults.kind,
+            )
         except Reject:
             if device_id == node.node:
                 return None
