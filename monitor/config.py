@@ -44,6 +44,7 @@ from monitor.model import (
     NAME_RE,
     STATES,
     THRESHOLD_RE,
+    window_problem,
 )
 
 DEFAULT_CONFIG_PATH = Path("config/monitor.yaml")
@@ -327,8 +328,10 @@ class MaintenanceWindow(Section):
     def _order(self) -> Self:
         if self.starts.tzinfo is None or self.ends.tzinfo is None:
             raise ValueError("starts and ends need a time zone, e.g. 2026-11-22T08:00:00+05:00")
-        if self.ends <= self.starts:
-            raise ValueError("ends must be after starts")
+        # the limits of a window added through the API (SPEC 6)
+        starts, ends = self.starts.timestamp(), self.ends.timestamp()
+        if problem := window_problem(self.scope, self.value, starts, ends):
+            raise ValueError(problem)
         return self
 
 

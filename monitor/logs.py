@@ -58,16 +58,33 @@ class Log:
 
 class _NoEcho(logging.Filter):
     """aiohttp logs a malformed request with the offending line quoted (an Authorization
-    header is a secret) and a traceback: keep what was wrong with it, one line, no bytes."""
+    header is a secret) and a traceback: keep what was wrong with it, one line, no bytes.
+    Anyone who reaches the port can send them: at most one line per ``QUIET_S``, which
+    says how many it stands for."""
+
+    QUIET_S = 10.0
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._quiet_until = 0.0
+        self._unsaid = 0
 
     def filter(self, record: logging.LogRecord) -> bool:
         exc = record.exc_info[1] if record.exc_info else None
         message = getattr(exc, "message", None)
         if getattr(exc, "code", None) == 400 and isinstance(message, str):
+            now = time.monotonic()
+            if now < self._quiet_until:
+                self._unsaid += 1
+                return False
+            self._quiet_until = now + self.QUIET_S
             record.msg, record.args = "http.bad_request", ()
             record.exc_info, record.exc_text = None, None
             record.levelno, record.levelname = logging.WARNING, "WARNING"
             record.__dict__["error"] = message.split(":", 1)[0].strip()[:100]
+            if self._unsaid:
+                record.__dict__["more_since_last"] = self._unsaid
+                self._unsaid = 0
         return True
 
 

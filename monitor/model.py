@@ -183,3 +183,40 @@ class Reading:
     event_type: str | None = None
     retained: bool = False  # a retained status is old news: it must not count as "seen"
     clock_skew: bool = False  # the device's timestamp was in the future and was replaced
+
+
+# SPEC 5 and 6: what a maintenance window may be, wherever it comes from (the config, the
+# API, a row an older version saved). Times are wall-clock seconds (UTC).
+WINDOW_SCOPES = ("device", "kind", "area", "site")
+EARLIEST_TIME = 0.0  # 1970-01-01T00:00:00Z
+END_OF_9999 = 253_402_300_800.0  # 10000-01-01T00:00:00Z: a time is before it
+MAX_WINDOW_S = 366 * 86400.0
+
+
+def time_problem(t: float) -> str | None:
+    """Why a time cannot be taken (outside the years 1970-9999, UTC); None if it can."""
+    if not EARLIEST_TIME <= t < END_OF_9999:  # NaN too
+        return "is outside the years 1970 to 9999 (UTC)"
+    return None
+
+
+def window_problem(scope: str, value: str, starts: float, ends: float) -> str | None:
+    """Why a maintenance window cannot be kept; None if it can. ``value`` is not quoted
+    back: it may be anything a client sent."""
+    if scope not in WINDOW_SCOPES:
+        return f"scope must be one of {', '.join(WINDOW_SCOPES)}"
+    if scope == "kind":
+        if value not in KINDS:
+            return f"kind must be one of {', '.join(KINDS)}"
+    elif not DEVICE_ID_RE.match(value):  # NAME_RE is the same shape
+        name = {"device": "a device id", "area": "an area name"}.get(scope, f"a {scope} name")
+        return f"{name} must match ^[A-Za-z0-9][A-Za-z0-9_.-]{{0,63}}$"
+    for what, t in (("starts", starts), ("ends", ends)):
+        if problem := time_problem(t):
+            return f"{what} {problem}"
+    if ends <= starts:
+        return "the window must end after it starts"
+    if ends - starts > MAX_WINDOW_S:
+        days = (ends - starts) / 86400
+        return f"a window is at most 366 days long; this one is {days:.1f} days"
+    return None

@@ -222,10 +222,67 @@ def test_durations(text: object, seconds: float) -> None:
     assert parse_duration(text) == seconds
 
 
-@pytest.mark.parametrize("text", ["soon", "-1s", "5 minutes", True, "1w"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        *("soon", "-1s", "5 minutes", True, "1w"),
+        *("3000000d", 1e308, float("nan"), float("inf"), 10**400, -(10**400), "1" * 400 + "s"),
+    ],
+)
 def test_bad_durations(text: object) -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError):  # a reason, not an OverflowError
         parse_duration(text)
+
+
+# Durations no timer takes: each refused by its path (an OverflowError out of load_config
+# before: int(inf) in the whole-seconds check, float() of a 400-digit integer).
+ABSURD_DURATIONS = [
+    ("mqtt: {keepalive: .inf}", "mqtt.keepalive: a duration cannot be longer than 1000 years"),
+    ("mqtt: {session_expiry: .nan}", "mqtt.session_expiry: a duration must be a number"),
+    ("mqtt: {keepalive: 1" + "0" * 400 + "}", "mqtt.keepalive: a duration cannot be longer"),
+    ("status_interval: 3000000d", "status_interval: a duration cannot be longer than 1000"),
+    ("alerts: {broker_down_after: 1.0e+308}", "alerts.broker_down_after: a duration cannot be"),
+]
+
+
+@pytest.mark.parametrize(("text", "problem"), ABSURD_DURATIONS)
+def test_absurd_durations_are_refused_with_a_reason(
+    tmp_path: Path, text: str, problem: str
+) -> None:
+    assert any(p.startswith(problem) for p in problems(write(tmp_path, text))), problem
+
+
+def _window(**fields: str) -> str:
+    w = {"scope": "device", "value": "xs-01", "starts": "2026-11-22T08:00:00+05:00"} | fields
+    return "alerts: {maintenance: [{" + ", ".join(f"{k}: '{v}'" for k, v in w.items()) + "}]}"
+
+
+# The config's maintenance windows have the limits of the API's (SPEC 6).
+BAD_WINDOWS = [
+    (_window(ends="10000-01-01T00:00:00+05:00"), "alerts.maintenance[0].ends"),  # unparsable
+    (_window(starts="9999-12-31T00:00:00-05:00", ends="9999-12-31T23:00:00-05:00"), "outside"),
+    (_window(starts="1969-12-31T23:00:00Z", ends="1970-01-01T01:00:00Z"), "outside"),
+    (_window(ends="2027-11-24T08:00:00+05:00"), "at most 366 days"),  # 367 days
+    (_window(ends="2026-11-22T08:00:00+05:00"), "end after it starts"),
+    (_window(value="xs 01", ends="2026-11-23T08:00:00+05:00"), "a device id must match"),
+    (_window(scope="kind", value="toaster", ends="2026-11-23T08:00:00+05:00"), "kind must be"),
+    (_window(scope="area", value="", ends="2026-11-23T08:00:00+05:00"), "an area name must"),
+]
+
+
+@pytest.mark.parametrize(("text", "problem"), BAD_WINDOWS)
+def test_config_maintenance_windows_have_the_api_limits(
+    tmp_path: Path, text: str, problem: str
+) -> None:
+    found = problems(write(tmp_path, text))
+    assert len(found) == 1 and found[0].startswith("alerts.maintenance[0]"), found
+    assert problem in found[0], found
+
+
+def test_a_window_of_366_days_in_the_config_is_taken(tmp_path: Path) -> None:
+    cfg = load_config(write(tmp_path, _window(ends="2027-11-23T08:00:00+05:00")))
+    (w,) = cfg.alerts.maintenance
+    assert (w.ends - w.starts).days == 366
 
 
 @pytest.mark.parametrize(

@@ -28,7 +28,7 @@ from monitor.alerting.rules import DeviceState
 from monitor.clock import Clock, SystemClock
 from monitor.errors import StateVersionError
 from monitor.lifecycle import Resource
-from monitor.model import Device, DeviceKey
+from monitor.model import Device, DeviceKey, window_problem
 
 log = logs.get(__name__)
 
@@ -104,6 +104,7 @@ class Store(Resource):
         self._deliveries: deque[_Delivery] = deque(maxlen=1000)
         self._meta: dict[str, str] = {}
         self._next_temp = -1
+        self._skipped_windows: set[str] = set()  # rows said once: not a window we can keep
         self._open_db()
 
     # -- the connection --
@@ -296,12 +297,23 @@ class Store(Resource):
         self.flush()
 
     def windows(self) -> list[Window]:
-        found = {
-            w.id: w
-            for w in (
-                Window(**json.loads(r[0])) for r in self._read("SELECT data FROM maintenance")
+        """The saved windows; a row that is not one this version can keep (an older version
+        saved a window ending in the year 10000) is left out, and said once."""
+        found: dict[str, Window] = {}
+        skipped: list[str] = []
+        for row_id, text in self._read("SELECT id, data FROM maintenance"):
+            if (w := _stored_window(text)) is not None:
+                found[w.id] = w
+            elif str(row_id) not in self._skipped_windows:
+                skipped.append(str(row_id))
+        if skipped:
+            self._skipped_windows.update(skipped)
+            log.warning(
+                "store.windows_skipped",
+                count=len(skipped),
+                ids=",".join(i[:32] for i in skipped[:10]),
+                why="not a valid window (SPEC 6: at most 366 days, within the years 1970-9999)",
             )
-        }
         for window_id, w in self._windows.items():
             if w is None:
                 found.pop(window_id, None)
@@ -442,3 +454,20 @@ def _migrate(db: sqlite3.Connection, path: str) -> None:
         db.executescript(f"BEGIN; {MIGRATIONS[step]} PRAGMA user_version = {step}; COMMIT;")
         log.info("store.migrated", path=path, schema=step)
     db.executescript(SCHEMA)  # what later versions added beside (IF NOT EXISTS)
+
+
+_WINDOW_TEXTS = ("id", "scope", "value", "reason", "created_by")
+
+
+def _stored_window(text: object) -> Window | None:
+    """A saved window if it is one: JSON of its fields, of their types, within SPEC 6."""
+    try:
+        w = Window(**json.loads(text))  # type: ignore[arg-type]  # whatever the row holds
+    except (ValueError, TypeError):
+        return None
+    times = (w.starts, w.ends)
+    if not all(isinstance(getattr(w, f), str) for f in _WINDOW_TEXTS) or not all(
+        isinstance(t, int | float) and not isinstance(t, bool) for t in times
+    ):
+        return None
+    return None if window_problem(w.scope, w.value, w.starts, w.ends) else w

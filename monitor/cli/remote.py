@@ -92,7 +92,10 @@ def _aktau(rfc3339: str | None, lang: Language) -> str:
     """An API time as a person reads it: Aktau time, the language's format."""
     if rfc3339 is None:
         return "-"
-    return texts(lang).when(datetime.fromisoformat(rfc3339).timestamp())
+    try:
+        return texts(lang).when(datetime.fromisoformat(rfc3339).timestamp())
+    except (ValueError, OverflowError):  # not a time, or not one Aktau's calendar has
+        return rfc3339
 
 
 def _age(seconds: float | None) -> str:

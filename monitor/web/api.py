@@ -7,14 +7,22 @@ token configured they are refused. Bodies are capped. Bound to 127.0.0.1 by defa
 from __future__ import annotations
 
 import hmac
+import re
 from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
 
 from monitor import durations, logs
 from monitor.alerting.engine import Alert, Window, rfc3339
@@ -26,13 +34,14 @@ from monitor.clock import Clock, wall_offset
 from monitor.config import HTTP, Duration
 from monitor.i18n import LANGUAGES, Language, texts
 from monitor.lifecycle import Resource
-from monitor.model import DeviceKey
+from monitor.model import DeviceKey, is_unicode, time_problem, window_problem
 from monitor.stats import Stats
 from monitor.web.board_texts import board_texts
 
 log = logs.get(__name__)
 
 MAX_BODY_BYTES = 64 * 1024
+MAX_FAULTS_LOGGED = 100  # kinds of fault, each logged once
 STATIC = Path(__file__).parent / "static"
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -48,30 +57,49 @@ class Health:
     last_write_ok: float | None  # wall clock seconds
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def _plain(text: str) -> str:
+    """Text a person wrote: it is shown in terminals and pages, and stored."""
+    if _CONTROL.search(text) or not is_unicode(text):
+        raise ValueError("must be text without control characters or lone surrogates")
+    return text
+
+
+def _moment(t: datetime) -> datetime:
+    if t.tzinfo is None:
+        raise ValueError("a time needs a time zone, e.g. 2026-11-22T08:00:00+05:00")
+    if problem := time_problem(t.timestamp()):
+        raise ValueError(problem)
+    return t
+
+
+PlainText = Annotated[str, AfterValidator(_plain)]
+Moment = Annotated[datetime, AfterValidator(_moment)]
+
+
 class MaintenanceRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     scope: Literal["device", "kind", "area", "site"]
-    value: str = Field(min_length=1, max_length=64)
-    starts: datetime | None = None  # default: now
-    ends: datetime | None = None
+    value: str = Field(min_length=1, max_length=64)  # its shape is checked by window_problem
+    starts: Moment | None = None  # default: now
+    ends: Moment | None = None
     duration: Duration | None = None  # instead of ends, e.g. "2h"
-    reason: str = Field("", max_length=500)
-    by: str = Field("api", max_length=64)
+    reason: PlainText = Field("", max_length=500)
+    by: PlainText = Field("api", max_length=64)
 
     @model_validator(mode="after")
     def _end(self) -> MaintenanceRequest:
         if (self.ends is None) == (self.duration is None):
             raise ValueError("give either ends or duration")
-        for t in (self.starts, self.ends):
-            if t is not None and t.tzinfo is None:
-                raise ValueError("times need a time zone, e.g. 2026-11-22T08:00:00+05:00")
         return self
 
 
 class AckRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    by: str = Field("api", max_length=64)
+    by: PlainText = Field("api", max_length=64)
 
 
 def _shown(t: float | None, offset: float) -> str | None:
@@ -146,9 +174,10 @@ class Api(Resource):
         self._stats = stats
         self._metrics: Callable[[], bytes] | None = None  # built at the first scrape
         self.port: int | None = None
+        self._faults: set[tuple[str, str]] = set()  # (route, error) already logged
 
     def app(self) -> web.Application:
-        app = web.Application(client_max_size=MAX_BODY_BYTES)
+        app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[self._contained])
         r = app.router
         r.add_get("/", self.board)
         r.add_static("/static/", STATIC, show_index=False)
@@ -183,6 +212,26 @@ class Api(Resource):
         if self._runner is not None:
             await self._runner.cleanup()
 
+    @web.middleware
+    async def _contained(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        """Errors of the API are JSON with a reason (an unknown path, a wrong method too). A
+        fault of ours is logged once per route and kind, with its traceback, not once per
+        request: anyone who can reach the port can repeat a request."""
+        try:
+            return await handler(request)
+        except web.HTTPException as e:
+            if e.status < 400 or not request.path.startswith("/api/"):
+                raise
+            allow = {"Allow": e.headers["Allow"]} if "Allow" in e.headers else None
+            return _error(e.status, e.reason.lower(), allow)
+        except Exception as e:
+            resource = request.match_info.route.resource
+            fault = (resource.canonical if resource else "?", type(e).__name__)
+            if fault not in self._faults and len(self._faults) < MAX_FAULTS_LOGGED:
+                self._faults.add(fault)
+                log.error("http.failed", exc_info=True, route=fault[0], error=fault[1])
+            return _error(500, "the monitor failed to answer this request (see its log)")
+
     # -- auth --
 
     def _auth(self, handler: Handler) -> Handler:
@@ -193,10 +242,19 @@ class Api(Resource):
                     "changes through the API are disabled: no API token is"
                     " configured (MONITOR_HTTP__TOKEN)",
                 )
-            header = request.headers.get("Authorization", "")
-            scheme, _, given = header.partition(" ")
-            if scheme.lower() != "bearer" or not hmac.compare_digest(given.encode(), self._token):
-                return _error(401, "a valid 'Authorization: Bearer <token>' is required")
+            header = request.headers.get("Authorization")
+            if header is None:
+                return _unauthorized("an 'Authorization: Bearer <token>' header is required")
+            try:
+                # aiohttp keeps the bytes it could not decode as lone surrogates
+                raw = header.encode("utf-8")
+            except UnicodeEncodeError:
+                return _error(400, "the Authorization header is not UTF-8 text")
+            scheme, _, given = raw.partition(b" ")
+            if scheme.lower() != b"bearer" or not given:
+                return _unauthorized("the Authorization header must be 'Bearer <token>'")
+            if not hmac.compare_digest(given, self._token):
+                return _unauthorized("the API token is not the configured one")
             return await handler(request)
 
         return guarded
@@ -383,8 +441,9 @@ class Api(Resource):
             return body
         starts = body.starts.timestamp() if body.starts else self._clock.now()
         ends = body.ends.timestamp() if body.ends else starts + (body.duration or 0)
-        if ends <= starts:
-            return _error(400, "the window must end after it starts")
+        # before anything is saved: a refused window changes nothing (SPEC 6)
+        if problem := window_problem(body.scope, body.value, starts, ends):
+            return _error(400, problem)
         window = self._service.add_window(
             body.scope, body.value, starts, ends, body.reason, body.by
         )
@@ -396,8 +455,12 @@ class Api(Resource):
         return web.json_response({"deleted": request.match_info["window_id"]})
 
 
-def _error(status: int, message: str) -> web.Response:
-    return web.json_response({"error": message}, status=status)
+def _error(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
+    return web.json_response({"error": message}, status=status, headers=headers)
+
+
+def _unauthorized(message: str) -> web.Response:
+    return _error(401, message, {"WWW-Authenticate": "Bearer"})
 
 
 M = TypeVar("M", bound=BaseModel)
@@ -412,7 +475,7 @@ async def _body(request: web.Request, model: type[M]) -> M | web.Response:
         return model.model_validate_json(raw or b"{}")
     except ValidationError as e:
         problems = [
-            f"{'.'.join(map(str, x['loc'])) or 'body'}: {x['msg']}"
+            f"{'.'.join(map(str, x['loc'])) or 'body'}: {x['msg'].removeprefix('Value error, ')}"
             for x in e.errors(include_url=False)
         ]
         return web.json_response({"error": "invalid request", "problems": problems}, status=400)
