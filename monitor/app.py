@@ -141,7 +141,8 @@ class Parts:
 
     def status_tick(self) -> None:
         """``device_status`` of every device (SPEC 4), and last-seen times saved."""
-        if self.stats.broker_connected:  # our outage is not the devices'
+        # Our outage is not the devices': nor is a connection that hears nothing.
+        if self.stats.broker_connected and self.source.outage() is None:
             self.points.statuses(self.liveness.status_points(self.clock.monotonic(), force=True))
         self.store.save_devices(self.liveness.devices.values())  # and retries what is pending
         for part in (self.spool, self.quarantine):
@@ -209,7 +210,8 @@ class Parts:
         if source.canary_refused is not None:
             warnings.append(
                 f"the broker refused the monitor's canary ({source.canary_refused}): a"
-                " subscription that receives nothing cannot be told (README: The broker)"
+                " subscription that stops delivering cannot be told from every device"
+                " falling silent (README: The broker)"
             )
         if not self.writer.healthy:
             reasons.append("InfluxDB writes failing")

@@ -8,6 +8,7 @@ Secrets never reach here: callers pass masked values (config.mask_url, SecretStr
 from __future__ import annotations
 
 import logging
+import re
 import sys
 import time
 from typing import Any
@@ -15,11 +16,39 @@ from typing import Any
 _RESERVED = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
 
 
+# What a terminal or a log viewer acts on instead of showing (SPEC 3.3: a device must not
+# rewrite what an operator reads): C0, DEL and C1 controls (CR returns to the line's start,
+# ESC and C1 CSI begin escape sequences), the Unicode line and paragraph separators (new
+# lines to many viewers), the bidi controls (they reorder the text shown around them) and
+# lone surrogates (JSON's "\ud800" makes one; the UTF-8 stream would refuse the whole line).
+_UNSAFE = re.compile(
+    "[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069\ud800-\udfff]"
+)
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+# Quoted: a value with any of these, so that a reader can split the line on spaces and a
+# backslash in a value is always an escape.
+_QUOTE = re.compile('[ "=\\\\]|' + _UNSAFE.pattern)
+
+
+def _escape(match: re.Match[str]) -> str:
+    c = match.group()
+    code = ord(c)
+    if c in _NAMED:
+        return _NAMED[c]
+    return f"\\x{code:02x}" if code < 0x80 else f"\\u{code:04x}"
+
+
 def _value(v: Any) -> str:
     text = str(v)
-    if text == "" or any(c in text for c in ' "=\n\t'):
-        return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+    if text == "" or _QUOTE.search(text):
+        text = text.replace("\\", "\\\\").replace('"', '\\"')
+        return '"' + _UNSAFE.sub(_escape, text) + '"'
     return text
+
+
+def _key(k: str) -> str:
+    """A field's name: ours are identifiers, a library's extra= may be anything."""
+    return k if k.isidentifier() else _UNSAFE.sub(_escape, k).replace(" ", "_").replace("=", "_")
 
 
 class LogfmtFormatter(logging.Formatter):
@@ -27,7 +56,9 @@ class LogfmtFormatter(logging.Formatter):
         ts = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
         parts = [f"ts={ts}.{int(record.msecs):03d}Z", f"level={record.levelname.lower()}"]
         parts.append(f"event={_value(record.getMessage())}")
-        parts.extend(f"{k}={_value(v)}" for k, v in record.__dict__.items() if k not in _RESERVED)
+        parts.extend(
+            f"{_key(k)}={_value(v)}" for k, v in record.__dict__.items() if k not in _RESERVED
+        )
         if record.exc_info:
             parts.append(f"exc={_value(self.formatException(record.exc_info))}")
         return " ".join(parts)

@@ -11,8 +11,10 @@ path only, and the per-message hot path pays nothing for it.
 Not heard back within ``timeout`` of being sent, and nothing else heard either, the
 subscriptions are deaf: the monitor's own outage (device alerts paused, one monitor alert,
 ``/health`` 503); devices' messages still arriving prove they hear. Refused by the broker
-(PUBACK "not authorized"), the canary stops and ``/health`` warns that a deaf subscription
-could not be told (the ACL line it needs is in the README).
+(PUBACK "not authorized"), the canary stops and ``/health`` warns. Without it a connection
+that hears nothing at all is still the monitor's outage (``MqttSource.outage``: nothing
+since connecting is the sign); what it cannot tell is a subscription that stops delivering
+later from every device falling silent (the ACL line it needs is in the README).
 """
 
 from __future__ import annotations

@@ -106,7 +106,7 @@ class MqttSource(Resource):
             Canary(subscriptions, config.client_id, canary.timeout) if canary.enabled else None
         )
         self._canary_mids: set[int] = set()
-        self._deaf = False  # outage() says: the canary did not come back
+        self._deaf = False  # outage() says: nothing heard (or the canary did not come back)
         self._listening = False  # outage() says: nothing heard yet on this connection
         self._connected_at = clock.monotonic()
 
@@ -323,30 +323,58 @@ class MqttSource(Resource):
     def outage(self) -> tuple[float, str] | None:
         """The monitor's own outage on the broker side: since when, and what it is.
 
-        Connected is not yet hearing: with a canary, each connection is an outage until its
-        first message arrives (the canary itself, milliseconds later, where all is well),
-        so a deaf subscription never lets a device alert through whatever the timeouts."""
+        Connected is not yet hearing: each connection is an outage until its first message
+        of any kind arrives (the canary itself, milliseconds later, where all is well; a
+        device's or a retained one where the canary is refused or disabled), so a deaf
+        subscription never lets a device alert through whatever the timeouts. Once heard,
+        only the canary can tell a deaf subscription from silent devices."""
         if self.down_since is not None:
             return self.down_since, "cannot reach the MQTT broker"
-        canary, conn = self._canary, self._conn
-        if canary is None or not canary.topics or canary.refused is not None or conn is None:
-            self._hearing()
+        conn = self._conn
+        if conn is None:
             return None
-        deaf = canary.deaf_since(self._clock.monotonic(), conn.last_publish)
-        if deaf is not None:
-            if not self._deaf:
-                self._deaf = True
-                log.error("mqtt.deaf", topics=",".join(canary.topics), timeout_s=canary.timeout)
-            return deaf, (
-                "is connected to the MQTT broker but hears nothing: its canary did not come"
-                f" back within {canary.timeout:g} s on {', '.join(canary.topics)} (an ACL"
-                " that denies reading, a broken bridge?)"
-            )
+        now = self._clock.monotonic()
+        canary = self._canary
         if conn.last_publish is None:
-            self._listening = True
-            return self._connected_at, "has not heard from the MQTT broker yet"
+            if now - self._connected_at <= self._config.canary.timeout:
+                self._listening = True
+                return self._connected_at, "has not heard from the MQTT broker yet"
+            return self._connected_at, self._deaf_now(self._why_unheard())
+        if canary is not None and canary.topics and canary.refused is None:
+            deaf = canary.deaf_since(now, conn.last_publish)
+            if deaf is not None:
+                return deaf, self._deaf_now(self._canary_not_back(canary))
         self._hearing()
         return None
+
+    def _canary_not_back(self, canary: Canary) -> str:
+        return (
+            "is connected to the MQTT broker but hears nothing: its canary did not come"
+            f" back within {canary.timeout:g} s on {', '.join(canary.topics)} (an ACL"
+            " that denies reading, a broken bridge?)"
+        )
+
+    def _why_unheard(self) -> str:
+        """Not one message since connecting, past the canary's timeout: the canary (if it
+        sings) did not come back, and nothing else came either."""
+        canary = self._canary
+        if canary is not None and canary.topics and canary.refused is None:
+            return self._canary_not_back(canary)
+        if canary is not None and canary.refused is not None:
+            canary_says = f"; the broker refuses its canary ({canary.refused}) too"
+        else:
+            canary_says = ""
+        return (
+            "is connected to the MQTT broker but hears nothing: not one message in the"
+            f" {self._config.canary.timeout:g} s since it connected (an ACL that denies"
+            f" reading, a broken bridge, or nothing publishing at all?){canary_says}"
+        )
+
+    def _deaf_now(self, why: str) -> str:
+        if not self._deaf:
+            self._deaf = True
+            log.error("mqtt.deaf", why=why)
+        return why
 
     def _hearing(self) -> None:
         if self._deaf:

@@ -1,6 +1,7 @@
 """A broker that accepts the subscription but delivers nothing is the monitor's own outage
-(SPEC 7): no device alert, one monitor alert, /health 503 saying why. The canary that
-tells it, refused by the broker, is a warning, not an outage.
+(SPEC 7): no device alert, one monitor alert, /health 503 saying why, whether the canary
+comes through, is refused or is disabled: hearing nothing at all since connecting is the
+sign. A refused canary on a broker that does deliver is a warning, not an outage.
 
 Real mosquitto with an acl_file: it grants the SUBACK and silently delivers nothing the
 ACL does not let the monitor read."""
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -25,6 +27,7 @@ from tests.helpers import (
     Talker,
     Webhook,
     alerting_config,
+    rows,
     running_monitor,
     wait_for,
 )
@@ -34,11 +37,16 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 DEVICES = ["xs-a", "xs-b", "xs-c"]
 
 
-def broker_with_acl(tmp_path: Path, monitor_may: str) -> Iterator[Mosquitto]:
+def write_acl(tmp_path: Path, monitor_may: str) -> Path:
     acl = tmp_path / "acl"
     acl.write_text(
         f"# anonymous clients: the devices\ntopic readwrite #\nuser monitor\n{monitor_may}\n"
     )
+    return acl
+
+
+def broker_with_acl(tmp_path: Path, monitor_may: str) -> Iterator[Mosquitto]:
+    acl = write_acl(tmp_path, monitor_may)
     broker = Mosquitto(tmp_path / "acl-broker", extra_conf=f"acl_file {acl}\n")
     broker.start()
     yield broker
@@ -49,6 +57,13 @@ def broker_with_acl(tmp_path: Path, monitor_may: str) -> Iterator[Mosquitto]:
 def deaf_broker(tmp_path: Path) -> Iterator[Mosquitto]:
     """The monitor may write (its canaries go out) but read nothing."""
     yield from broker_with_acl(tmp_path, "topic write customs/#")
+
+
+@pytest.fixture
+def mute_broker(tmp_path: Path) -> Iterator[Mosquitto]:
+    """The monitor may neither read nor write customs/#: nothing comes, its canary is
+    refused."""
+    yield from broker_with_acl(tmp_path, "topic readwrite elsewhere/#")
 
 
 @pytest.fixture
@@ -129,12 +144,71 @@ async def test_a_refused_canary_is_a_warning_and_alerts_still_work(
         talking = tg.create_task(talker.run())
         port = monitor.api.port
         assert port is not None
-        status, body = await wait_for(
-            lambda: (r := get(port, "/health"))[1]["warnings"] and r, timeout=15
+        # 200 once the first device message is heard, with the warning
+        _, body = await wait_for(
+            lambda: (r := get(port, "/health"))[0] == 200 and r[1]["warnings"] and r, timeout=15
         )
-        assert status == 200 and "refused the monitor's canary" in body["warnings"][0]
+        assert "refused the monitor's canary" in body["warnings"][0]
         talker.talking.discard("xs-a")  # a real outage is still alerted
         await wait_for(lambda: ("xs-a", "no_data", "firing") in webhook.events(), timeout=15)
         talking.cancel()
     pub.close()
     assert ("monitor-m", "monitor_broker_down", "firing") not in webhook.events()
+
+
+@pytest.mark.parametrize("canary", ["refused", "disabled"])
+async def test_hearing_nothing_since_connecting_is_the_outage_without_a_canary(
+    config_for: Callable[[Mosquitto], Config],
+    mute_broker: Mosquitto,
+    webhook: Webhook,
+    influxd: InfluxDB,
+    database: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    canary: str,
+) -> None:
+    """Refused or disabled, no canary tells the silence: the silence itself does. Three
+    devices publish every 0.5 s and the monitor hears none: no device alert, no
+    site_silent, one monitor_broker_down, /health 503; the first message heard ends it."""
+    if canary == "disabled":
+        monkeypatch.setenv("MONITOR_MQTT__CANARY__ENABLED", "false")
+    config = config_for(mute_broker)
+    pub = Publisher(mute_broker.port)
+    talker = Talker(pub, DEVICES, period=0.5)
+    broker_down = ("monitor-m", "monitor_broker_down")
+    async with running_monitor(config) as monitor, asyncio.TaskGroup() as tg:
+        talking = tg.create_task(talker.run())
+        port = monitor.api.port
+        assert port is not None
+        _, body = await wait_for(
+            lambda: (r := get(port, "/health"))[0] == 503 and "hears nothing" in str(r[1]) and r,
+            timeout=15,
+        )
+        [reason] = [r for r in body["reasons"] if r.startswith("MQTT")]
+        assert "not one message in the 2 s since it connected" in reason
+        if canary == "refused":
+            assert "the broker refuses its canary (Not authorized)" in reason
+            assert "refused the monitor's canary" in body["warnings"][0]
+        else:
+            assert body["warnings"] == []
+        await wait_for(lambda: (*broker_down, "firing") in webhook.events(), timeout=15)
+        await asyncio.sleep(3 * ALERT_TIMEOUT)  # well past every device's no_data timeout
+        assert webhook.events() == [(*broker_down, "firing")]
+        assert "hears nothing" in webhook.received[0][2]["summary"]
+        assert (await asyncio.to_thread(get, port, "/health"))[0] == 503
+        # nor is the silence written as the devices' downtime
+        statuses = await asyncio.to_thread(
+            rows, influxd.url, database, "SELECT up FROM device_status"
+        )
+        assert [r for r in statuses if r["up"] == 0] == []
+
+        # the broker lets the monitor read: the first message heard ends the outage
+        write_acl(tmp_path, "topic read customs/#")
+        assert mute_broker.proc is not None
+        mute_broker.proc.send_signal(signal.SIGHUP)
+        await wait_for(lambda: get(port, "/health")[0] == 200, timeout=15)
+        await wait_for(lambda: (*broker_down, "resolved") in webhook.events(), timeout=15)
+        await asyncio.sleep(2 * ALERT_TIMEOUT)  # the devices talk: a fresh grace, no alert
+        talking.cancel()
+    pub.close()
+    assert webhook.events() == [(*broker_down, "firing"), (*broker_down, "resolved")]
