@@ -185,6 +185,7 @@ class Parts:
                 f"the broker refused the monitor's canary ({source.canary_refused}): a"
                 " subscription that receives nothing cannot be told (README: The broker)"
             )
+        warnings.extend(self.notifier.warnings())
         if not self.writer.healthy:
             reasons.append("InfluxDB writes failing")
         elif self.stats.last_write_ok is None and self.clock.monotonic() - self.api.started > 60:
