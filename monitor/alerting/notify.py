@@ -168,6 +168,7 @@ class Notifier(Resource):
                 self._give_up(
                     channel, item, failure, f"failed {tries} times; the channel delivers others"
                 )
+                down = 0
                 continue
             if self._clock.monotonic() - item.created > GIVE_UP_AFTER_S:
                 self._give_up(channel, item, failure, "undelivered for a day")
