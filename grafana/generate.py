@@ -608,10 +608,11 @@ def health() -> Board:
     )
     b.panel(
         "timeseries",
-        "Notifications: delivered and failed attempts",
+        "Notifications: delivered, failed attempts, given up",
         [
             'SELECT non_negative_derivative(last("notifications_sent"), 1m) AS "delivered",'
-            ' non_negative_derivative(last("notifications_failed"), 1m) AS "failed attempts"'
+            ' non_negative_derivative(last("notifications_failed"), 1m) AS "failed attempts",'
+            ' non_negative_derivative(last("notifications_given_up"), 1m) AS "given up"'
             ' FROM "monitor" WHERE $timeFilter GROUP BY time($__interval), "instance"'
             " fill(none)",
             'SELECT count("alert_id") AS "alert transitions" FROM "alerts" WHERE $timeFilter'
@@ -620,7 +621,9 @@ def health() -> Board:
         w=12,
         h=8,
         defaults={"unit": "short"},
-        description="Per minute. Failures by channel: /metrics monitor_notifications_total.",
+        description="Per minute. Given up: refused for their content (3 tries) or a day"
+        " undelivered; the log's notify.given_up says which. By channel: /metrics"
+        " monitor_notifications_total.",
     )
     return b
 

@@ -213,6 +213,7 @@ class Parts:
                 " subscription that stops delivering cannot be told from every device"
                 " falling silent (README: The broker)"
             )
+        warnings.extend(self.notifier.warnings())
         if not self.writer.healthy:
             reasons.append("InfluxDB writes failing")
         elif self.stats.last_write_ok is None and self.clock.monotonic() - self.api.started > 60:

@@ -24,6 +24,7 @@ class Stats:
     subscriptions_downgraded: int = 0  # granted QoS 0 on the current connection
     notifications_sent: int = 0
     notifications_failed: int = 0  # failed delivery attempts (each retry counts)
+    notifications_given_up: int = 0  # refused for their content, or undelivered for a day
     spool_bytes: int = 0
     spool_points: int = 0
     spool_refusals: int = 0  # batches that found the spool full (acks held back)

@@ -4,21 +4,29 @@ A notification is written to the SQLite outbox before anything is sent, so a res
 neither loses nor repeats one; each channel has its own task that sends in order and
 retries with jittered backoff, so a dead channel never delays ingestion, the rule engine
 or the other channels. Channels are Apprise URLs or ``webhook:<url>`` (SPEC 5's JSON).
+
+A notification the channel refuses for its content (HTTP 4xx but 408/429; for Apprise,
+an error that repeats for it while the channel delivers the next) is tried MAX_REFUSED
+times, counted in the outbox across restarts, then given up: it never holds back the
+channel's later notifications (issue 19).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
+import re
 from collections import Counter
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import UTC, tzinfo
-from typing import Any
+from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import aiohttp
 
-from monitor import logs
+from monitor import durations, logs
 from monitor.alerting.engine import Notification
 from monitor.alerting.store import OutboxItem, Store
 from monitor.alerting.texts import render
@@ -31,7 +39,28 @@ from monitor.stats import Stats
 log = logs.get(__name__)
 
 GIVE_UP_AFTER_S = 24 * 3600.0  # an alert a day old is no longer news: record the failure
+MAX_REFUSED = 3  # SPEC 5: tries of a notification refused for its content, then given up
+# A give-up stays a /health warning this long after the channel's last one: the next
+# notification gets through seconds later, so "until a delivery succeeds" would hide it.
+GIVEN_UP_WARNING_S = 24 * 3600.0
 WEBHOOK_TIMEOUT_S = 10.0
+
+# Whose fault a failed try was: "content" (the channel refused this message: HTTP 4xx but
+# 408/429), "channel" (down, slow, overloaded: 5xx, 408, 429, no connection) or "unclear".
+Blame = Literal["content", "channel", "unclear"]
+
+
+@dataclass(frozen=True)
+class Failure:
+    error: str  # what went wrong, without secrets or message text
+    blame: Blame
+
+
+@dataclass
+class _GivenUp:
+    count: int
+    last: float  # monotonic
+    error: str
 
 
 class Notifier(Resource):
@@ -60,6 +89,7 @@ class Notifier(Resource):
             self._zone = UTC
         self.outcomes: Counter[tuple[str, str]] = Counter()  # (channel type, outcome)
         self.failing: set[str] = set()
+        self._given_up: dict[str, _GivenUp] = {}  # by channel, while it is a warning
 
     async def open(self) -> None:
         self._session = aiohttp.ClientSession(
@@ -92,6 +122,19 @@ class Notifier(Resource):
                     continue
                 wake.set()
 
+    def warnings(self) -> list[str]:
+        """For /health: the channels that gave notifications up lately."""
+        now = self._clock.monotonic()
+        for channel, g in list(self._given_up.items()):
+            if now - g.last > GIVEN_UP_WARNING_S:
+                del self._given_up[channel]
+        return [
+            f"{g.count} notification{'s' if g.count != 1 else ''} given up on"
+            f" {mask_url(channel)} ({g.error}), the last {durations.human(now - g.last)} ago:"
+            " not delivered (the log's notify.given_up lines say which alerts)"
+            for channel, g in self._given_up.items()
+        ]
+
     async def run(self) -> None:
         """One worker per channel, until cancelled."""
         async with asyncio.TaskGroup() as tg:
@@ -99,54 +142,110 @@ class Notifier(Resource):
                 tg.create_task(self._worker(channel), name=f"notify:{mask_url(channel)}")
 
     async def _worker(self, channel: str) -> None:
+        """Sends the channel's notifications in order. A channel failure is retried with
+        backoff, the notification kept at the head (a day at most); one refused for its
+        content is tried MAX_REFUSED times and given up, so it holds back nothing."""
         wake = self._wake[channel]
-        attempt = 0
+        down = 0  # channel failures in a row: the backoff's step
         while True:
+            wake.clear()  # from here on, a new notification makes a waiting worker look
             item = self._store.outbox_next(channel)
             if item is None:
-                wake.clear()
                 await wake.wait()
                 continue
-            error = await self._deliver(channel, item)
-            now = self._clock.monotonic()
-            kind = _channel_type(channel)
-            if error is None:
-                self._store.outbox_done(item, now, True, None)
-                self.outcomes[(kind, "sent")] += 1
-                self._stats.notifications_sent += 1
-                if channel in self.failing:
-                    self.failing.discard(channel)
-                    log.info("notify.channel_recovered", channel=mask_url(channel))
-                attempt = 0
+            failure = await self._try(channel, item)
+            if failure is None:
+                down = 0
                 continue
-            self.outcomes[(kind, "failed_attempt")] += 1
-            self._stats.notifications_failed += 1
-            self._store.outbox_attempted(item.id)
-            if channel not in self.failing:
-                self.failing.add(channel)
-                log.error("notify.channel_failing", channel=mask_url(channel), error=error)
-            if now - item.created > GIVE_UP_AFTER_S:
-                self._store.outbox_done(item, now, False, error)
-                self.outcomes[(kind, "dropped")] += 1
-                log.error(
-                    "notify.gave_up", channel=mask_url(channel), alert_id=item.data.get("alert_id")
+            tries = item.refused + (failure.blame != "channel")
+            if failure.blame == "content" and tries >= MAX_REFUSED:
+                self._give_up(channel, item, failure, f"refused {tries} times")
+                continue
+            # Apprise says little: an error that repeats for this notification while the
+            # channel delivers the next one is this notification's own (SPEC 5).
+            suspect = failure.blame == "unclear" and tries >= MAX_REFUSED
+            if suspect and await self._delivers_others(channel, item):
+                self._give_up(
+                    channel, item, failure, f"failed {tries} times; the channel delivers others"
                 )
+                down = 0
                 continue
-            await asyncio.sleep(backoff_delay(attempt, *self._retry, self._rng))
-            attempt += 1
+            if self._clock.monotonic() - item.created > GIVE_UP_AFTER_S:
+                self._give_up(channel, item, failure, "undelivered for a day")
+                continue
+            if failure.blame == "content":  # tried again soon: all tries within seconds
+                delay = backoff_delay(tries - 1, *self._retry, self._rng)
+            else:
+                delay = backoff_delay(down, *self._retry, self._rng)
+                down += 1
+            if suspect:  # the next notification to arrive tells whether the channel works
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(wake.wait(), delay)
+            else:
+                await asyncio.sleep(delay)
 
-    async def _deliver(self, channel: str, item: OutboxItem) -> str | None:
-        """None when delivered, else what went wrong (no secrets in it)."""
+    async def _try(self, channel: str, item: OutboxItem) -> Failure | None:
+        """One delivery, its outcome counted and recorded; None when delivered."""
+        failure = await self._deliver(channel, item)
+        kind = _channel_type(channel)
+        if failure is None:
+            self._store.outbox_done(item, self._clock.monotonic(), True, None)
+            self.outcomes[(kind, "sent")] += 1
+            self._stats.notifications_sent += 1
+            if channel in self.failing:
+                self.failing.discard(channel)
+                log.info("notify.channel_recovered", channel=mask_url(channel))
+            return None
+        self.outcomes[(kind, "failed_attempt")] += 1
+        self._stats.notifications_failed += 1
+        self._store.outbox_attempted(item, refused=failure.blame != "channel")
+        if failure.blame != "content" and channel not in self.failing:  # a refusal is no outage
+            self.failing.add(channel)
+            log.error(
+                "notify.channel_failing",
+                channel=mask_url(channel),
+                error=failure.error,
+                blame=failure.blame,
+            )
+        return failure
+
+    async def _delivers_others(self, channel: str, item: OutboxItem) -> bool:
+        """Whether the notification queued after ``item`` is delivered (sent now)."""
+        later = self._store.outbox_next(channel, after=item)
+        return later is not None and await self._try(channel, later) is None
+
+    def _give_up(self, channel: str, item: OutboxItem, failure: Failure, why: str) -> None:
+        now = self._clock.monotonic()
+        error = f"{failure.error}: given up, {why}"
+        self._store.outbox_done(item, now, False, error)
+        self.outcomes[(_channel_type(channel), "given_up")] += 1
+        self._stats.notifications_given_up += 1
+        g = self._given_up.get(channel)
+        if g is None or now - g.last > GIVEN_UP_WARNING_S:
+            g = self._given_up[channel] = _GivenUp(0, now, failure.error)
+        g.count, g.last, g.error = g.count + 1, now, failure.error
+        log.error(
+            "notify.given_up",
+            channel=mask_url(channel),
+            alert_id=item.data.get("alert_id"),
+            notification=item.data.get("event"),
+            error=failure.error,
+            blame=failure.blame,
+            why=why,
+        )
+
+    async def _deliver(self, channel: str, item: OutboxItem) -> Failure | None:
+        """None when delivered, else what went wrong and whose fault it seems."""
         try:
             if channel.startswith("webhook:"):
                 return await self._webhook(channel[len("webhook:") :], item.data)
             return await self._apprise(channel, item.data)
         except asyncio.CancelledError:
             raise
-        except Exception as e:
-            return f"{type(e).__name__}"
+        except Exception as e:  # a bug or a message our own code cannot render
+            return Failure(type(e).__name__, "unclear")
 
-    async def _webhook(self, url: str, data: dict[str, Any]) -> str | None:
+    async def _webhook(self, url: str, data: dict[str, Any]) -> Failure | None:
         assert self._session is not None
         try:
             async with self._session.post(
@@ -154,19 +253,62 @@ class Notifier(Resource):
             ) as resp:
                 if resp.status < 300:
                     return None
-                return f"HTTP {resp.status}"
+                return Failure(f"HTTP {resp.status}", _blame(resp.status))
         except (aiohttp.ClientError, TimeoutError) as e:
-            return type(e).__name__
+            return Failure(type(e).__name__, "channel")
 
-    async def _apprise(self, url: str, data: dict[str, Any]) -> str | None:
+    async def _apprise(self, url: str, data: dict[str, Any]) -> Failure | None:
         import apprise  # here, not at start-up: only routes with Apprise URLs need it
 
         ap = apprise.Apprise()
         if not ap.add(url):
-            return "not a valid Apprise URL"
+            return Failure("not a valid Apprise URL", "channel")
         title, body = render(data, self._zone)  # in the route's language
-        ok = await ap.async_notify(body=body, title=title)
-        return None if ok else "Apprise could not deliver"
+        # Device text is text: Apprise escapes it for targets that render markup (Telegram
+        # defaults to HTML, where a fault code "<E1>" is refused and "<a href>" a link).
+        result = await ap.async_notify(
+            body=body, title=title, body_format=apprise.NotifyFormat.TEXT
+        )
+        try:
+            return None if result else _apprise_failure(result)
+        finally:
+            if close := getattr(result, "close", None):  # its captured logs may be on disk
+                close()
+
+
+def _blame(status: int) -> Blame:
+    """SPEC 5: a 4xx refuses the content, except 408 (timeout) and 429 (too many)."""
+    return "content" if 400 <= status < 500 and status not in (408, 429) else "channel"
+
+
+# Apprise's HTTP plugins log a refused request with ``error=<status>`` and a lost one with
+# "A connection error occurred ..."; only those facts are taken from their words (which may
+# name a target). Its e-mail plugin says "Connection error" for a dead server and for a
+# refused message alike (unclear), and an Apprise before 2.x returns a bare bool.
+_STATUS = re.compile(r"\berror=(\d{3})\b")
+_CONNECTION = re.compile(r"\bA connection error occurred\b", re.IGNORECASE)
+
+
+def _apprise_failure(result: Any) -> Failure:
+    if getattr(getattr(result, "status", None), "name", "") == "TIMEOUT":
+        return Failure("timeout", "channel")
+    statuses: set[int] = set()
+    connection = False
+    logs = getattr(result, "logs", None)
+    for entry in logs() if callable(logs) else ():
+        message = str(getattr(entry, "message", ""))
+        if m := _STATUS.search(message):
+            statuses.add(int(m.group(1)))
+        elif _CONNECTION.search(message):
+            connection = True
+    if connection:
+        return Failure("connection error", "channel")
+    if not statuses:
+        return Failure("Apprise could not deliver", "unclear")
+    error = "HTTP " + ", ".join(str(s) for s in sorted(statuses))
+    if all(_blame(s) == "content" for s in statuses):
+        return Failure(error, "content")
+    return Failure(error, "channel")
 
 
 def _channel_type(channel: str) -> str:

@@ -17,8 +17,8 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections import Counter, deque
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +41,8 @@ CREATE TABLE IF NOT EXISTS devices (
     site TEXT NOT NULL, id TEXT NOT NULL, data TEXT NOT NULL, PRIMARY KEY (site, id));
 CREATE TABLE IF NOT EXISTS outbox (
     id INTEGER PRIMARY KEY AUTOINCREMENT, channel TEXT NOT NULL, created REAL NOT NULL,
-    attempts INTEGER NOT NULL DEFAULT 0, data TEXT NOT NULL);
+    attempts INTEGER NOT NULL DEFAULT 0, data TEXT NOT NULL,
+    refused INTEGER NOT NULL DEFAULT 0);
 CREATE INDEX IF NOT EXISTS outbox_channel ON outbox (channel, id);
 CREATE TABLE IF NOT EXISTS deliveries (
     id INTEGER PRIMARY KEY AUTOINCREMENT, at REAL NOT NULL, alert_id TEXT NOT NULL,
@@ -51,18 +52,38 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
 # PRAGMA user_version of state.db: 0, a monitor before versions (devices keyed by id
-# alone); 1, devices keyed by (site, id) (SPEC 2). Each step below migrates from the one
-# before it; a store newer than this monitor is refused, not overwritten.
-SCHEMA_VERSION = 1
-MIGRATIONS: dict[int, str] = {
-    1: """
-ALTER TABLE devices RENAME TO devices_by_id;
-CREATE TABLE devices (
-    site TEXT NOT NULL, id TEXT NOT NULL, data TEXT NOT NULL, PRIMARY KEY (site, id));
-INSERT OR REPLACE INTO devices (site, id, data)
-    SELECT json_extract(data, '$.device[2]'), id, data FROM devices_by_id;
-DROP TABLE devices_by_id;
-""",
+# alone); 1, devices keyed by (site, id) (SPEC 2); 2, the outbox counts the tries refused
+# for their content. Each step below migrates from the one before it; a store newer than
+# this monitor is refused, not overwritten.
+SCHEMA_VERSION = 2
+
+
+def _columns(db: sqlite3.Connection, table: str) -> set[str]:
+    return {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
+
+
+def _devices_by_site(db: sqlite3.Connection) -> None:
+    if "id" in (columns := _columns(db, "devices")) and "site" not in columns:
+        db.execute("ALTER TABLE devices RENAME TO devices_by_id")
+        db.execute(
+            "CREATE TABLE devices (site TEXT NOT NULL, id TEXT NOT NULL, data TEXT NOT NULL,"
+            " PRIMARY KEY (site, id))"
+        )
+        db.execute(  # the device's site is in its saved data: [id, kind, site, area]
+            "INSERT OR REPLACE INTO devices (site, id, data)"
+            " SELECT json_extract(data, '$.device[2]'), id, data FROM devices_by_id"
+        )
+        db.execute("DROP TABLE devices_by_id")
+
+
+def _outbox_refusals(db: sqlite3.Connection) -> None:
+    if (columns := _columns(db, "outbox")) and "refused" not in columns:
+        db.execute("ALTER TABLE outbox ADD COLUMN refused INTEGER NOT NULL DEFAULT 0")
+
+
+MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {
+    1: _devices_by_site,
+    2: _outbox_refusals,
 }
 
 _DEVICE_FIELDS = ("last_seen", "state", "state_since", "online", "offline_since", "code")
@@ -79,8 +100,11 @@ class OutboxItem:
     id: int  # negative: not written yet (the disk refused it), delivered from memory
     channel: str
     created: float
-    attempts: int
+    attempts: int  # failed tries, whatever failed
     data: dict[str, Any]
+    # Failed tries that count towards giving it up (refused for its content, or failed
+    # for no reason that could be told): persisted, so a restart does not reset them.
+    refused: int = 0
 
 
 _Delivery = tuple[float, str, str, str, bool, str | None]  # at, alert, event, channel, ok, error
@@ -101,6 +125,7 @@ class Store(Resource):
         self._written_as: dict[int, int] = {}  # temporary id -> id on disk
         self._done: dict[int, _Delivery] = {}  # on disk, delivered, not yet deleted
         self._attempts: Counter[int] = Counter()
+        self._refused: Counter[int] = Counter()
         self._deliveries: deque[_Delivery] = deque(maxlen=1000)
         self._meta: dict[str, str] = {}
         self._next_temp = -1
@@ -146,6 +171,7 @@ class Store(Resource):
             + len(self._outbox)
             + len(self._done)
             + len(self._attempts)
+            + len(self._refused)
             + len(self._meta)
         )
 
@@ -190,6 +216,7 @@ class Store(Resource):
         self._outbox.clear()
         self._done.clear()
         self._attempts.clear()
+        self._refused.clear()
         self._deliveries.clear()
         self._meta.clear()
         if self.problem is not None:
@@ -225,14 +252,19 @@ class Store(Resource):
         written = {}
         for item in self._outbox.values():
             cur = db.execute(
-                "INSERT INTO outbox (channel, created, attempts, data) VALUES (?, ?, ?, ?)",
-                (item.channel, item.created, item.attempts, json.dumps(item.data)),
+                "INSERT INTO outbox (channel, created, attempts, refused, data)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (item.channel, item.created, item.attempts, item.refused, json.dumps(item.data)),
             )
             assert cur.lastrowid is not None
             written[item.id] = cur.lastrowid
         db.executemany(
             "UPDATE outbox SET attempts = attempts + ? WHERE id = ?",
             [(n, item_id) for item_id, n in self._attempts.items()],
+        )
+        db.executemany(
+            "UPDATE outbox SET refused = refused + ? WHERE id = ?",
+            [(n, item_id) for item_id, n in self._refused.items()],
         )
         db.executemany("DELETE FROM outbox WHERE id = ?", [(i,) for i in self._done])
         db.executemany(
@@ -359,27 +391,46 @@ class Store(Resource):
         if not self.flush() and len(self._outbox) > MAX_PENDING:
             self._bound(self._outbox, "notifications")
 
-    def outbox_next(self, channel: str) -> OutboxItem | None:
-        """The oldest notification of this channel not yet delivered."""
+    def outbox_next(self, channel: str, after: OutboxItem | None = None) -> OutboxItem | None:
+        """The oldest notification of this channel not yet delivered (``after`` one)."""
+        after_id = 0 if after is None else self._written_as.get(after.id, after.id)
+        memory = [i for i in self._outbox.values() if i.channel == channel]
+        if after_id < 0:  # in memory: those queued after it, in their order
+            return next((i for i in memory if i.id < after_id), None)
         rows = self._read(
-            "SELECT id, channel, created, attempts, data FROM outbox WHERE channel = ?"
-            " ORDER BY id LIMIT ?",
-            [channel, len(self._done) + 1],
+            "SELECT id, channel, created, attempts, data, refused FROM outbox"
+            " WHERE channel = ? AND id > ? ORDER BY id LIMIT ?",
+            [channel, after_id, len(self._done) + 1],
         )
         for row in rows:
             if row[0] not in self._done:
-                return OutboxItem(row[0], row[1], row[2], row[3], json.loads(row[4]))
-        return next((i for i in self._outbox.values() if i.channel == channel), None)
+                return OutboxItem(
+                    row[0],
+                    row[1],
+                    row[2],
+                    row[3] + self._attempts[row[0]],
+                    json.loads(row[4]),
+                    row[5] + self._refused[row[0]],
+                )
+        return memory[0] if memory else None
 
     def outbox_channels(self) -> list[str]:
         channels = [r[0] for r in self._read("SELECT DISTINCT channel FROM outbox")]
         return list(dict.fromkeys([*channels, *(i.channel for i in self._outbox.values())]))
 
-    def outbox_attempted(self, item_id: int) -> None:
-        item_id = self._written_as.get(item_id, item_id)
-        if item_id > 0:
-            self._attempts[item_id] += 1
-            self.flush()
+    def outbox_attempted(self, item: OutboxItem, refused: bool = False) -> None:
+        """One more failed try; ``refused``: one that counts towards giving it up."""
+        item_id = self._written_as.get(item.id, item.id)
+        if item_id < 0:  # only in memory: the item itself carries its counts
+            if (kept := self._outbox.get(item_id)) is not None:
+                self._outbox[item_id] = replace(
+                    kept, attempts=kept.attempts + 1, refused=kept.refused + refused
+                )
+            return
+        self._attempts[item_id] += 1
+        if refused:
+            self._refused[item_id] += 1
+        self.flush()
 
     def outbox_done(self, item: OutboxItem, at: float, ok: bool, error: str | None) -> None:
         delivery = (
@@ -446,14 +497,20 @@ def _migrate(db: sqlite3.Connection, path: str) -> None:
     version = int(db.execute("PRAGMA user_version").fetchone()[0])
     if version > SCHEMA_VERSION:
         raise StateVersionError(path, version, SCHEMA_VERSION)
-    tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-    if "devices" not in tables:  # a new store: today's schema at once
-        db.executescript(SCHEMA + f"PRAGMA user_version = {SCHEMA_VERSION};")
+    if not db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table'").fetchone():
+        db.executescript(SCHEMA + f"PRAGMA user_version = {SCHEMA_VERSION};")  # a new store
         return
     for step in range(version + 1, SCHEMA_VERSION + 1):
-        db.executescript(f"BEGIN; {MIGRATIONS[step]} PRAGMA user_version = {step}; COMMIT;")
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            MIGRATIONS[step](db)
+            db.execute(f"PRAGMA user_version = {step}")
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
         log.info("store.migrated", path=path, schema=step)
-    db.executescript(SCHEMA)  # what later versions added beside (IF NOT EXISTS)
+    db.executescript(SCHEMA)  # tables an older store did not have yet (IF NOT EXISTS)
 
 
 _WINDOW_TEXTS = ("id", "scope", "value", "reason", "created_by")

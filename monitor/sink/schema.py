@@ -168,6 +168,7 @@ def monitor_line(instance: str, stats: Stats, latency_ms: float | None, ts_us: i
         "clock_skew": stats.clock_skew,
         "notifications_sent": stats.notifications_sent,
         "notifications_failed": stats.notifications_failed,
+        "notifications_given_up": stats.notifications_given_up,
         "quarantine_write_errors": stats.quarantine_write_errors,
         "task_restarts": sum(stats.task_restarts.values()),
         "broker_sessions_lost": stats.broker_sessions_lost,

@@ -44,6 +44,11 @@ class _StatsCollector:
             ("broker_sessions_lost", s.broker_sessions_lost, "sessions the broker had lost"),
             ("quarantine_write_errors", s.quarantine_write_errors, "rejects the disk refused"),
             ("stalls", s.stalls, "times the monitor stood still (timers paused)"),
+            (
+                "notifications_given_up",
+                s.notifications_given_up,
+                "notifications given up: refused for their content, or a day undelivered",
+            ),
             ("passages_closed", s.passages_closed, "truck passages closed at an exit"),
             ("passages_unmatched", s.passages_unmatched, "entries that never reached an exit"),
             ("exits_without_entry", s.exits_without_entry, "exit reads with no open passage"),

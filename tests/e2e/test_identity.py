@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from monitor.alerting.store import SCHEMA_VERSION
 from monitor.sim.devservers import InfluxDB, Mosquitto, free_port
 from tests.helpers import ROOT, MonitorProcess, Publisher, Webhook, rows, wait_for
 
@@ -418,7 +419,7 @@ async def test_a_store_of_an_earlier_schema_is_migrated_a_newer_one_refused(
     assert told(webhook) == [("kuryk", "kxs-7", "no_data", "firing")]
     assert proc.terminate() == 0
     db = sqlite3.connect(state)
-    assert db.execute("PRAGMA user_version").fetchone() == (1,)
+    assert db.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
     assert db.execute("SELECT site, id FROM devices").fetchall() == [("kuryk", "kxs-7")]
     db.execute("PRAGMA user_version = 99")  # a newer monitor's
     db.commit()
