@@ -121,9 +121,14 @@ def resume_anchor(
     mark after a run killed between two marks; read only after a reboot); ``boot``,
     ``synced``, ``wall``, ``mono``: this boot's id, whether the kernel says the wall clock
     is synchronized, the two clocks now."""
-    if mark is not None and boot is not None and mark.boot_id == boot:
-        if mark.monotonic - mark.anchor <= mono:  # the same kernel clock, gone on since
-            return Resumed(mark.anchor, "same_boot", mono + mark.anchor - mark.monotonic)
+    if (
+        mark is not None
+        and boot is not None
+        and mark.boot_id == boot
+        # and the same kernel clock, gone on since the mark (not a time namespace's)
+        and mark.monotonic - mark.anchor <= mono
+    ):
+        return Resumed(mark.anchor, "same_boot", mono + mark.anchor - mark.monotonic)
     stored = [t for t in (None if mark is None else mark.monotonic, latest()) if t is not None]
     last = max(stored, default=None)
     if last is None:  # nothing stored that this clock must agree with

@@ -122,6 +122,8 @@ def after_restart(config: Path, host: Host) -> Monitor:
     m = Monitor(config, host)
     assert m.status("xs-a") is None  # not heard since the start: unknown, not up
     assert m.evaluate() == []
+    # and no part read the clock before it was carried on: the broker is away since now
+    assert (m.parts.source.down_since, m.parts.api.started) == (m.now, m.now)
     return m
 
 

@@ -3,6 +3,8 @@ ages come from a monotonic clock, the wall clock only stamps points.
 
 The monitor runs as its own process under libfaketime, which steps its wall clock and
 leaves its monotonic clock alone, as a real NTP step does; the devices keep publishing.
+A restart with the wall clock wrong (before NTP has set it) changes nothing either: the
+stored times keep their meaning (SPEC 5).
 """
 
 from __future__ import annotations
@@ -196,7 +198,9 @@ async def test_a_restart_with_the_clock_1_h_slow_shows_no_device_up_that_was_not
         clock.step(-3600)  # the next start's wall clock is an hour slow
         restarted = time.monotonic()
         second = MonitorProcess(tmp_path / "second.log", config=path, env=clock.env)
-        while not await asyncio.to_thread(look) and time.monotonic() - restarted < 30:
+        for _ in range(300):  # 30 s and more: the start, its grace, and a loaded machine
+            if await asyncio.to_thread(look):
+                break
             await asyncio.sleep(0.1)
         others = await asyncio.to_thread(api_devices, port)
         talking.cancel()
