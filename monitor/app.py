@@ -24,7 +24,7 @@ from monitor.alerting.notify import Notifier
 from monitor.alerting.rules import RuleBook
 from monitor.alerting.service import AlertService
 from monitor.alerting.store import Store
-from monitor.clock import Clock, SystemClock
+from monitor.clock import Clock, Mark, SystemClock, wall_offset
 from monitor.config import Config
 from monitor.lifecycle import supervised
 from monitor.model import Device, DeviceKey, key_text
@@ -56,6 +56,7 @@ HOUSEKEEPING_S = 3600.0
 SPARKPLUG_TICK_S = 0.5  # rebirth requests go out this soon after the gap that wants them
 PASSAGES_EXPIRE_S = 60.0  # entries past max_dwell given up: a minute late at the most
 SUBSCRIPTIONS_KEY = "mqtt.subscriptions"  # what the persistent session is subscribed to
+CLOCK_KEY = "clock.mark"  # how the next start carries the monotonic clock on (clock.py)
 WINDOWS_KEPT_S = 7 * 86400.0  # maintenance windows added at run time, after they ended
 Forgotten = Literal["forgotten", "registered", "unknown"]
 
@@ -73,6 +74,51 @@ def config_windows(config: Config) -> list[Window]:
         )
         for i, w in enumerate(config.alerts.maintenance)
     ]
+
+
+def resume_clock(clock: Clock, store: Store) -> None:
+    """The monotonic clock carried on from the last run, so that the times in the store
+    keep their meaning whatever the wall clock says at this start (SPEC 5, clock.py)."""
+    if not isinstance(clock, SystemClock):
+        return  # a test's own clock: its times are what the test says
+    resumed = clock.resume(Mark.from_json(store.get(CLOCK_KEY)), lambda: latest_stored(store))
+    fields: dict[str, object] = {
+        "how": resumed.how,
+        "down_s": None if resumed.down_s is None else round(resumed.down_s, 1),
+        "wall_offset_s": round(wall_offset(clock), 1),
+    }
+    if resumed.how == "unsynchronized":
+        log.warning(
+            "clock.resumed",
+            **fields,
+            note="another boot and the wall clock not synchronized: the time between the"
+            " runs counts as 0, so open alerts repeat and escalate late by as much, never early",
+        )
+    else:
+        log.info("clock.resumed", **fields)
+    store.put(CLOCK_KEY, clock.mark().to_json())
+
+
+def mark_clock(clock: Clock, store: Store) -> None:
+    """The last moment this run was known alive, for the next start (``resume_clock``)."""
+    if isinstance(clock, SystemClock):
+        store.put(CLOCK_KEY, clock.mark().to_json())
+
+
+def latest_stored(store: Store) -> float | None:
+    """The latest monotonic time in the store: later than the last mark when the run was
+    killed between two, and the only clue in a state from before marks."""
+    times = [
+        t
+        for ds in store.devices()
+        for t in (ds.last_seen, ds.state_since, ds.offline_since)
+        if t is not None
+    ]
+    for a in store.alerts(open_only=True):
+        times += [a.started_at, a.fired_at, *a.notified.values()]
+        if a.acked_at is not None:
+            times.append(a.acked_at)
+    return max(times, default=None)
 
 
 def channels_of(config: Config) -> list[str]:
@@ -145,6 +191,7 @@ class Parts:
         if self.stats.broker_connected and self.source.outage() is None:
             self.points.statuses(self.liveness.status_points(self.clock.monotonic(), force=True))
         self.store.save_devices(self.liveness.devices.values())  # and retries what is pending
+        mark_clock(self.clock, self.store)  # after: no saved time is later than the mark
         for part in (self.spool, self.quarantine):
             if part is not None:
                 part.retry()
@@ -237,6 +284,8 @@ def build(config: Config, clock: Clock, stats: Stats) -> Parts:
         config.state_dir.mkdir(parents=True, exist_ok=True)
     except OSError as e:  # the parts that live there say so, and run without it meanwhile
         log.error("monitor.state_dir_unusable", path=str(config.state_dir), error=str(e))
+    store = Store(config.state_dir / "state.db", clock)
+    resume_clock(clock, store)  # first: no part may read the monotonic clock before
     quarantine = Quarantine(
         config.state_dir / "quarantine", int(config.ingest.quarantine_max_bytes), clock, stats
     )
@@ -249,7 +298,6 @@ def build(config: Config, clock: Clock, stats: Stats) -> Parts:
         broker_down_after=config.alerts.broker_down_after,
     )
     liveness = Liveness(normalizer.expected, rulebook, engine.in_maintenance)
-    store = Store(config.state_dir / "state.db", clock)
     spool = (
         Spool(config.state_dir / "spool.db", int(config.spool_max_bytes), stats, clock)
         if config.spool_max_bytes
@@ -433,6 +481,7 @@ async def stop_sequence(p: Parts, t: Tasks) -> None:
         )
     finally:
         p.store.save_devices(p.liveness.devices.values())  # 5. last-seen times, next run
+        mark_clock(p.clock, p.store)
     t.connection.cancel()  # 6. then the connection
 
 

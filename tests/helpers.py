@@ -268,12 +268,19 @@ def alerting_config(
     devices: list[str],
     repeat: str = "1h",
     severity: tuple[str, ...] = ("critical",),
+    escalate_after: str | None = None,
     extra: str = "",
 ) -> Path:
     """A config file of X-ray scanners in aktau/inspection-1 with ALERT_TIMEOUT, one route
-    for alerts of ``severity`` to ``channels``, and the monitor's outage alert after 3 s."""
+    for alerts of ``severity`` to ``channels`` (escalated to them too after
+    ``escalate_after``, if given), and the monitor's outage alert after 3 s."""
     devs = "\n".join(
         f"  - {{id: {d}, kind: xray_scanner, site: aktau, area: inspection-1}}" for d in devices
+    )
+    escalation = (
+        ""
+        if escalate_after is None
+        else f"      escalate_to: {json.dumps(channels)}\n      escalate_after: {escalate_after}\n"
     )
     path.write_text(f"""
 mqtt:
@@ -295,7 +302,7 @@ notify:
       match: {{severity: {json.dumps(list(severity))}}}
       channels: {json.dumps(channels)}
       repeat_interval: {repeat}
-devices:
+{escalation}devices:
 {devs}
 {extra}
 """)

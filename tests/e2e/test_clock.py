@@ -3,6 +3,8 @@ ages come from a monotonic clock, the wall clock only stamps points.
 
 The monitor runs as its own process under libfaketime, which steps its wall clock and
 leaves its monotonic clock alone, as a real NTP step does; the devices keep publishing.
+A restart with the wall clock wrong (before NTP has set it) changes nothing either: the
+stored times keep their meaning (SPEC 5).
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
+import time
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
@@ -114,3 +117,96 @@ async def test_a_monitor_frozen_for_longer_than_the_timeouts_raises_no_alert(
     assert all(d["up"] for d in devices.values()), devices
     assert "event=monitor.stalled" in monitor.log()
     assert "monitor_stalls_total 1.0" in metrics
+
+
+# -- a start with the host's clock wrong (before NTP has set it): SPEC 5, restarts --------
+
+ESCALATE_AFTER = 30.0  # far below the clock's error, as are the repeats (2 min)
+
+
+async def test_a_restart_with_the_clock_20_min_fast_neither_repeats_nor_escalates_early(
+    alert_config: Callable[..., Path],
+    tmp_path: Path,
+    mosquitto: Mosquitto,
+    webhook: Webhook,
+) -> None:
+    path = alert_config(
+        channels=[f"webhook:{webhook.url}"],
+        devices=["xs-a", "xs-b"],
+        repeat="2m",
+        escalate_after=f"{ESCALATE_AFTER:.0f}s",
+    )
+    clock = SteppedClock(tmp_path)
+    pub = Publisher(mosquitto.port)
+    talker = Talker(pub, ["xs-b"])  # xs-a is silent from the start
+    async with asyncio.TaskGroup() as tg:
+        talking = tg.create_task(talker.run())
+        first = MonitorProcess(tmp_path / "first.log", config=path, env=clock.env)
+        await wait_for(lambda: len(webhook.received) >= 1, timeout=ALERT_TIMEOUT + 20)
+        fired = webhook.received[0][0]
+        assert await asyncio.to_thread(first.terminate) == 0
+        clock.step(+20 * 60)  # the next start's wall clock is 20 min fast
+        second = MonitorProcess(tmp_path / "second.log", config=path, env=clock.env)
+        await second.wait_log("mqtt.connected")
+        # the escalation comes when it is due by the time that really passed, and alone
+        await wait_for(lambda: len(webhook.received) >= 2, timeout=ESCALATE_AFTER + 20)
+        await asyncio.sleep(2.0)
+        talking.cancel()
+    pub.close()
+    assert second.terminate() == 0
+    assert webhook.events() == [
+        ("xs-a", "no_data", "firing"),
+        ("xs-a", "no_data", "escalation"),
+    ]
+    escalated = webhook.received[1][0] - fired
+    assert escalated >= ESCALATE_AFTER - 1.0, f"escalated {escalated:.1f} s after firing"
+
+
+async def test_a_restart_with_the_clock_1_h_slow_shows_no_device_up_that_was_not_heard(
+    alert_config: Callable[..., Path],
+    tmp_path: Path,
+    mosquitto: Mosquitto,
+    webhook: Webhook,
+) -> None:
+    path = alert_config(channels=[f"webhook:{webhook.url}"], devices=DEVICES)
+    port = yaml.safe_load(path.read_text())["http"]["port"]
+    clock = SteppedClock(tmp_path)
+    pub = Publisher(mosquitto.port)
+    talker = Talker(pub, DEVICES)
+    seen: list[tuple[float, bool | None, str | None]] = []  # xs-a after the restart
+    restarted = 0.0
+
+    def look() -> bool:
+        """xs-a's status noted; True once it is down for no_data."""
+        try:
+            d = api_devices(port)["xs-a"]
+        except OSError:  # not listening yet
+            return False
+        seen.append((time.monotonic() - restarted, d["up"], d["reason"]))
+        return d["up"] is False and d["reason"] == "no_data"
+
+    async with asyncio.TaskGroup() as tg:
+        talking = tg.create_task(talker.run())
+        first = MonitorProcess(tmp_path / "first.log", config=path, env=clock.env)
+        await first.wait_log("mqtt.connected")
+        await wait_for(
+            lambda: all(d["up"] for d in api_devices(port).values()), timeout=ALERT_TIMEOUT + 10
+        )
+        talker.talking.discard("xs-a")  # xs-a dies as the monitor stops
+        await asyncio.sleep(0.5)  # its last message reached this run, none waits for the next
+        assert await asyncio.to_thread(first.terminate) == 0
+        clock.step(-3600)  # the next start's wall clock is an hour slow
+        restarted = time.monotonic()
+        second = MonitorProcess(tmp_path / "second.log", config=path, env=clock.env)
+        for _ in range(300):  # 30 s and more: the start, its grace, and a loaded machine
+            if await asyncio.to_thread(look):
+                break
+            await asyncio.sleep(0.1)
+        others = await asyncio.to_thread(api_devices, port)
+        talking.cancel()
+    pub.close()
+    assert second.terminate() == 0
+    assert seen and not [s for s in seen if s[1] is True], f"xs-a shown up: {seen[:8]}"
+    # down on time: its fresh grace after the start, and the start itself (a loaded machine)
+    assert seen[-1][0] < ALERT_TIMEOUT + 10, f"no_data only {seen[-1][0]:.1f} s after the start"
+    assert all(d["up"] for name, d in others.items() if name != "xs-a"), others
