@@ -19,7 +19,7 @@ from monitor.config import Config, DeviceEntry
 from monitor.model import Device, Reading
 from monitor.normalize import canonical
 from monitor.normalize.devices import Devices
-from monitor.normalize.plates import PlateHasher
+from monitor.normalize.plates import Plates
 from monitor.normalize.reasons import Reject, Rejected
 from monitor.normalize.topics import TopicPattern, receives
 from monitor.normalize.vendor import VendorDecoder
@@ -44,11 +44,11 @@ class Normalizer:
         devices = Devices(_owned(config, patterns), config.ingest.max_devices)
         self.registry: dict[str, Device] = devices.registry
         decoders: list[Decoder] = []
+        key = config.passages.plate_key if config.passages else None
+        plates = Plates(key.get_secret_value() if key else None)  # every decoder's (SPEC 9)
         if config.canonical:
-            key = config.passages.plate_key if config.passages else None
-            plates = PlateHasher(key.get_secret_value()) if key else None
             decoders.append(canonical.CanonicalDecoder(devices, plates).decode)
-        decoders += [VendorDecoder(p, devices).decode for p in config.profiles.values()]
+        decoders += [VendorDecoder(p, devices, plates).decode for p in config.profiles.values()]
         self._routes: list[Route] = list(zip(patterns, decoders, strict=True))
         # Candidate routes by first topic level, so a message tries one or two patterns;
         # a pattern starting with a {segment} is a candidate for every topic.
@@ -64,7 +64,7 @@ class Normalizer:
         if config.sparkplug.enabled:  # protobuf is imported only by configs that speak it
             from monitor.normalize.sparkplug.decoder import SparkplugDecoder
 
-            self.sparkplug = SparkplugDecoder(config.sparkplug, devices)
+            self.sparkplug = SparkplugDecoder(config.sparkplug, devices, plates)
 
     @property
     def subscriptions(self) -> list[str]:
