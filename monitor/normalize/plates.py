@@ -72,8 +72,12 @@ _RUN_TOGETHER = ("licenseplate", "licenceplate", "numberplate", "platenumber")
 _WORD = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|[0-9]+")
 _NOT_ALNUM = re.compile(r"[^a-z0-9]")
 _LEAF = re.compile(r"[/.]")
-# A payload that is no JSON object or array is redacted whole if it mentions one of these.
-_MENTIONS = re.compile(rb"plate|licen[cs]e|registration|(?<![a-z])(?:lp[rn]?|vr[nm])(?![a-z])")
+# A payload that is no JSON object or array is redacted whole if it mentions one of these
+# (as a word of its own, or of a camelCase name: "vehiclePlate" but not "template").
+_MENTIONS = re.compile(
+    rb"(?<![a-z])[Pp]late|Plate|PLATE|(?i:licen[cs]e|numberplate|registration)"
+    rb"|(?<![A-Za-z])(?i:lp[rn]?|vr[nm])(?![a-z])"
+)
 # What a plate read keeps in the quarantine besides its numbers: none of these is a plate.
 _READ_KEEPS = frozenset({"ts", "type", "state", "lane"})
 
@@ -85,6 +89,7 @@ class KeyKind(IntEnum):
 
 
 _kinds: dict[str, KeyKind] = {}
+_clean: set[str] = set()  # keys known to name no plate: the hot path's one C-level check
 _MAX_CACHED = 4096  # keys are device text: a cache, not a record of every key ever sent
 
 
@@ -95,7 +100,10 @@ def key_kind(key: str) -> KeyKind:
         kind = _kind_of(key)
         if len(_kinds) >= _MAX_CACHED:
             _kinds.clear()
+            _clean.clear()
         _kinds[key] = kind
+        if not kind:
+            _clean.add(key)
     return kind
 
 
@@ -136,6 +144,8 @@ class Plates:
     def take(self, obj: dict[str, Any], required: bool = False) -> None:
         """Pop every plate-like key of a JSON object; the plate's hash, if any, becomes
         ``plate_hash``. ``required`` (an ANPR camera's plate read): ``Reject`` without one."""
+        if _clean.issuperset(obj) and not required:  # most payloads: no plate, no call
+            return
         plate_hash = self.first(self.strip(obj), required)
         if plate_hash is not None:
             obj["plate_hash"] = plate_hash
@@ -144,9 +154,9 @@ class Plates:
     def strip(obj: dict[str, Any]) -> list[Any]:
         """Pop every plate-like key of a JSON object; the values that are the plate itself,
         the one of ``plate`` first."""
-        kinds = _kinds
-        # The hot path: a key seen before and no plate costs a dict lookup, no call.
-        found = [k for k in obj if kinds.get(k, 1) and key_kind(k)]
+        if _clean.issuperset(obj):
+            return []
+        found = [k for k in obj if key_kind(k)]
         if not found:
             return []
         plates = [(k, obj.pop(k)) for k in found]
@@ -201,7 +211,7 @@ def redact(topic: str, payload: bytes) -> tuple[bytes | None, list[str]]:
         if not found:
             return payload, []
         return orjson.dumps(clean), found
-    if camera or _MENTIONS.search(payload.lower()):
+    if camera or _MENTIONS.search(payload):
         return None, []
     return payload, []
 

@@ -7,6 +7,7 @@ import base64
 import contextlib
 import json
 import os
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ FLUSH_BYTES = 256 * 1024  # records collected before a write, at the most
 FREE_ENOUGH = 1024 * 1024  # free space at which a refusing disk is worth trying again
 REDACTED = b"(not kept: it may carry a licence plate)"
 SPARKPLUG = "spBv1.0/"
+_QUOTED = re.compile(r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"")  # a value as repr() quotes it
 
 
 class Quarantine:
@@ -102,6 +104,8 @@ class Quarantine:
         for plate in plates:
             if len(plate) > 1:  # a detail may quote a value: never a plate
                 detail = detail.replace(plate, REDACTED_TEXT)
+        if kept is None:  # which values it holds is unknown: no quoted value then
+            detail = _QUOTED.sub("'***'", detail)
         self._log(reason, detail, topic)
         partial = size > len(payload)  # only its start was received
         if kept is None:  # not kept at all: nothing of it is truncated either
