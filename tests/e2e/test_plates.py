@@ -83,7 +83,7 @@ def canonical(t0: int) -> list[tuple[str, str | bytes]]:
         ),
         (
             "customs/aktau/gate-out/anpr_camera/anpr-04/event",
-            '{"type": "plate_read", "plate": "%s", ' % p["malformed, rejected"],
+            json.dumps({"type": "plate_read", "plate": p["malformed, rejected"]})[:-1] + ",",
         ),
         (f"{GB_OUT}/status", json.dumps({"state": "ready", "plate": p["status"]})),
         # gate barriers at gate-in and gate-out forge a read: no passage
