@@ -151,7 +151,9 @@ PATHS: list[tuple[str, dict[str, Any] | bytes, dict[str, object]]] = [
 
 
 @pytest.mark.parametrize("key", [KEY, None], ids=["with a plate key", "without"])
-@pytest.mark.parametrize(("topic", "body", "fields"), PATHS, ids=[p[0] for p in PATHS])
+@pytest.mark.parametrize(
+    ("topic", "body", "fields"), PATHS, ids=[f"{p[0]} {i}" for i, p in enumerate(PATHS)]
+)
 def test_a_plate_is_hashed_or_dropped_on_every_path(
     key: str | None, topic: str, body: dict[str, Any] | bytes, fields: dict[str, object]
 ) -> None:
@@ -235,6 +237,16 @@ def test_sparkplug_plate_metrics_by_name_and_by_alias(key: str | None) -> None:
         (f"{CAMERA}/telemetry", b"123ABC02", None),  # an ANPR camera's, not JSON
         (f"{SCANNER}/telemetry", b"<vehiclePlate>123ABC02</vehiclePlate>", None),
         ("lpr/cam-9/plate", b'{"value": "123ABC02"}', None),  # the topic names a plate
+    ],
+    ids=[
+        "misspelled channel",
+        "kind contradicts the registry",
+        "nested",
+        "not JSON",
+        "NaN",
+        "a camera's, not JSON",
+        "XML",
+        "the topic names a plate",
     ],
 )
 def test_the_quarantine_keeps_no_clear_plate(
