@@ -308,3 +308,14 @@ def b64(record: dict[str, Any]) -> bytes:
 def test_redact_survives_what_python_cannot_recurse_into() -> None:
     deep = b"[" * 1000 + b'{"plate": "123ABC02"}' + b"]" * 1000
     assert redact(f"{SCANNER}/telemetry", deep) == (None, [])
+
+
+def test_a_sparkplug_payload_keeps_no_field_the_schema_does_not_name(tmp_path: Path) -> None:
+    q = Quarantine(tmp_path, max_bytes=1_000_000, clock=ManualClock(), stats=Stats())
+    unknown = bytes([0x3A, len(PLATE)]) + PLATE.encode()  # field 7, length-delimited
+    body = payload([Metric("Ok", True, BOOLEAN)], seq=3) + unknown
+    q.reject(f"spBv1.0/{GROUP}/DDATA/edge-1/cam-x", body, "unknown_device", "cam-x", NOW)
+    q.close()
+    (record,) = [json.loads(x) for x in (tmp_path / "quarantine.jsonl").read_text().splitlines()]
+    stored = record["payload"].encode() if "payload" in record else b64(record)
+    assert PLATE.encode() not in stored and b"Ok" in stored

@@ -353,7 +353,6 @@ def without_text(payload: bytes) -> tuple[bytes, list[str]] | None:
     except DecodeError:
         return None
     found: list[str] = []
-    changed = msg.HasField("body")
     msg.ClearField("body")
     for m in msg.metrics:
         which = m.WhichOneof("value")
@@ -362,14 +361,11 @@ def without_text(payload: bytes) -> tuple[bytes, list[str]] | None:
             m.string_value = REDACTED_TEXT
         elif which in ("bytes_value", "dataset_value", "template_value", "extension_value"):
             m.ClearField(which)
-            changed = True
-        for part in ("properties", "metadata"):
-            if m.HasField(part):
-                m.ClearField(part)
-                changed = True
-    if not found and not changed:
-        return payload, []
-    return msg.SerializeToString(), found
+        m.ClearField("properties")
+        m.ClearField("metadata")
+    msg.DiscardUnknownFields()  # what the schema does not name may hold text too
+    kept = msg.SerializeToString()
+    return (payload, []) if kept == payload else (kept, found)
 
 
 def _field_name(name: str) -> str:
