@@ -63,9 +63,10 @@ PLATE_KEYS: frozenset[str] = frozenset(
     }
 )
 # A key with one of these words (split at separators and case changes) is about a plate:
-# ``plate_color``, ``originalLicensePlate``, ``plates``, ``LPR_COUNT``, a device's own
-# ``plate_hash`` (never trusted: only ours). Dropped. Not "lp" alone: ``lp_bar`` is a low
-# pressure as often as a licence plate.
+# ``plate_color``, ``originalLicensePlate``, ``plates``, a device's own ``plate_hash``
+# (never trusted: only ours). Its text (or nested) value is dropped; a number or a bool is
+# no plate and is kept (a weighbridge's ``plate_temp_c``, ``LPR_COUNT``). Not "lp" alone:
+# ``lp_bar`` is a low pressure as often as a licence plate.
 PLATE_WORDS: frozenset[str] = frozenset({"plate", "plates", "lpr", "lpn", "vrn", "vrm"})
 # ... and so is a key that runs these together: "recognizedlicenseplate".
 _RUN_TOGETHER = ("licenseplate", "licenceplate", "numberplate", "platenumber")
@@ -75,7 +76,7 @@ _LEAF = re.compile(r"[/.]")
 # A payload that is no JSON object or array is redacted whole if it mentions one of these
 # (as a word of its own, or of a camelCase name: "vehiclePlate" but not "template").
 _MENTIONS = re.compile(
-    rb"(?<![a-z])[Pp]late|Plate|PLATE|(?i:licen[cs]e|numberplate|registration)"
+    rb"(?<![a-z])[Pp]late|Plate|PLATE|(?i:licen[cs]e|numberplate|platenumber|registration)"
     rb"|(?<![A-Za-z])(?i:lp[rn]?|vr[nm])(?![a-z])"
 )
 # What a plate read keeps in the quarantine besides its numbers: none of these is a plate.
@@ -84,8 +85,13 @@ _READ_KEEPS = frozenset({"ts", "type", "state", "lane"})
 
 class KeyKind(IntEnum):
     NONE = 0
-    ABOUT = 1  # about a plate: dropped
+    ABOUT = 1  # about a plate: its text dropped
     PLATE = 2  # the plate itself: hashed with a plate key, dropped without
+
+
+def harmless(value: object) -> bool:
+    """A value under a key about a plate that cannot be one: a number, a bool, nothing."""
+    return value is None or isinstance(value, int | float)  # bool is an int
 
 
 _kinds: dict[str, KeyKind] = {}
@@ -152,16 +158,18 @@ class Plates:
 
     @staticmethod
     def strip(obj: dict[str, Any]) -> list[Any]:
-        """Pop every plate-like key of a JSON object; the values that are the plate itself,
-        the one of ``plate`` first."""
+        """Pop every plate-like key of a JSON object (about a plate: unless ``harmless``);
+        the values that are the plate itself, the one of ``plate`` first."""
         if _clean.issuperset(obj):
             return []
-        found = [k for k in obj if key_kind(k)]
-        if not found:
-            return []
-        plates = [(k, obj.pop(k)) for k in found]
+        plates: list[tuple[str, Any]] = []
+        for k in [k for k in obj if key_kind(k)]:
+            if key_kind(k) is KeyKind.PLATE:
+                plates.append((k, obj.pop(k)))
+            elif not harmless(obj[k]):
+                del obj[k]
         plates.sort(key=lambda kv: kv[0].lower() != "plate")
-        return [v for k, v in plates if key_kind(k) is KeyKind.PLATE]
+        return [v for _, v in plates]
 
     def first(self, plates: Iterable[Any], required: bool = False) -> str | None:
         """The hash of the first of these that is a plate (of the first, if ``required``);
@@ -220,7 +228,8 @@ def _scrub(value: Any, found: list[str], read: bool, top: bool = False) -> Any:
     if isinstance(value, dict):
         out: dict[str, Any] = {}
         for k, v in value.items():
-            if key_kind(k):
+            kind = key_kind(k)
+            if kind is KeyKind.PLATE or (kind and not harmless(v)):
                 _texts(v, found)
                 out[k] = REDACTED_TEXT
             elif top and read and k in _READ_KEEPS:

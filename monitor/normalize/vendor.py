@@ -10,7 +10,7 @@ from monitor.config import FieldMap, Profile
 from monitor.model import CONVERSIONS, Channel, Device, FieldValue, Reading
 from monitor.normalize.canonical import decode_status
 from monitor.normalize.devices import Devices
-from monitor.normalize.plates import KeyKind, Plates, key_kind
+from monitor.normalize.plates import KeyKind, Plates, harmless, key_kind
 from monitor.normalize.reasons import Reject
 from monitor.normalize.values import (
     as_text,
@@ -94,7 +94,9 @@ class VendorDecoder:
         self._plates = plates or Plates()
         mappings = [Mapping.compile(src, fm) for src, fm in profile.fields.items()]
         self._mappings = {m.source: m for m in mappings if not m.plate}
-        self._plate_mappings = {m.source: (m, m.plate) for m in mappings if m.plate}
+        # about a plate: mapped only if its value is no text (SPEC 9)
+        self._about = {m.source: m for m in mappings if m.plate is KeyKind.ABOUT}
+        self._plate_mappings = {m.source: m for m in mappings if m.plate is KeyKind.PLATE}
         self._keep_unmapped = profile.unmapped == "keep"
         self._ts_field = profile.timestamp.field if profile.timestamp else None
         self._ts_unit = profile.timestamp.unit if profile.timestamp else "auto"
@@ -130,10 +132,14 @@ class VendorDecoder:
         fields: dict[str, FieldValue] = {}
         plates = [
             raw
-            for m, kind in self._plate_mappings.values()
-            if kind is KeyKind.PLATE and (raw := _lookup(obj, m.path)) is not _MISSING
+            for m in self._plate_mappings.values()
+            if (raw := _lookup(obj, m.path)) is not _MISSING
         ]
-        plates += self._plates.strip(obj)  # and every other plate-like key is gone
+        for m in self._about.values():
+            raw = _lookup(obj, m.path)
+            if raw is not _MISSING and raw is not None and harmless(raw):
+                state = m.put(device, fields, raw) or state
+        plates += self._plates.strip(obj)  # and every other plate-like key's text is gone
         for m in self._mappings.values():
             raw = _lookup(obj, m.path)
             if raw is not _MISSING and raw is not None:
@@ -161,15 +167,23 @@ class VendorDecoder:
         signal = segments.get("signal", "value")
         fields: dict[str, FieldValue] = {}
         state = None
+        kind = KeyKind.NONE
         m = self._mappings.get(signal)
-        plate = self._plate_mappings[signal][1] if signal in self._plate_mappings else None
-        if plate is None and m is None and self._keep_unmapped:
-            plate = key_kind(signal) or None
-        if plate is not None:  # anpr/{device}/{signal}: anpr/cam-1/plate = 123ABC02
-            if plate is KeyKind.PLATE:
-                self._hash_into(fields, [text])
+        if m is None:
+            if signal in self._plate_mappings:
+                kind = KeyKind.PLATE
+            elif (m := self._about.get(signal)) is not None:
+                kind = KeyKind.ABOUT
+            elif self._keep_unmapped:
+                kind = key_kind(signal)
+        if kind is KeyKind.PLATE:  # anpr/{device}/{signal}: anpr/cam-1/plate = 123ABC02
+            self._hash_into(fields, [text])
+            return Reading(device, "telemetry", None, fields)
+        value = plain_value(text)
+        if kind and not harmless(value):
+            pass  # about a plate, and text: perhaps one
         elif m is not None:
-            state = m.put(device, fields, plain_value(text))
+            state = m.put(device, fields, value)
         elif self._keep_unmapped:
-            fields[signal] = metric_value(device.kind, signal, plain_value(text))
+            fields[signal] = metric_value(device.kind, signal, value)
         return Reading(device, "telemetry", None, fields, state=state)

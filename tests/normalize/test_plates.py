@@ -163,6 +163,22 @@ def test_a_plate_is_hashed_or_dropped_on_every_path(
     assert PLATE not in repr(reading) and "abc" not in repr(reading)
 
 
+def test_a_number_about_a_plate_is_no_plate_and_is_kept(tmp_path: Path) -> None:
+    norm = normalizer(KEY)
+    body = {"weight_kg": 1.0, "plate_temp_c": 31.5, "plate_color": "white", "LPR_COUNT": 3}
+    reading = ok(n(norm, "customs/aktau/gate-in/weighbridge/wb-01/telemetry", body))
+    assert reading.fields == {"weight_kg": 1.0, "plate_temp_c": 31.5, "LPR_COUNT": 3.0}
+    vendor = ok(n(norm, "lpr/anpr-01/data", {"ANPR": {"plateColor": 2}, "plateColour": "red"}))
+    assert vendor.fields == {"colour": 2.0}
+    assert ok(n(norm, "plc/aktau/gb-01/plate_temp", b"31.5")).fields == {"plate_temp": 31.5}
+    assert ok(n(norm, "plc/aktau/gb-01/plate_colour", b"white")).fields == {}
+    q = Quarantine(tmp_path, max_bytes=1_000_000, clock=ManualClock(), stats=Stats())
+    q.reject(f"{SCANNER}/telemetry", json.dumps(body).encode(), "wrong_type", "d", NOW)
+    q.close()
+    (record,) = [json.loads(x) for x in (tmp_path / "quarantine.jsonl").read_text().splitlines()]
+    assert json.loads(record["payload"]) == {**body, "plate_color": "***"}
+
+
 def test_a_device_plate_hash_is_dropped_and_only_a_camera_read_needs_a_plate() -> None:
     norm = normalizer(KEY)
     forged = {"type": "plate_read", "plate_hash": plate_hash(PLATE)}
@@ -190,6 +206,7 @@ def test_sparkplug_plate_metrics_by_name_and_by_alias(key: str | None) -> None:
             Metric("Vision/Reading", PLATE, STRING, alias=3),  # mapped to plate
             Metric("plate_hash", "f" * 16, STRING, alias=4),  # forged
             Metric("Plate Colour", "white", STRING, alias=5),
+            Metric("Plate Temp", 31.5, DOUBLE, alias=6),  # about a plate, no text: kept
         ],
         seq=1,
         timestamp=NOW,
@@ -202,11 +219,11 @@ def test_sparkplug_plate_metrics_by_name_and_by_alias(key: str | None) -> None:
     fields = [r.fields for r in out if r.channel == "telemetry"]
     if key:
         assert fields == [
-            {"Temp": 30.0, "plate_hash": plate_hash(PLATE)},
+            {"Temp": 30.0, "plate_hash": plate_hash(PLATE), "Plate_Temp": 31.5},
             {"plate_hash": plate_hash("777KZA15")},
         ]
     else:
-        assert fields == [{"Temp": 30.0}]
+        assert fields == [{"Temp": 30.0, "Plate_Temp": 31.5}]
     assert PLATE not in repr(out) and "777KZA15" not in repr(out) and "white" not in repr(out)
 
 

@@ -57,7 +57,8 @@ class Target:
     names, anything else about a plate)."""
 
     skip: bool = False
-    plate: bool = False
+    plate: bool = False  # the plate itself: hashed, or dropped without a plate key
+    about: bool = False  # about a plate: its text dropped (SPEC 9)
     mapping: Mapping | None = None
     field: str | None = None
     convert: Converter = generic_value
@@ -239,6 +240,8 @@ class SparkplugDecoder:
             if value is None:
                 self.counts.skipped_metrics += 1
                 continue
+            if target.about and isinstance(value, str):
+                continue  # about a plate, and text: perhaps one
             ts = m.timestamp if m.HasField("timestamp") else payload_ts
             key = (ts, m.is_historical)
             reading = groups.get(key)
@@ -269,10 +272,11 @@ class SparkplugDecoder:
         if mapping is None and name != "state" and not self._keep_unmapped:
             return Target(skip=True)
         plate = mapping.plate if mapping is not None else key_kind(name)
-        if plate:  # SPEC 9: a plate is hashed or dropped, whatever the device's kind
-            return Target(plate=True) if plate is KeyKind.PLATE else Target(skip=True)
+        if plate is KeyKind.PLATE:  # SPEC 9: hashed or dropped, whatever the device's kind
+            return Target(plate=True)
+        about = plate is KeyKind.ABOUT
         if mapping is not None:
-            return Target(mapping=mapping)
+            return Target(mapping=mapping, about=about)
         if name == "state":
             return Target()
         key = _field_name(name)
@@ -284,7 +288,7 @@ class SparkplugDecoder:
                 self.counts.skipped_metrics += 1
                 return Target(skip=True)
             convert = generic_value
-        return Target(field=key, convert=convert)
+        return Target(field=key, convert=convert, about=about)
 
     def _known(self, node: EdgeNode, m: pb.Payload.Metric) -> tuple[str, int] | None:
         if m.name:
