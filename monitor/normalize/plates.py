@@ -162,14 +162,18 @@ class Plates:
         the values that are the plate itself, the one of ``plate`` first."""
         if _clean.issuperset(obj):
             return []
-        plates: list[tuple[str, Any]] = []
-        for k in [k for k in obj if key_kind(k)]:
-            if key_kind(k) is KeyKind.PLATE:
-                plates.append((k, obj.pop(k)))
-            elif not harmless(obj[k]):
+        plates: list[Any] = []
+        for k in [k for k in obj if k not in _clean]:
+            kind = key_kind(k)
+            if kind is KeyKind.PLATE:
+                value = obj.pop(k)
+                if k.lower() == "plate":
+                    plates.insert(0, value)
+                else:
+                    plates.append(value)
+            elif kind and not harmless(obj[k]):
                 del obj[k]
-        plates.sort(key=lambda kv: kv[0].lower() != "plate")
-        return [v for _, v in plates]
+        return plates
 
     def first(self, plates: Iterable[Any], required: bool = False) -> str | None:
         """The hash of the first of these that is a plate (of the first, if ``required``);
