@@ -38,6 +38,7 @@ class Stats:
     passages_unmatched: int = 0
     exits_without_entry: int = 0
     plate_reads_low_confidence: int = 0
+    plate_reads_not_camera: int = 0  # plate reads of other kinds: no reads (SPEC 9)
     # Sparkplug B (SPEC 3.4)
     sparkplug_seq_gaps: int = 0
     sparkplug_unknown_aliases: int = 0

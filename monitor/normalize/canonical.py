@@ -11,7 +11,7 @@ from typing import Any
 from monitor.config import CANONICAL_ROUTE
 from monitor.model import EVENT_TYPE_RE, STATES, Device, Reading
 from monitor.normalize.devices import Devices
-from monitor.normalize.plates import PLATE_READ, PlateHasher
+from monitor.normalize.plates import ANPR_CAMERA, PLATE_READ, Plates
 from monitor.normalize.reasons import Reject
 from monitor.normalize.values import (
     CONVERTERS,
@@ -28,9 +28,9 @@ CHANNELS: frozenset[str] = frozenset({"telemetry", "status", "event"})
 
 
 class CanonicalDecoder:
-    def __init__(self, devices: Devices, plates: PlateHasher | None = None) -> None:
+    def __init__(self, devices: Devices, plates: Plates | None = None) -> None:
         self._devices = devices
-        self._plates = plates  # None: no plate key, so plates are dropped, never kept clear
+        self._plates = plates or Plates()  # without a plate key, plates are dropped
 
     def decode(self, segments: dict[str, str], payload: bytes, retained: bool) -> Reading:
         channel = segments["channel"]
@@ -42,10 +42,14 @@ class CanonicalDecoder:
         if channel == "status":
             return decode_status(device, payload, retained)
         obj = parse_object(payload)
+        # Whatever the kind or channel, a plate is hashed or dropped first (SPEC 9); only
+        # an ANPR camera's plate read must have one.
+        read = channel == "event" and device.kind == ANPR_CAMERA and obj.get("type") == PLATE_READ
+        self._plates.take(obj, required=read)
         ts_ms = parse_ts(obj.pop("ts"), "ms") if "ts" in obj else None
         if channel == "event":
-            if device.kind == "anpr_camera":
-                self._hash_plate(obj)
+            if read:
+                _check_confidence(obj)
             return _event(device, obj, ts_ms, retained)
         state = obj.pop("state", None)
         if state is not None and state not in STATES:
@@ -54,24 +58,15 @@ class CanonicalDecoder:
         fields = {k: convert.get(k, generic)(k, v) for k, v in obj.items() if v is not None}
         return Reading(device, "telemetry", ts_ms, fields, state=state, retained=retained)
 
-    def _hash_plate(self, obj: dict[str, Any]) -> None:
-        """An ANPR camera's plate becomes ``plate_hash`` here, before anything else sees it
-        (SPEC 9); a ``plate_read`` needs one, and a sane ``confidence`` if it has one."""
-        plate = obj.pop("plate", None)
-        if plate is None:
-            if obj.get("type") == PLATE_READ:
-                raise Reject("invalid_event", "plate_read without a plate")
-            return
-        plate_hash = self._plates(plate) if self._plates else None
-        obj.pop("plate_hash", None)  # only ours
-        if plate_hash is not None:
-            obj["plate_hash"] = plate_hash
-        confidence = obj.get("confidence")
-        if confidence is not None:
-            value = to_float("confidence", confidence)
-            if not 0 <= value <= 100:
-                raise Reject("invalid_value", f"confidence: {value} is not a percentage")
-            obj["confidence"] = value
+
+def _check_confidence(obj: dict[str, Any]) -> None:
+    """A plate read's ``confidence``, if it has one, is a percentage."""
+    confidence = obj.get("confidence")
+    if confidence is not None:
+        value = to_float("confidence", confidence)
+        if not 0 <= value <= 100:
+            raise Reject("invalid_value", f"confidence: {value} is not a percentage")
+        obj["confidence"] = value
 
 
 def decode_status(device: Device, payload: bytes, retained: bool) -> Reading:

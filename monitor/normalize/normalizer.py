@@ -19,7 +19,7 @@ from monitor.config import CANONICAL_ROUTE, SPARKPLUG_ROUTE, Config, SparkplugGr
 from monitor.model import Device, DeviceKey, Reading
 from monitor.normalize import canonical
 from monitor.normalize.devices import Devices
-from monitor.normalize.plates import PlateHasher
+from monitor.normalize.plates import Plates
 from monitor.normalize.reasons import Reject, Rejected
 from monitor.normalize.topics import TopicPattern, receives
 from monitor.normalize.vendor import VendorDecoder
@@ -53,11 +53,13 @@ class Normalizer:
         self.expected = [d for d in self.registry.values() if shares[d.key] == "all"]
         self.heard_only = [d for d in self.registry.values() if shares[d.key] == "some"]
         decoders: list[Decoder] = []
+        key = config.passages.plate_key if config.passages else None
+        plates = Plates(key.get_secret_value() if key else None)  # every decoder's (SPEC 9)
         if config.canonical:
-            key = config.passages.plate_key if config.passages else None
-            plates = PlateHasher(key.get_secret_value()) if key else None
             decoders.append(canonical.CanonicalDecoder(devices, plates).decode)
-        decoders += [VendorDecoder(n, p, devices).decode for n, p in config.profiles.items()]
+        decoders += [
+            VendorDecoder(n, p, devices, plates).decode for n, p in config.profiles.items()
+        ]
         self._routes: list[Route] = list(zip(patterns, decoders, strict=True))
         # Candidate routes by first topic level, so a message tries one or two patterns;
         # a pattern starting with a {segment} is a candidate for every topic.
@@ -73,7 +75,7 @@ class Normalizer:
         if config.sparkplug.enabled:  # protobuf is imported only by configs that speak it
             from monitor.normalize.sparkplug.decoder import SparkplugDecoder
 
-            self.sparkplug = SparkplugDecoder(config.sparkplug, devices)
+            self.sparkplug = SparkplugDecoder(config.sparkplug, devices, plates)
 
     def owns(self, device: Device) -> bool:
         """Whether this collector's subscriptions may carry the device's data: a device

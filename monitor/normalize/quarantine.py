@@ -7,13 +7,14 @@ import base64
 import contextlib
 import json
 import os
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from monitor import logs
 from monitor.clock import Clock
-from monitor.normalize.plates import may_carry_plate
+from monitor.normalize.plates import REDACTED_TEXT, redact
 from monitor.stats import Stats
 
 log = logs.get(__name__)
@@ -22,7 +23,9 @@ LOG_EVERY_S = 60.0
 MAX_STORED_PAYLOAD = 64 * 1024  # a 10 MB junk payload is kept as its first 64 KiB
 FLUSH_BYTES = 256 * 1024  # records collected before a write, at the most
 FREE_ENOUGH = 1024 * 1024  # free space at which a refusing disk is worth trying again
-REDACTED = b"(not kept: an ANPR event may carry a licence plate)"
+REDACTED = b"(not kept: it may carry a licence plate)"
+SPARKPLUG = "spBv1.0/"
+_QUOTED = re.compile(r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"")  # a value as repr() quotes it
 
 
 class Quarantine:
@@ -92,11 +95,22 @@ class Quarantine:
         size: int | None = None,
     ) -> None:
         """Count and keep a rejected message; ``size``: of a payload of which ``payload``
-        is only the start."""
+        is only the start. No clear licence plate is kept or logged (SPEC 9), whichever
+        topic it came on: ``plates.redact`` says what of the payload may be kept."""
         self._stats.messages_rejected += 1
         self._stats.rejected_by_reason[reason] += 1
+        size = len(payload) if size is None else size
+        kept, plates = _redacted(topic, payload)
+        for plate in plates:
+            if len(plate) > 1:  # a detail may quote a value: never a plate
+                detail = detail.replace(plate, REDACTED_TEXT)
+        if kept is None:  # which values it holds is unknown: no quoted value then
+            detail = _QUOTED.sub("'***'", detail)
         self._log(reason, detail, topic)
-        self._append(topic, payload, reason, detail, received_ms, size)
+        partial = size > len(payload)  # only its start was received
+        if kept is None:  # not kept at all: nothing of it is truncated either
+            kept, partial = REDACTED, False
+        self._append(topic, kept, reason, detail, received_ms, size, kept is not payload, partial)
 
     def refuse_point(self, line: str, error: str) -> None:
         """InfluxDB refused this one point (e.g. a field type conflict): keep it here."""
@@ -129,6 +143,8 @@ class Quarantine:
         detail: str,
         received_ms: int,
         size: int | None = None,
+        redacted: bool = False,
+        partial: bool = False,
     ) -> None:
         size = len(payload) if size is None else size
         record: dict[str, Any] = {
@@ -141,13 +157,13 @@ class Quarantine:
             "payload_bytes": size,
         }
         stored = payload[:MAX_STORED_PAYLOAD]
-        if may_carry_plate(topic):  # a licence plate is personal data: never kept clear
-            stored = REDACTED
+        if redacted:
+            record["payload_redacted"] = True  # plates replaced by ***, or none of it kept
         try:
             record["payload"] = stored.decode("utf-8")
         except UnicodeDecodeError:
             record["payload_b64"] = base64.b64encode(stored).decode("ascii")
-        if len(stored) < size:
+        if len(stored) < len(payload) or partial:
             record["payload_truncated"] = True
         data = (json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8", "replace")
         self._pending.append(data)
@@ -209,3 +225,15 @@ class Quarantine:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
+
+
+def _redacted(topic: str, payload: bytes) -> tuple[bytes | None, list[str]]:
+    """``plates.redact``, and a Sparkplug payload's texts replaced: its plates may come by
+    alias, under no name to tell them by."""
+    if topic.startswith(SPARKPLUG):
+        from monitor.normalize.sparkplug.decoder import without_text  # protobuf: only here
+
+        scrubbed = without_text(payload)
+        if scrubbed is not None:
+            return scrubbed
+    return redact(topic, payload)

@@ -10,6 +10,7 @@ from monitor.config import FieldMap, Profile
 from monitor.model import CONVERSIONS, Channel, Device, FieldValue, Reading
 from monitor.normalize.canonical import decode_status
 from monitor.normalize.devices import Devices
+from monitor.normalize.plates import KeyKind, Plates, harmless, key_kind
 from monitor.normalize.reasons import Reject
 from monitor.normalize.values import (
     as_text,
@@ -44,6 +45,12 @@ class Mapping:
             offset * fm.scale + fm.offset,
             dict(fm.map) if fm.map is not None else None,
         )
+
+    @property
+    def plate(self) -> KeyKind:
+        """Whether this maps a plate (its source's path or its target names one): such a
+        value is hashed or dropped, never mapped or converted (SPEC 9)."""
+        return max(key_kind(self.to), *(key_kind(part) for part in self.path))
 
     def apply(self, value: Any) -> Any:
         if self.map is not None:
@@ -81,17 +88,24 @@ class VendorDecoder:
     """One profile compiled: ``decode`` finds the device, then reads the status payload or
     the profile's telemetry format (json or plain)."""
 
-    def __init__(self, name: str, profile: Profile, devices: Devices) -> None:
+    def __init__(
+        self, name: str, profile: Profile, devices: Devices, plates: Plates | None = None
+    ) -> None:
         self._name = name
         self._profile = profile
         self._devices = devices
-        self._mappings = {src: Mapping.compile(src, fm) for src, fm in profile.fields.items()}
+        self._plates = plates or Plates()
+        mappings = [Mapping.compile(src, fm) for src, fm in profile.fields.items()]
+        self._mappings = {m.source: m for m in mappings if not m.plate}
+        # about a plate: mapped only if its value is no text (SPEC 9)
+        self._about = {m.source: m for m in mappings if m.plate is KeyKind.ABOUT}
+        self._plate_mappings = {m.source: m for m in mappings if m.plate is KeyKind.PLATE}
         self._keep_unmapped = profile.unmapped == "keep"
         self._ts_field = profile.timestamp.field if profile.timestamp else None
         self._ts_unit = profile.timestamp.unit if profile.timestamp else "auto"
         self._state_field = profile.state.field if profile.state else None
         self._state_map = dict(profile.state.map) if profile.state else {}
-        consumed = {m.path[0] for m in self._mappings.values()}
+        consumed = {m.path[0] for m in mappings}
         consumed.update(x for x in (self._ts_field, self._state_field) if x)
         self._consumed_roots = consumed
         self._channel: Channel = profile.channel
@@ -126,6 +140,16 @@ class VendorDecoder:
             if state is None:
                 raise Reject("invalid_state", f"{state_field}: unmapped code {code[:40]!r}")
         fields: dict[str, FieldValue] = {}
+        plates = [
+            raw
+            for m in self._plate_mappings.values()
+            if (raw := _lookup(obj, m.path)) is not _MISSING
+        ]
+        for m in self._about.values():
+            raw = _lookup(obj, m.path)
+            if raw is not _MISSING and raw is not None and harmless(raw):
+                state = m.put(device, fields, raw) or state
+        plates += self._plates.strip(obj)  # and every other plate-like key's text is gone
         for m in self._mappings.values():
             raw = _lookup(obj, m.path)
             if raw is not _MISSING and raw is not None:
@@ -135,7 +159,13 @@ class VendorDecoder:
             for key, value in obj.items():
                 if key not in consumed and value is not None and key not in fields:
                     fields[key] = metric_value(device.kind, key, value)
+        self._hash_into(fields, plates)
         return Reading(device, "telemetry", ts_ms, fields, state=state)
+
+    def _hash_into(self, fields: dict[str, FieldValue], plates: list[Any]) -> None:
+        plate_hash = self._plates.first(plates)
+        if plate_hash is not None:
+            fields["plate_hash"] = plate_hash
 
     def _plain(self, device: Device, segments: dict[str, str], payload: bytes) -> Reading:
         if not payload.strip():
@@ -147,9 +177,23 @@ class VendorDecoder:
         signal = segments.get("signal", "value")
         fields: dict[str, FieldValue] = {}
         state = None
+        kind = KeyKind.NONE
         m = self._mappings.get(signal)
-        if m is not None:
-            state = m.put(device, fields, plain_value(text))
+        if m is None:
+            if signal in self._plate_mappings:
+                kind = KeyKind.PLATE
+            elif (m := self._about.get(signal)) is not None:
+                kind = KeyKind.ABOUT
+            elif self._keep_unmapped:
+                kind = key_kind(signal)
+        if kind is KeyKind.PLATE:  # anpr/{device}/{signal}: anpr/cam-1/plate = 123ABC02
+            self._hash_into(fields, [text])
+            return Reading(device, "telemetry", None, fields)
+        value = plain_value(text)
+        if kind and not harmless(value):
+            pass  # about a plate, and text: perhaps one
+        elif m is not None:
+            state = m.put(device, fields, value)
         elif self._keep_unmapped:
-            fields[signal] = metric_value(device.kind, signal, plain_value(text))
+            fields[signal] = metric_value(device.kind, signal, value)
         return Reading(device, "telemetry", None, fields, state=state)

@@ -27,6 +27,7 @@ from monitor.passages.store import PassageStore
 from monitor.stats import Stats
 
 KEEP_RELEASED_MS = 2 * 86_400_000  # what the board's "today" may need, at the most
+CAMERA = "anpr_camera"  # the only kind whose plate reads are reads (SPEC 9)
 LOCAL_UTC_OFFSET_MS = 5 * 3_600_000  # Asia/Aqtau, UTC+5 all year: the post's "today"
 
 
@@ -65,7 +66,12 @@ class PassageTracker:
         return self.store.problem
 
     def read(self, reading: Reading, ts_ms: int) -> list[Outcome]:
-        """A ``plate_read`` event (its plate already hashed by the normalizer)."""
+        """A ``plate_read`` event (its plate already hashed by the normalizer). Only an ANPR
+        camera's is a read (SPEC 9): a gate barrier's, say, is kept as its own event and
+        counted, and opens or closes nothing, whatever ``plate_hash`` it carries."""
+        if reading.device.kind != CAMERA:
+            self._stats.plate_reads_not_camera += 1
+            return []
         plate_hash = reading.fields.get("plate_hash")
         if not isinstance(plate_hash, str):
             return []

@@ -178,6 +178,7 @@ def monitor_line(instance: str, stats: Stats, latency_ms: float | None, ts_us: i
         "passages_unmatched": stats.passages_unmatched,
         "exits_without_entry": stats.exits_without_entry,
         "plate_reads_low_confidence": stats.plate_reads_low_confidence,
+        "plate_reads_not_camera": stats.plate_reads_not_camera,
         "sparkplug_seq_gaps": stats.sparkplug_seq_gaps,
         "sparkplug_unknown_aliases": stats.sparkplug_unknown_aliases,
         "sparkplug_skipped_metrics": stats.sparkplug_skipped_metrics,

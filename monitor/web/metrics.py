@@ -57,6 +57,11 @@ class _StatsCollector:
                 s.plate_reads_low_confidence,
                 "plate reads below passages.min_confidence, ignored",
             ),
+            (
+                "plate_reads_not_camera",
+                s.plate_reads_not_camera,
+                "plate_read events of devices that are no ANPR camera, ignored",
+            ),
             ("sparkplug_seq_gaps", s.sparkplug_seq_gaps, "Sparkplug seq gaps"),
             ("sparkplug_unknown_aliases", s.sparkplug_unknown_aliases, "DATA for unknown aliases"),
             ("sparkplug_skipped_metrics", s.sparkplug_skipped_metrics, "null or unsupported"),

@@ -71,7 +71,7 @@ async def test_plate_reads_become_passages_across_a_restart_and_no_clear_plate_a
             read("gate-in", PLATES[1], t0 + 10 * MIN),  # still inside at the restart
             read("gate-in", PLATES[2], t0 + 11 * MIN, confidence=42.0),  # too unsure
             read("gate-out", PLATES[3], t0 + 12 * MIN),  # never came in
-            # rejected (a confidence that is no number): quarantined, plate and all
+            # rejected (a confidence that is no number): quarantined, without its plate
             (
                 "customs/aktau/gate-in/anpr_camera/anpr-gate-in/event",
                 json.dumps({"type": "plate_read", "plate": PLATES[3], "confidence": "high"}),
@@ -117,7 +117,12 @@ async def test_plate_reads_become_passages_across_a_restart_and_no_clear_plate_a
         json.loads(line)
         for line in (config.state_dir / "quarantine" / "quarantine.jsonl").read_text().splitlines()
     ]
-    assert quarantined["reason"] == "wrong_type" and "licence plate" in quarantined["payload"]
+    assert quarantined["reason"] == "wrong_type" and quarantined["payload_redacted"] is True
+    assert json.loads(quarantined["payload"]) == {  # a plate read keeps no text but its type
+        "type": "plate_read",
+        "plate": "***",
+        "confidence": "***",
+    }
 
     # The clear plate: nowhere in InfluxDB, the state dir, the log, or the API.
     second_api = f"http://127.0.0.1:{config.http.port}"

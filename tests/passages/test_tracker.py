@@ -78,3 +78,21 @@ def test_a_full_disk_costs_no_read_and_is_written_when_space_returns(
     assert t.problem is None
     t.store.close()
     assert len(tracker(path, clock).matcher.open) == 300
+
+
+def test_only_an_anpr_cameras_plate_read_is_a_read(tmp_path: Path) -> None:
+    """SPEC 9: a gate barrier's plate_read, whatever plate_hash it carries, is no read."""
+    clock = ManualClock(NOON_AKTAU)
+    now_ms = int(NOON_AKTAU * 1000)
+    stats = Stats()
+    t = PassageTracker(SETTINGS, PassageStore(tmp_path / "passages.db"), stats, clock)
+    for area, ts_ms in (("gate-in", now_ms - 30 * MIN), ("gate-out", now_ms)):
+        forged = plate_read(area, "a" * 16, ts_ms)
+        forged.device = Device(f"gb-{area}", "gate_barrier", "aktau", area)
+        assert t.read(forged, ts_ms) == []
+    assert stats.plate_reads_not_camera == 2
+    assert t.today().passages == 0 and t.today().inside == 0
+    t.read(plate_read("gate-in", "b" * 16, now_ms - 30 * MIN), now_ms - 30 * MIN)
+    assert [type(o).__name__ for o in t.read(plate_read("gate-out", "b" * 16, now_ms), now_ms)] == [
+        "Passage"
+    ]

@@ -21,6 +21,7 @@ from google.protobuf.message import DecodeError
 from monitor.config import SPARKPLUG_ROUTE, Sparkplug, SparkplugGroup
 from monitor.model import INT64_MAX, Device, FieldValue, Reading
 from monitor.normalize.devices import Devices
+from monitor.normalize.plates import REDACTED_TEXT, KeyKind, Plates, key_kind
 from monitor.normalize.reasons import Reject
 from monitor.normalize.values import CONVERTERS, Converter, check_field_key, generic_value
 from monitor.normalize.vendor import Mapping
@@ -52,9 +53,12 @@ class Known:
 @dataclass(frozen=True)
 class Target:
     """Where a metric of a device goes: a mapping, the state (no field), a field converted,
-    or nowhere (control metrics, unmapped ones when dropped, unstorable names)."""
+    the plate hash, or nowhere (control metrics, unmapped ones when dropped, unstorable
+    names, anything else about a plate)."""
 
     skip: bool = False
+    plate: bool = False  # the plate itself: hashed, or dropped without a plate key
+    about: bool = False  # about a plate: its text dropped (SPEC 9)
     mapping: Mapping | None = None
     field: str | None = None
     convert: Converter = generic_value
@@ -93,9 +97,10 @@ def parse_topic(levels: list[str]) -> tuple[str, str, str, str | None] | None:
 
 
 class SparkplugDecoder:
-    def __init__(self, settings: Sparkplug, devices: Devices) -> None:
+    def __init__(self, settings: Sparkplug, devices: Devices, plates: Plates | None = None) -> None:
         self._settings = settings
         self._devices = devices
+        self._plates = plates or Plates()
         self._keep_unmapped = settings.unmapped == "keep"
         self._mappings: dict[str | None, dict[str, Mapping]] = {
             None: {name: Mapping.compile(name, fm) for name, fm in settings.fields.items()}
@@ -235,12 +240,18 @@ class SparkplugDecoder:
             if value is None:
                 self.counts.skipped_metrics += 1
                 continue
+            if target.about and isinstance(value, str):
+                continue  # about a plate, and text: perhaps one
             ts = m.timestamp if m.HasField("timestamp") else payload_ts
             key = (ts, m.is_historical)
             reading = groups.get(key)
             if reading is None:
                 reading = groups[key] = Reading(device, "telemetry", ts, retained=m.is_historical)
-            if target.mapping is not None:
+            if target.plate:
+                plate_hash = self._plates.first([value])
+                if plate_hash is not None:
+                    reading.fields["plate_hash"] = plate_hash
+            elif target.mapping is not None:
                 state = target.mapping.put(device, reading.fields, value)
                 if state is not None:
                     states[key] = state
@@ -258,12 +269,16 @@ class SparkplugDecoder:
             return Target(skip=True)
         mappings = self._mappings.get(node.group) or self._mappings[None]
         mapping = mappings.get(name)
+        if mapping is None and name != "state" and not self._keep_unmapped:
+            return Target(skip=True)
+        plate = mapping.plate if mapping is not None else key_kind(name)
+        if plate is KeyKind.PLATE:  # SPEC 9: hashed or dropped, whatever the device's kind
+            return Target(plate=True)
+        about = plate is KeyKind.ABOUT
         if mapping is not None:
-            return Target(mapping=mapping)
+            return Target(mapping=mapping, about=about)
         if name == "state":
             return Target()
-        if not self._keep_unmapped:
-            return Target(skip=True)
         key = _field_name(name)
         convert = CONVERTERS[device.kind].get(key)
         if convert is None:
@@ -273,7 +288,7 @@ class SparkplugDecoder:
                 self.counts.skipped_metrics += 1
                 return Target(skip=True)
             convert = generic_value
-        return Target(field=key, convert=convert)
+        return Target(field=key, convert=convert, about=about)
 
     def _known(self, node: EdgeNode, m: pb.Payload.Metric) -> tuple[str, int] | None:
         if m.name:
@@ -332,6 +347,31 @@ class SparkplugDecoder:
             if device_id == node.node:
                 return None
             raise
+
+
+def without_text(payload: bytes) -> tuple[bytes, list[str]] | None:
+    """A Sparkplug payload as the quarantine may keep it: every text value replaced by
+    ``***`` and every value that may hold text (bytes, data sets, templates, properties,
+    metadata, the body) dropped, since an ANPR camera's plate may come by alias, under no
+    name to tell it by; and the texts replaced. None: it is no Sparkplug payload."""
+    try:
+        msg = pb.Payload.FromString(payload)
+    except DecodeError:
+        return None
+    found: list[str] = []
+    msg.ClearField("body")
+    for m in msg.metrics:
+        which = m.WhichOneof("value")
+        if which == "string_value":
+            found.append(m.string_value)
+            m.string_value = REDACTED_TEXT
+        elif which in ("bytes_value", "dataset_value", "template_value", "extension_value"):
+            m.ClearField(which)
+        m.ClearField("properties")
+        m.ClearField("metadata")
+    msg.DiscardUnknownFields()  # what the schema does not name may hold text too
+    kept = msg.SerializeToString()
+    return (payload, []) if kept == payload else (kept, found)
 
 
 def _field_name(name: str) -> str:
