@@ -126,7 +126,7 @@ ANNOTATIONS = [
         "iconColor": BLUE,
         "query": 'SELECT "reason", "device" FROM (SELECT first("reason") AS "reason" FROM'
         ' "device_status" WHERE $timeFilter AND "reason" = \'maintenance\' GROUP BY'
-        ' time(1h), "device")',
+        ' time(1h), "site", "device")',
         "textColumn": "reason",
         "tagsColumn": "device",
     },
@@ -255,7 +255,7 @@ def overview() -> Board:
         "Equipment now",
         [
             f'SELECT last("up") FROM "device_status" WHERE $timeFilter AND {SITE_AREA}'
-            ' GROUP BY "area", "device"'
+            ' GROUP BY "site", "area", "device"'
         ],
         w=24,
         h=7,
@@ -279,7 +279,7 @@ def overview() -> Board:
         "Up / down by device",
         [
             f'SELECT last("up") FROM "device_status" WHERE $timeFilter AND {SITE_AREA}'
-            ' GROUP BY time($__interval), "device" fill(previous)'
+            ' GROUP BY time($__interval), "site", "device" fill(previous)'
         ],
         w=24,
         h=9,
@@ -296,7 +296,7 @@ def overview() -> Board:
         [
             f'SELECT last("state") AS "state", last("summary") AS "summary",'
             f' last("duration_s") AS "for" FROM "alerts" WHERE $timeFilter AND {SITE_AREA}'
-            ' GROUP BY "severity", "rule", "device"'
+            ' GROUP BY "severity", "rule", "site", "device"'
         ],
         w=12,
         h=8,
@@ -321,7 +321,7 @@ def overview() -> Board:
         "Availability, last 24 h",
         (
             'SELECT mean("up") * 100 FROM "device_status" WHERE time > now() - 24h AND'
-            f' "reason" != \'maintenance\' AND {SITE_AREA} GROUP BY "device"'
+            f' "reason" != \'maintenance\' AND {SITE_AREA} GROUP BY "site", "device"'
         ),
         w=6,
         h=8,
@@ -331,7 +331,7 @@ def overview() -> Board:
         "Availability, last 7 days",
         (
             'SELECT mean("up") * 100 FROM "device_status" WHERE time > now() - 7d AND'
-            f' "reason" != \'maintenance\' AND {SITE_AREA} GROUP BY "device"'
+            f' "reason" != \'maintenance\' AND {SITE_AREA} GROUP BY "site", "device"'
         ),
         w=6,
         h=8,
@@ -341,7 +341,7 @@ def overview() -> Board:
         "Container scans per hour",
         [
             'SELECT spread("scans_total") FROM "xray_scanner" WHERE $timeFilter AND'
-            f' {SITE_AREA} GROUP BY time(1h), "device" fill(none)'
+            f' {SITE_AREA} GROUP BY time(1h), "site", "device" fill(none)'
         ],
         w=8,
         h=8,
@@ -356,8 +356,8 @@ def overview() -> Board:
         "Trucks through the gates per hour",
         [
             'SELECT sum("trucks") FROM (SELECT spread("cycles_total") AS "trucks" FROM'
-            f' "gate_barrier" WHERE $timeFilter AND {SITE_AREA} GROUP BY time(1h), "device",'
-            ' "area") GROUP BY time(1h), "area" fill(none)'
+            f' "gate_barrier" WHERE $timeFilter AND {SITE_AREA} GROUP BY time(1h), "site",'
+            ' "device", "area") GROUP BY time(1h), "area" fill(none)'
         ],
         w=8,
         h=8,
@@ -373,7 +373,8 @@ def overview() -> Board:
         "Radiation background (unoccupied)",
         [
             'SELECT mean("gamma_cps") FROM "radiation_portal" WHERE $timeFilter AND'
-            f' "occupied" = false AND {SITE_AREA} GROUP BY time($__interval), "device" fill(none)'
+            f' "occupied" = false AND {SITE_AREA} GROUP BY time($__interval), "site", "device"'
+            " fill(none)"
         ],
         w=8,
         h=8,
@@ -396,7 +397,7 @@ def device() -> Board:
         "State",
         [
             f'SELECT last("state") FROM "device_status" WHERE $timeFilter AND {one}'
-            ' GROUP BY time($__interval), "device" fill(previous)'
+            ' GROUP BY time($__interval), "site", "device" fill(previous)'
         ],
         w=24,
         h=5,
@@ -412,7 +413,7 @@ def device() -> Board:
         "Metrics",
         [
             f"SELECT mean(*) FROM /^$kind$/ WHERE $timeFilter AND {one}"
-            ' GROUP BY time($__interval), "device" fill(none)'
+            ' GROUP BY time($__interval), "site", "device" fill(none)'
         ],
         w=24,
         h=10,
@@ -456,7 +457,7 @@ def availability() -> Board:
         "Availability",
         (
             f'SELECT mean("up") * 100 FROM "device_status" WHERE {where} AND'
-            ' "reason" != \'maintenance\' GROUP BY "device"'
+            ' "reason" != \'maintenance\' GROUP BY "site", "device"'
         ),
         w=8,
         h=12,
@@ -465,13 +466,13 @@ def availability() -> Board:
         "Downtime, outages, MTTR, MTBF per device",
         [
             f'SELECT count("up") * $status_interval AS "unplanned" FROM "device_status" WHERE'
-            f' {where} AND "up" = 0 AND "reason" != \'maintenance\' GROUP BY "device"',
+            f' {where} AND "up" = 0 AND "reason" != \'maintenance\' GROUP BY "site", "device"',
             f'SELECT count("up") * $status_interval AS "planned" FROM "device_status" WHERE'
-            f' {where} AND "reason" = \'maintenance\' GROUP BY "device"',
+            f' {where} AND "reason" = \'maintenance\' GROUP BY "site", "device"',
             f'SELECT count("duration_s") AS "outages", mean("duration_s") AS "mttr" FROM'
-            f' "alerts" WHERE {where} AND {RESOLVED_DOWN} GROUP BY "device"',
+            f' "alerts" WHERE {where} AND {RESOLVED_DOWN} GROUP BY "site", "device"',
             f'SELECT count("up") * $status_interval AS "uptime" FROM "device_status" WHERE'
-            f' {where} AND "up" = 1 GROUP BY "device"',
+            f' {where} AND "up" = 1 GROUP BY "site", "device"',
         ],
         w=16,
         h=12,

@@ -315,15 +315,20 @@ class Webhook:
     def __init__(self) -> None:
         self.port = free_port()
         self.received: list[tuple[float, str, dict[str, Any]]] = []
+        # a receiver that refuses some bodies (400), as a chat API refuses a message
+        self.refuse: Callable[[dict[str, Any]], bool] = lambda payload: False
+        self.refused: list[tuple[float, str, dict[str, Any]]] = []
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}/alerts"
 
     async def handle(self, request: web.Request) -> web.Response:
-        self.received.append(
-            (time.time(), request.headers.get("X-Monitor-Event", ""), await request.json())
-        )
+        got = (time.time(), request.headers.get("X-Monitor-Event", ""), await request.json())
+        if self.refuse(got[2]):
+            self.refused.append(got)
+            return web.Response(status=400, text="Bad Request: can't parse entities")
+        self.received.append(got)
         return web.Response(status=204)
 
     def events(self) -> list[tuple[str, str, str]]:
