@@ -139,16 +139,19 @@ class FieldTypes:
         parts = []
         for k, v in fields.items():
             entry = table.get(k)
-            t = type(v)
             if entry is None:
                 entry = self._learn(table, k, base_type(v))
-            elif t is not entry[1] and base_type(v) is not entry[1]:
-                self.conflict(measurement, k, type_name(base_type(v)), entry[1], "monitor")
-                continue
-            if type(v) is float and v - v == 0.0:  # a finite float: most fields, inline
-                parts.append(f"{entry[0]}={v!r}")
+            key, known = entry
+            if type(v) is known:
+                # a finite float (most fields), inline; `known is float` says v is one
+                if known is float and v - v == 0.0:  # type: ignore[operator]
+                    parts.append(f"{key}={v!r}")
+                else:
+                    parts.append(f"{key}={format_value(v)}")
+            elif base_type(v) is known:  # a subclass
+                parts.append(f"{key}={format_value(v)}")
             else:
-                parts.append(f"{entry[0]}={format_value(v)}")
+                self.conflict(measurement, k, type_name(base_type(v)), known, "monitor")
         return ",".join(parts)
 
     def _learn(self, table: dict[str, tuple[str, type]], key: str, t: type) -> tuple[str, type]:
@@ -169,21 +172,23 @@ class FieldTypes:
 
     def load(self, series: Iterable[Mapping[str, Any]]) -> int:
         """Learn from ``SHOW FIELD KEYS`` (its series: name, values of [key, type]) the
-        types of the checked measurements' fields; the schema's own types stay. Returns
-        how many were learned."""
+        types of the fields of the measurements the monitor writes (another writer's in the
+        same database are none of its business); the schema's own types stay. Returns how
+        many were learned."""
         before = self.learned
         for s in series:
-            measurement = s.get("name")
-            table = self._tables.get(measurement) if isinstance(measurement, str) else None
+            name = s.get("name") if isinstance(s, Mapping) else None
+            table = self._tables.get(name) if isinstance(name, str) else None
             if table is None:  # not one the monitor writes devices' fields to
                 continue
-            for key, name in s.get("values") or ():
-                if not isinstance(key, str) or key in table or not isinstance(name, str):
-                    continue  # fixed, or listed twice (shards of other types): the first
-                try:
-                    self._learn(table, key, influx_type(name))
-                except ValueError:  # a name the monitor would never write
+            for row in s.get("values") or ():
+                if not isinstance(row, list) or len(row) != 2:
                     continue
+                key, type_ = row
+                if not isinstance(key, str) or key in table or not isinstance(type_, str):
+                    continue  # fixed, or listed twice (shards of other types): the first
+                with contextlib.suppress(ValueError):  # a name the monitor would never write
+                    self._learn(table, key, influx_type(type_))
         return self.learned - before
 
     def refused(self, conflict: Conflict) -> type:
