@@ -10,10 +10,12 @@ import json
 import time
 
 from bench.hotpath import best_of
+from monitor.clock import SystemClock
 from monitor.config import Config
 from monitor.normalize.normalizer import Normalizer
 from monitor.schemas import sparkplug_b_pb2 as pb
 from monitor.sink import schema
+from monitor.stats import Stats
 
 NODE = "spBv1.0/plc/{kind}/gw-01"
 METRICS = 12  # per message
@@ -27,6 +29,7 @@ def main() -> None:
         },
     )
     n = Normalizer(config)
+    types = schema.field_types(Stats(), SystemClock())
     now = int(time.time() * 1000)
 
     def metric(i: int, name: bool) -> pb.Payload.Metric:
@@ -62,12 +65,12 @@ def main() -> None:
     def sparkplug() -> None:
         for payload in messages:
             for r in n.normalize(topic, payload, now):  # type: ignore[union-attr]
-                schema.reading_line(r, now * 1000)
+                schema.reading_line(r, now * 1000, types)
 
     def json_path() -> None:
         for _ in range(count):
             r = n.normalize(ctopic, canonical, now)
-            schema.reading_line(r, now * 1000)  # type: ignore[arg-type]
+            schema.reading_line(r, now * 1000, types)  # type: ignore[arg-type]
 
     sp = best_of(5, sparkplug) / count * 1e6
     js = best_of(5, json_path) / count * 1e6

@@ -359,6 +359,7 @@ def build(config: Config, clock: Clock, stats: Stats) -> Parts:
         clock,
         on_change=service.poke,
         passages=passages,
+        types=writer.types,
     )
     names = {(d.site, d.id): d.name for d in config.devices if d.name}
     api = Api(

@@ -30,6 +30,7 @@ from monitor.normalize.reasons import Rejected
 from monitor.passages.matcher import ExitWithoutEntry, Outcome, Passage, Unmatched
 from monitor.sink import schema
 from monitor.sink.batcher import Batch, Batcher
+from monitor.sink.fieldtypes import FieldTypes
 from monitor.stats import Stats
 
 log = logs.get(__name__)
@@ -102,7 +103,12 @@ class Ingest(Generic[M]):
     clock: Clock
     on_change: Callable[[], None] = lambda: None  # a device's state changed: alerting cares
     passages: Passages | None = None  # SPEC 9, when configured
+    types: FieldTypes | None = None  # SPEC 4's one type per field: the writer's, shared
     _stamps: dict[tuple[DeviceKey, str], int] = field(default_factory=dict, init=False)
+
+    def __post_init__(self) -> None:
+        if self.types is None:
+            self.types = schema.field_types(self.stats, self.clock)
 
     async def consume(self) -> None:
         """Normalize every received batch into the batcher, until the source is closed.
@@ -110,6 +116,8 @@ class Ingest(Generic[M]):
         A backlog is taken in chunks that start small and double up to a batch's worth:
         the first points are written after milliseconds, not after the first 5,000."""
         chunk = FIRST_CHUNK
+        assert self.types is not None
+        await self.types.settled()  # InfluxDB's field types, read at start (the writer)
         while (messages := await self.source.take(chunk)) is not None:
             await self.batcher.wait_room()
             self.batcher.add(self.process(messages), messages)
@@ -132,6 +140,8 @@ class Ingest(Generic[M]):
         seen = self.clock.monotonic()  # when we heard from them (a batch is milliseconds)
         own_messages = 0
         reading_line = schema.reading_line
+        types = self.types
+        assert types is not None
         for m in messages:
             received_us = m.received_us
             received_ms = received_us // 1000
@@ -155,10 +165,10 @@ class Ingest(Generic[M]):
                         self.stats.clock_skew += 1
                     line = None
                     if reading.ts_ms is not None:
-                        line = reading_line(reading, reading.ts_ms * 1000)
+                        line = reading_line(reading, reading.ts_ms * 1000, types)
                     elif not reading.retained and reading.channel != "status":
                         # retained without a time of its own: old news, not a point (SPEC 4)
-                        line = reading_line(reading, self._stamp(reading, received_us))
+                        line = reading_line(reading, self._stamp(reading, received_us), types)
                     made.append((reading, line))
             except LineProtocolError as e:  # the normalizer should prevent this
                 reject(m.topic, m.payload, "invalid_value", str(e), received_ms)

@@ -14,6 +14,7 @@ class Stats:
     clock_skew: int = 0
     points_written: int = 0
     points_quarantined: int = 0
+    field_type_conflicts: int = 0  # values dropped from their point: their field has another type
     batches_written: int = 0
     write_errors: int = 0
     broker_connected: bool = False

@@ -5,7 +5,13 @@ older version was written with: ``precision``). ``write`` returns only once
 every line is stored or, if InfluxDB refuses that very line (400), quarantined: retryable
 failures (connection errors, timeouts, 5xx, 429) are retried with jittered backoff,
 honouring Retry-After; a refused batch is split in halves until the bad lines are
-isolated, so one bad point never costs its neighbours.
+isolated, so one bad point never costs its neighbours. A batch refused for a field type
+conflict is written again without the values of that field's other type (counted), and
+the field's type learned (``fieldtypes.py``): the rest of those points is stored.
+
+At start the field types InfluxDB already holds are read with ``SHOW FIELD KEYS`` (on
+``/query``: InfluxDB 1.x, and 2.x and 3.x through their v1 compatibility API), so that
+the first points of a restart bring no conflict.
 """
 
 from __future__ import annotations
@@ -23,14 +29,20 @@ from monitor import logs
 from monitor.backoff import backoff_delay
 from monitor.clock import Clock
 from monitor.config import Influx
-from monitor.errors import InfluxUnavailable, WriteError
+from monitor.errors import InfluxUnavailable, LineProtocolError, WriteError
 from monitor.lifecycle import Resource
+from monitor.sink import lineproto, schema
+from monitor.sink.fieldtypes import Conflict, FieldTypes, parse_conflict
 from monitor.stats import Stats
 
 log = logs.get(__name__)
 
 MAX_RETRY_AFTER_S = 300.0
 CREATE_DATABASE_TIMEOUT_S = 2.0
+FIELD_KEYS_TIMEOUT_S = 2.0  # the first message waits for them, at most this long
+# Rounds of "refused for a type conflict, written again without it" per batch: InfluxDB
+# names one conflicting field per answer. Beyond, the batch is split as for any refusal.
+MAX_CONFLICT_ROUNDS = 8
 
 OnRefused = Callable[[str, str], None]  # (line, InfluxDB's error) -> None
 Precision = Literal["us", "ms"]  # of the lines' timestamps
@@ -58,11 +70,13 @@ class InfluxWriter(Resource):
         on_refused: OnRefused,
         *,
         rng: random.Random | None = None,
+        types: FieldTypes | None = None,
     ) -> None:
         self._config = config
         self._stats = stats
         self._clock = clock
         self._on_refused = on_refused
+        self.types = types or schema.field_types(stats, clock)
         self._rng = rng or random.Random()
         self._session: aiohttp.ClientSession | None = None
         self._url, self._params = self._endpoint()
@@ -78,7 +92,7 @@ class InfluxWriter(Resource):
         )
         self._failing_since: float | None = None
         self._failures = 0
-        self._creating: asyncio.Task[None] | None = None
+        self._starting: asyncio.Task[None] | None = None
 
     def _endpoint(self) -> tuple[str, dict[str, str]]:
         cfg = self._config
@@ -96,16 +110,54 @@ class InfluxWriter(Resource):
             timeout=aiohttp.ClientTimeout(total=self._config.timeout),
             connector=aiohttp.TCPConnector(limit=4),
         )
-        if self._config.api == "v1" and self._config.create_database:
-            # Beside the MQTT connection, not before it: the first write waits for it.
-            self._creating = asyncio.create_task(self._create_database(), name="create-db")
+        # Beside the MQTT connection, not before it: the first write waits for it, and the
+        # first message for the field types.
+        self.types.loading()
+        self._starting = asyncio.create_task(self._start(), name="influx-start")
 
     async def aclose(self) -> None:
-        if self._creating is not None:
-            self._creating.cancel()
-            await asyncio.wait([self._creating])  # finished before its session closes
+        if self._starting is not None:
+            self._starting.cancel()
+            await asyncio.wait([self._starting])  # finished before its session closes
         if self._session is not None:
             await self._session.close()
+
+    async def _start(self) -> None:
+        try:
+            if self._config.api == "v1" and self._config.create_database:
+                await self._create_database()
+            await self._load_field_types()
+        finally:
+            self.types.loaded()
+
+    async def _load_field_types(self) -> None:
+        """Best effort, like creating the database: without them the types are learned
+        from the first values written and from InfluxDB's refusals."""
+        assert self._session is not None
+        cfg = self._config
+        database = cfg.bucket if cfg.api == "v2" else cfg.database
+        try:
+            async with self._session.get(
+                f"{cfg.url}/query",
+                params={"db": database or "", "q": "SHOW FIELD KEYS"},
+                headers=self._auth_headers(),
+                auth=self._auth,
+                timeout=aiohttp.ClientTimeout(total=FIELD_KEYS_TIMEOUT_S),
+            ) as resp:
+                body = await resp.json(content_type=None) if resp.status < 300 else None
+                status = resp.status
+        except (aiohttp.ClientError, TimeoutError, ValueError) as e:
+            log.warning("influx.field_types_unknown", error=str(e) or type(e).__name__)
+            return
+        results = body.get("results") if isinstance(body, dict) else None
+        result = results[0] if isinstance(results, list) and results else {}
+        if not isinstance(result, dict) or "error" in result or body is None:
+            # a new database has none; a v2 bucket may lack a v1 mapping: learn as we go
+            error = result.get("error") if isinstance(result, dict) else None
+            log.info("influx.field_types_unknown", status=status, error=str(error)[:200])
+            return
+        learned = self.types.load(result.get("series") or [])
+        log.info("influx.field_types_loaded", learned=learned)
 
     async def _create_database(self) -> None:
         """Best effort: a read-only or token-scoped user may not be allowed to, and an
@@ -144,21 +196,26 @@ class InfluxWriter(Resource):
         """
         if not lines:
             return
-        if self._creating is not None:
-            await asyncio.shield(self._creating)  # cancelling a write leaves it be
-            self._creating = None
+        if self._starting is not None:
+            await asyncio.shield(self._starting)  # cancelling a write leaves it be
+            self._starting = None
         deadline = None if give_up_after is None else time.monotonic() + give_up_after
         params = {**self._params, "precision": _PRECISION[self._config.api][precision]}
         await self._write_split(lines, deadline, params)
 
     async def _write_split(
-        self, lines: list[str], deadline: float | None, params: dict[str, str]
+        self, lines: list[str], deadline: float | None, params: dict[str, str], rounds: int = 0
     ) -> None:
         try:
             await self._write_with_retry(lines, deadline, params)
         except InfluxUnavailable:
             raise
         except WriteError as e:
+            conflict = parse_conflict(str(e)) if rounds < MAX_CONFLICT_ROUNDS else None
+            if conflict is not None and (kept := self._without(lines, conflict)) is not None:
+                if kept:
+                    await self._write_split(kept, deadline, params, rounds + 1)
+                return
             if len(lines) == 1:
                 self._stats.points_quarantined += 1
                 self._on_refused(lines[0], str(e))
@@ -166,6 +223,28 @@ class InfluxWriter(Resource):
             half = len(lines) // 2
             await self._write_split(lines[:half], deadline, params)
             await self._write_split(lines[half:], deadline, params)
+
+    def _without(self, lines: list[str], conflict: Conflict) -> list[str] | None:
+        """The lines without the conflicting field's values of another type than InfluxDB's
+        (each counted), the type learned; None if no line has such a value (then the batch
+        is split as for any other refusal)."""
+        keep = self.types.refused(conflict)
+        kept: list[str] = []
+        dropped = 0
+        for line in lines:
+            try:
+                rest, was = lineproto.drop_field(line, conflict.measurement, conflict.field, keep)
+            except LineProtocolError:  # a name the monitor cannot have written
+                return None
+            dropped += was
+            if rest is not None:
+                kept.append(rest)
+        if not dropped:
+            return None
+        self.types.conflict(
+            conflict.measurement, conflict.field, conflict.got, keep, "influxdb", dropped
+        )
+        return kept
 
     async def _write_with_retry(
         self, lines: list[str], deadline: float | None, params: dict[str, str]

@@ -119,3 +119,59 @@ def field_key(key: str) -> str:
     if len(_field_keys) < _FIELD_KEYS_MAX:
         _field_keys[key] = escaped
     return escaped
+
+
+# -- reading lines back: a field InfluxDB refuses for its type, taken out of a line --------
+
+# A field of a line as this module writes it: key (escapes allowed), value (a string keeps
+# its escaped quotes and backslashes).
+_FIELD = re.compile(r'((?:[^\\=]|\\.)+)=("(?:[^"\\]|\\.)*"|[^, ]*)')
+_HEAD = re.compile(r"(?:[^\\ ]|\\.)*")
+_BOOLEANS = frozenset({"t", "T", "true", "True", "TRUE", "f", "F", "false", "False", "FALSE"})
+
+
+def value_type(text: str) -> type:
+    """The type of a field value as line protocol spells it: str, int, bool or float
+    (an unsigned ``5u``, which this module never writes, is ``object``)."""
+    if text.startswith('"'):
+        return str
+    if text.endswith("i"):
+        return int
+    if text.endswith("u"):
+        return object
+    if text in _BOOLEANS:
+        return bool
+    return float
+
+
+def drop_field(line: str, measurement: str, key: str, keep: type) -> tuple[str | None, bool]:
+    """``line`` without its field ``key`` if it is a point of ``measurement`` and that value
+    is not of type ``keep``: (the line, None if no field is left; whether it was dropped)."""
+    m = _name(measurement, "measurement", _MEASUREMENT_ESC)
+    k = _name(key, "field key", _KEY_ESC)
+    if not line.startswith(m) or line[len(m) : len(m) + 1] not in (",", " "):
+        return line, False
+    if f"{k}=" not in line:
+        return line, False
+    head = _HEAD.match(line)
+    assert head is not None  # matches the empty string at least
+    pos = head.end() + 1
+    kept: list[str] = []
+    dropped = False
+    while True:
+        f = _FIELD.match(line, pos)
+        if f is None:  # not a line this module wrote: InfluxDB has the last word
+            return line, False
+        if f[1] == k and value_type(f[2]) is not keep:
+            dropped = True
+        else:
+            kept.append(f[0])
+        pos = f.end()
+        if pos >= len(line) or line[pos] == " ":
+            break
+        pos += 1  # the comma
+    if not dropped:
+        return line, False
+    if not kept:
+        return None, True
+    return f"{line[: head.end()]} {','.join(kept)}{line[pos:]}", True

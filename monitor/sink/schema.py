@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from monitor.model import Device, DeviceKey, FieldValue, Reading
+from monitor.clock import Clock
+from monitor.model import KINDS, Device, DeviceKey, FieldValue, Reading
 from monitor.sink import lineproto
+from monitor.sink.fieldtypes import FieldTypes
 from monitor.stats import Stats
 
 
@@ -35,6 +37,28 @@ EVENTS = "events"
 PASSAGES = "passages"
 MONITOR = "monitor"
 
+_METRIC_TYPES: dict[str, type] = {"float": float, "int": int, "bool": bool, "str": str}
+
+# The fields whose type the schema fixes (SPEC 2 and 4); the rest are learned (fieldtypes).
+FIXED_TYPES: dict[str, dict[str, type]] = {
+    **{
+        kind: {**{k: _METRIC_TYPES[m.type] for k, m in metrics.items()}, "state": str}
+        for kind, metrics in KINDS.items()
+    },
+    # n on every event; plate_hash and why on the passages' own events (SPEC 9)
+    EVENTS: {"n": int, "plate_hash": str, "why": str},
+    DEVICE_STATUS: {"up": int, "state": str, "reason": str, "last_seen_age_s": float},
+    ALERTS: {"alert_id": str, "state": str, "duration_s": float, "summary": str},
+    PASSAGES: {"dwell_s": float, "plate_hash": str},
+    MONITOR: {"write_latency_ms": float},  # and every counter an integer (monitor_line)
+}
+
+
+def field_types(stats: Stats, clock: Clock) -> FieldTypes:
+    """A monitor's table of field types (one per monitor: what it learns is its database's)."""
+    return FieldTypes(FIXED_TYPES, stats, clock)
+
+
 # The tag part of a device's telemetry line never changes: escape it once per device.
 # Keyed by (site, id) and checked by identity: hashing the Device costs more than the rest.
 _heads: dict[DeviceKey, tuple[Device, str]] = {}
@@ -51,8 +75,9 @@ def _telemetry_head(device: Device) -> str:
     return head
 
 
-def reading_line(reading: Reading, ts_us: int) -> str | None:
-    """The point of a telemetry or event message; None when it carries nothing to store."""
+def reading_line(reading: Reading, ts_us: int, types: FieldTypes) -> str | None:
+    """The point of a telemetry or event message, each field in its one type (``types``);
+    None when it carries nothing to store, or nothing is left to."""
     device = reading.device
     if reading.channel == "telemetry":
         fields: dict[str, FieldValue] = reading.fields
@@ -60,23 +85,33 @@ def reading_line(reading: Reading, ts_us: int) -> str | None:
         if state is None or not fields or "state" in fields:
             if state is not None:
                 fields = {**fields, "state": state}
-            if not fields:
+            field_set = types.field_set(device.kind, fields)
+            if not field_set:
                 return None
-            return f"{_telemetry_head(device)} {lineproto.field_set(fields)} {ts_us}"
-        # the common case, without copying the fields to add the state
-        field_set = lineproto.field_set(fields)
-        return (
-            f"{_telemetry_head(device)} {field_set},state={lineproto.format_value(state)} {ts_us}"
-        )
+            return f"{_telemetry_head(device)} {field_set} {ts_us}"
+        # the common case, without copying the fields to add the state (always a string)
+        field_set = types.field_set(device.kind, fields)
+        state_field = f"state={lineproto.format_value(state)}"
+        if field_set:
+            return f"{_telemetry_head(device)} {field_set},{state_field} {ts_us}"
+        return f"{_telemetry_head(device)} {state_field} {ts_us}"
 
     if reading.channel == "event":
-        return event_line(device, reading.event_type or "unknown", reading.fields, ts_us)
+        return event_line(device, reading.event_type or "unknown", reading.fields, ts_us, types)
     return None
 
 
-def event_line(device: Device, event_type: str, fields: dict[str, FieldValue], ts_us: int) -> str:
+def event_line(
+    device: Device,
+    event_type: str,
+    fields: dict[str, FieldValue],
+    ts_us: int,
+    types: FieldTypes | None = None,
+) -> str:
+    """An event's point; ``types`` checks the fields of a device's event (the monitor's own
+    have their fixed types)."""
     # n=1 on every event so that count(n) counts events whatever their payload.
-    return lineproto.line(
+    head = lineproto.head(
         EVENTS,
         {
             "site": device.site,
@@ -85,9 +120,12 @@ def event_line(device: Device, event_type: str, fields: dict[str, FieldValue], t
             "device": device.id,
             "type": event_type,
         },
-        {**fields, "n": 1},
-        ts_us,
     )
+    all_fields = {**fields, "n": 1}
+    field_set = (
+        lineproto.field_set(all_fields) if types is None else types.field_set(EVENTS, all_fields)
+    )
+    return f"{head} {field_set} {int(ts_us)}"
 
 
 class PassageFacts(Protocol):
@@ -158,6 +196,7 @@ def monitor_line(instance: str, stats: Stats, latency_ms: float | None, ts_us: i
         "messages_rejected": stats.messages_rejected,
         "points_written": stats.points_written,
         "points_quarantined": stats.points_quarantined,
+        "field_type_conflicts": stats.field_type_conflicts,
         "write_errors": stats.write_errors,
         "spool_bytes": stats.spool_bytes,
         "spool_points": stats.spool_points,

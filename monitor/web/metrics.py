@@ -38,6 +38,11 @@ class _StatsCollector:
             ("messages_rejected", s.messages_rejected, "messages rejected (quarantined)"),
             ("points_written", s.points_written, "points accepted by InfluxDB"),
             ("points_quarantined", s.points_quarantined, "points InfluxDB refused"),
+            (
+                "field_type_conflicts",
+                s.field_type_conflicts,
+                "values dropped from their point: their field has another type in InfluxDB",
+            ),
             ("write_errors", s.write_errors, "failed InfluxDB write attempts"),
             ("clock_skew", s.clock_skew, "timestamps in the future, replaced"),
             ("broker_connects", s.broker_connects, "successful MQTT connections"),

@@ -20,7 +20,7 @@ from monitor.sim.devservers import InfluxDB, VictoriaMetrics, free_port
 from monitor.sink.influx import InfluxWriter
 from monitor.sink.lineproto import line
 from monitor.stats import Stats
-from tests.helpers import rows, wait_for
+from tests.helpers import rows, wait_for, write_lines
 
 pytestmark = pytest.mark.integration
 
@@ -42,17 +42,94 @@ async def test_a_refused_point_is_isolated_and_its_neighbours_stored(
     async with InfluxWriter(
         cfg, stats, SystemClock(), lambda ln, err: refused.append((ln, err))
     ) as w:
-        await w.write([line("xray_scanner", {"device": "xs-01"}, {"note": "a string"}, base - 1)])
         batch = points(40, base)
-        # the same field as an integer: a field type conflict, refused by InfluxDB with 400
-        bad = line("xray_scanner", {"device": "xs-01"}, {"note": 7}, base + 1000)
+        # a time beyond InfluxDB's range (2262): refused by InfluxDB with 400
+        bad = line("xray_scanner", {"device": "xs-01"}, {"scans_total": 7}, 2**63 - 2)
         batch.insert(17, bad)
         await w.write(batch)
     assert [r[0] for r in refused] == [bad]
-    assert "field type conflict" in refused[0][1]
+    assert "time outside range" in refused[0][1]
     got = rows(influxd.url, database, "SELECT count(scans_total) FROM xray_scanner")
     assert got[0]["count"] == 40
     assert stats.points_quarantined == 1
+
+
+async def test_a_field_type_conflict_costs_that_field_alone(
+    influxd: InfluxDB, database: str
+) -> None:
+    """Lines the monitor did not check (another writer got there first, or a new shard took
+    another type): InfluxDB refuses them, and the writer writes them again without the
+    values of the other type, learning InfluxDB's type."""
+    refused: list[tuple[str, str]] = []
+    stats = Stats()
+    base = int(time.time() * 1000) - 10_000
+    write_lines(
+        influxd.url,
+        database,
+        [
+            f'xray_scanner,device=xs-01 fw="1.2.0" {(base - 2) * 1000}',
+            f"events,device=xs-01 note=1.5 {(base - 1) * 1000}",
+        ],
+    )
+    cfg = Influx(url=influxd.url, database=database)
+    async with InfluxWriter(
+        cfg, stats, SystemClock(), lambda ln, err: refused.append((ln, err))
+    ) as w:
+        batch = [
+            line(
+                "xray_scanner",
+                {"device": f"xs-{i % 3}"},
+                # every third a number (a conflict), every fifth a bool (another)
+                {
+                    "fw": 2.0 if i % 3 == 0 else True if i % 5 == 0 else "2.0",
+                    "detector_temp_c": i + 0.5,
+                },
+                (base + i) * 1000,
+            )
+            for i in range(30)
+        ]
+        batch.append(line("xray_scanner", {"device": "xs-9"}, {"fw": 3.0}, base * 1000 + 500))
+        batch.append(line("events", {"device": "xs-01"}, {"note": "text", "n": 1}, base * 1000))
+        await w.write(batch)
+    assert refused == []
+    assert stats.points_quarantined == 0
+    conflicts = sum(1 for i in range(30) if i % 3 == 0 or i % 5 == 0) + 1 + 1
+    assert stats.field_type_conflicts == conflicts
+    assert (w.types.known("xray_scanner", "fw"), w.types.known("events", "note")) == (str, float)
+    temps = rows(influxd.url, database, "SELECT detector_temp_c, fw FROM xray_scanner")
+    assert sorted(r["detector_temp_c"] for r in temps if r["detector_temp_c"] is not None) == [
+        i + 0.5 for i in range(30)
+    ]
+    fws = [r["fw"] for r in temps if r["fw"] is not None]
+    assert set(fws) == {"1.2.0", "2.0"}
+    assert len(fws) == 1 + sum(1 for i in range(30) if i % 3 and i % 5)
+    # the point of xs-9 had nothing else: nothing is written of it
+    assert not rows(influxd.url, database, "SELECT * FROM xray_scanner WHERE device = 'xs-9'")
+    events = rows(influxd.url, database, "SELECT n, note FROM events")
+    assert [(r["n"], r["note"]) for r in events] == [(None, 1.5), (1, None)]
+
+
+async def test_the_field_types_influxdb_holds_are_read_at_start(
+    influxd: InfluxDB, database: str
+) -> None:
+    write_lines(
+        influxd.url,
+        database,
+        [
+            f'xray_scanner,device=xs-01 fw="1.2.0",fan_rpm=1200 {int(time.time() * 1e6)}',
+            # a field the schema fixes, of another type there: the schema's type stays
+            f"xray_scanner,device=xs-02 scans_total=1.5 {int(time.time() * 1e6)}",
+            f"cpu,host=a usage=1i {int(time.time() * 1e6)}",  # not the monitor's
+        ],
+    )
+    cfg = Influx(url=influxd.url, database=database)
+    async with InfluxWriter(cfg, Stats(), SystemClock(), lambda ln, err: None) as w:
+        await asyncio.wait_for(w.types.settled(), 5)
+        types = w.types
+        assert types.known("xray_scanner", "fw") is str
+        assert types.known("xray_scanner", "fan_rpm") is float
+        assert types.known("xray_scanner", "scans_total") is int
+        assert types.known("cpu", "usage") is None
 
 
 class FaultProxy:
@@ -66,13 +143,14 @@ class FaultProxy:
         self.port = free_port()
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
-        self.seen.append(time.monotonic())
+        if request.path.endswith("/write"):
+            self.seen.append(time.monotonic())
         self.requests.append(
             f"{request.method} {request.path}?{request.query_string}"
             f" auth={request.headers.get('Authorization')}"
             f" enc={request.headers.get('Content-Encoding')}"
         )
-        if self.script:
+        if self.script and request.path.endswith("/write"):  # not the start's SHOW FIELD KEYS
             status, headers = self.script.pop(0)
             if status == 0:  # a hang: the client's timeout has to fire
                 await asyncio.sleep(3600)
@@ -194,7 +272,9 @@ async def test_v2_api_writes_to_a_real_api_v2_peer(
             ]
         )
     assert proxy.requests == [
-        "POST /api/v2/write?org=customs-kz&bucket=aktau&precision=us auth=Token t0k3n enc=gzip"
+        # the field types it holds, through the v1 compatibility API, with the same token
+        "GET /query?db=aktau&q=SHOW FIELD KEYS auth=Token t0k3n enc=None",
+        "POST /api/v2/write?org=customs-kz&bucket=aktau&precision=us auth=Token t0k3n enc=gzip",
     ]
 
     def exported() -> list[dict]:
