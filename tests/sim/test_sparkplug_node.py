@@ -50,7 +50,7 @@ async def test_a_simulated_plc_gateway_is_a_device_and_its_death_is_offline(
         point = rows(influxd.url, database, q)[-1]
         assert point["position"] in ("open", "closed", "moving")
         assert isinstance(point["cycles_total"], int) and point["state"] == "ready"
-        state = monitor.api._service.liveness.devices["gb-05"]
+        state = monitor.api._service.liveness.devices[("aktau", "gb-05")]
         assert state.online is True
         await wait_for(lambda: state.online is False, timeout=10)  # the NDEATH Will
         assert state.state == "offline"

@@ -51,6 +51,7 @@ function renderDevices(devices) {
       counts[cls] += 1;
       const tile = el("div", `tile ${cls}`);
       tile.dataset.device = d.device;
+      tile.dataset.site = d.site;  // a device is its site and id: gb-01 may be at two posts
       tile.dataset.status = cls;
       tile.title = d.name ? `${d.name} (${d.device})` : d.device;
       tile.append(el("div", "id", d.device), el("div", "kind", d.name || T.kinds[d.kind] || d.kind),
