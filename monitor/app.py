@@ -71,6 +71,7 @@ def config_windows(config: Config) -> list[Window]:
             w.ends.timestamp(),
             w.reason,
             "config",
+            w.site,
         )
         for i, w in enumerate(config.alerts.maintenance)
     ]
@@ -114,7 +115,7 @@ def latest_stored(store: Store) -> float | None:
         for t in (ds.last_seen, ds.state_since, ds.offline_since)
         if t is not None
     ]
-    for a in store.alerts(open_only=True):
+    for a in store.alerts(open_only=True, limit=None):
         times += [a.started_at, a.fired_at, *a.notified.values()]
         if a.acked_at is not None:
             times.append(a.acked_at)
@@ -160,7 +161,7 @@ class Parts:
         saved.sort(key=lambda ds: ds.last_seen or 0.0, reverse=True)  # the newest first
         self.normalizer.remember(ds.device for ds in saved)
         self.engine.restore(
-            self.store.alerts(open_only=True),
+            self.store.alerts(open_only=True, limit=None),  # every one, however many
             [*config_windows(self.config), *self.store.windows()],
         )
         self.liveness.restore(saved)
@@ -532,7 +533,8 @@ async def run(
             "monitor.devices_watched_once_heard",
             devices=",".join(key_text(d.key) for d in heard_only[:20]),
             count=len(heard_only),
-            fix="say which profile each speaks (devices[].profile)",
+            fix="say which profile each speaks (devices[].profile) and, for Sparkplug,"
+            " the site of each group (sparkplug.groups.<group>.site)",
         )
     await serve(parts, stop, on_api)
     log.info(

@@ -75,6 +75,13 @@ def _topic_filter(text: str) -> str:
     levels = text.split("/")
     if not text or "\x00" in text:
         raise ValueError("a topic filter is non-empty text without NUL")
+    if levels[0] == "$share":
+        # the broker would split one device's messages among the collectors sharing it:
+        # each device's liveness and alerts must live in one (SPEC 8)
+        raise ValueError(
+            f"{text!r}: a shared subscription splits a device's messages among collectors;"
+            " give each collector its own sites instead (SPEC 8)"
+        )
     for i, level in enumerate(levels):
         if "#" in level and (level != "#" or i != len(levels) - 1):
             raise ValueError(f"{text!r}: '#' must be a whole level and the last one")
@@ -320,6 +327,7 @@ class MaintenanceWindow(Section):
 
     scope: Literal["device", "kind", "area", "site"]
     value: str
+    site: str | None = None  # only at this site (a device id or an area at two posts)
     starts: datetime
     ends: datetime
     reason: str = ""
@@ -330,7 +338,7 @@ class MaintenanceWindow(Section):
             raise ValueError("starts and ends need a time zone, e.g. 2026-11-22T08:00:00+05:00")
         # the limits of a window added through the API (SPEC 6)
         starts, ends = self.starts.timestamp(), self.ends.timestamp()
-        if problem := window_problem(self.scope, self.value, starts, ends):
+        if problem := window_problem(self.scope, self.value, starts, ends, self.site):
             raise ValueError(problem)
         return self
 
@@ -632,10 +640,13 @@ def registry_problems(config: Config) -> list[str]:
             )
         first.setdefault(key, i)
         by_id.setdefault(dev.id, []).append(i)
-        if dev.profile is not None and dev.profile not in routes:
+        if dev.profile is not None and (why := _cannot_speak(config, dev, routes)):
+            problems.append(f"devices[{i}].profile: {why}")
+    for i, w in enumerate(config.alerts.maintenance):
+        at = sorted({config.devices[j].site for j in by_id.get(w.value, [])})
+        if w.scope == "device" and w.site is None and len(at) > 1:
             problems.append(
-                f"devices[{i}].profile: unknown {dev.profile!r}"
-                f" (known: {', '.join(sorted(routes))})"
+                f"alerts.maintenance[{i}].site: {w.value} is at {', '.join(at)}: say which"
             )
     for route, kind in config.siteless_routes().items():
         for device_id, entries in by_id.items():
@@ -653,6 +664,23 @@ def registry_problems(config: Config) -> list[str]:
                     f" (profile: {route} on it, another profile on the others)"
                 )
     return problems
+
+
+def _cannot_speak(config: Config, dev: DeviceEntry, routes: set[str]) -> str | None:
+    """Why an entry cannot speak the profile it names (no collector would then own it)."""
+    assert dev.profile is not None
+    if dev.profile not in routes:
+        return f"unknown {dev.profile!r} (known: {', '.join(sorted(routes))})"
+    if dev.profile == CANONICAL_ROUTE and not config.canonical:
+        return "canonical topics are off (canonical: false)"
+    if dev.profile == SPARKPLUG_ROUTE and not config.sparkplug.enabled:
+        return "Sparkplug is off (sparkplug.enabled: false)"
+    p = config.profiles.get(dev.profile)
+    if p is not None and p.kind not in (None, dev.kind):
+        return f"{dev.profile} is for {p.kind}, this device is a {dev.kind}"
+    if p is not None and p.site not in (None, dev.site):
+        return f"{dev.profile} is for site {p.site}, this device is at {dev.site}"
+    return None
 
 
 # The YAML being loaded, parsed once, for the duration of one load_config().

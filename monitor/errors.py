@@ -60,6 +60,19 @@ class StateVersionError(MonitorError):
         self.known = known
 
 
+class StateMigrationError(MonitorError):
+    """An older state store could not be brought up to this monitor's schema (its rows
+    are not what that schema's monitor wrote): nothing was changed in it."""
+
+    def __init__(self, path: str, step: int, reason: str) -> None:
+        super().__init__(
+            f"{path}: cannot migrate it to schema {step} ({reason}); it is left as it was:"
+            " restore a backup, or move it aside to start with an empty state"
+        )
+        self.path = path
+        self.step = step
+
+
 class QueryError(MonitorError):
     """InfluxDB answered a query (for a report) with an error."""
 

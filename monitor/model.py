@@ -200,9 +200,13 @@ def time_problem(t: float) -> str | None:
     return None
 
 
-def window_problem(scope: str, value: str, starts: float, ends: float) -> str | None:
+def window_problem(
+    scope: str, value: str, starts: float, ends: float, site: str | None = None
+) -> str | None:
     """Why a maintenance window cannot be kept; None if it can. ``value`` is not quoted
-    back: it may be anything a client sent."""
+    back: it may be anything a client sent. ``site``: the one site it is limited to."""
+    if site is not None and not NAME_RE.match(site):
+        return "a site name must match ^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
     if scope not in WINDOW_SCOPES:
         return f"scope must be one of {', '.join(WINDOW_SCOPES)}"
     if scope == "kind":

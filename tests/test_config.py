@@ -389,3 +389,52 @@ def test_check_config_prints_names_from_the_config_literally(tmp_path: Path) -> 
     )
     assert res.returncode == 0, res.stderr
     assert "[/x] crew [bold]" in res.stdout
+
+
+TWO_GB01 = """
+devices:
+  - {id: gb-01, kind: gate_barrier, site: aktau, area: gate-in}
+  - {id: gb-01, kind: gate_barrier, site: kuryk, area: gate-in}
+"""
+
+
+def test_a_device_window_for_an_id_at_two_sites_says_which(tmp_path: Path) -> None:
+    window = "alerts: {maintenance: [{scope: device, value: gb-01, %s"
+    times = "starts: '2026-11-22T08:00:00+05:00', ends: '2026-11-22T10:00:00+05:00'}]}\n"
+    assert problems(write(tmp_path, window % times + TWO_GB01)) == [
+        "alerts.maintenance[0].site: gb-01 is at aktau, kuryk: say which"
+    ]
+    cfg = load_config(write(tmp_path, window % ("site: kuryk, " + times) + TWO_GB01))
+    assert cfg.alerts.maintenance[0].site == "kuryk"
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        (
+            "devices: [{id: gb-1, kind: gate_barrier, site: a, area: b, profile: scanner_x}]\n"
+            "profiles: {scanner_x: {topic: 'scanners/{device}/data', kind: xray_scanner}}",
+            "devices[0].profile: scanner_x is for xray_scanner, this device is a gate_barrier",
+        ),
+        (
+            "devices: [{id: gb-1, kind: gate_barrier, site: a, area: b, profile: sparkplug}]",
+            "devices[0].profile: Sparkplug is off (sparkplug.enabled: false)",
+        ),
+        (
+            "canonical: false\n"
+            "devices: [{id: gb-1, kind: gate_barrier, site: a, area: b, profile: canonical}]",
+            "devices[0].profile: canonical topics are off (canonical: false)",
+        ),
+        (
+            "mqtt: {topics: ['$share/monitors/customs/#']}",
+            "mqtt.topics[0]: '$share/monitors/customs/#': a shared subscription splits",
+        ),
+    ],
+)
+def test_ownership_that_could_not_be_decided_is_refused(
+    tmp_path: Path, text: str, problem: str
+) -> None:
+    """A device no collector could own, or one whose messages the broker would split among
+    collectors (SPEC 8), is a config error, not a silent gap (review of issue 19)."""
+    found = problems(write(tmp_path, text))
+    assert len(found) == 1 and found[0].startswith(problem), found

@@ -115,7 +115,8 @@ class Alert:
 
 @dataclass(frozen=True)
 class Window:
-    """A maintenance window for a device, a kind, an area or a whole site."""
+    """A maintenance window for a device, a kind, an area or a whole site; ``site`` limits
+    it to one site (SPEC 2: ``gb-01`` and ``gate-in`` may be at two posts)."""
 
     id: str
     scope: Scope
@@ -124,9 +125,12 @@ class Window:
     ends: float
     reason: str = ""
     created_by: str = "config"
+    site: str | None = None
 
     def covers(self, device: Device, now: float) -> bool:
         if not self.starts <= now < self.ends:
+            return False
+        if self.site is not None and device.site != self.site:
             return False
         target: str = getattr(device, "id" if self.scope == "device" else self.scope)
         return target == self.value
@@ -239,6 +243,10 @@ class AlertEngine:
     def restore(self, alerts: Iterable[Alert], windows: Iterable[Window]) -> None:
         self.open = {a.key: a for a in alerts if a.is_open}
         self.windows = {w.id: w for w in windows}
+        groups = {a.id for a in self.open.values() if a.rule == SITE_SILENT}
+        for a in self.open.values():
+            if a.grouped_by is not None and a.grouped_by not in groups:
+                a.grouped_by = None  # its site alert ended meanwhile: it speaks for itself
 
     def _payload(self, alert: Alert, now: float, state: AlertState | None = None) -> dict[str, Any]:
         return alert.payload(now, state, self.wall_offset)
@@ -435,7 +443,9 @@ class AlertEngine:
                 silent.append(ds)
         if len(on_site) < SITE_SILENT_MIN_DEVICES or len(silent) < SITE_SILENT_RATIO * len(on_site):
             return None
-        since = min(max(ds.last_seen or grace_from, grace_from) for ds in silent)
+        # since the first of them fell silent, as their own no_data alerts say it (a
+        # silence that began before a restart began then)
+        since = min(ds.last_seen if ds.last_seen is not None else grace_from for ds in silent)
         alert = Alert(
             self.new_id(),
             SITE_SILENT,
@@ -525,6 +535,13 @@ class AlertEngine:
     ) -> bool:
         if alert.grouped_by is not None:
             return True
+        if alert.rule == SITE_SILENT:  # planned works at the site: its members in windows
+            members = [devices.get((alert.site, m)) for m in alert.members]
+            return all(
+                ds is not None
+                and (ds.state == State.MAINTENANCE or self.in_maintenance(ds.device, now))
+                for ds in members
+            )
         ds = devices.get((alert.site, alert.device))
         if ds is None:
             return False

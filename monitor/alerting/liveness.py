@@ -92,6 +92,10 @@ class Liveness:
         device = reading.device
         ds = self.devices.get(device.key)
         if ds is None:
+            if reading.retained:
+                # old news the broker resends at every subscribe (a decommissioned
+                # device's Last Will, one a person forgot): no device is known by it alone
+                return False
             ds = self.devices[device.key] = DeviceState(device)
         elif ds.device is not device:
             # the same device, moved (a discovered one's area follows its topic) or as
@@ -118,8 +122,11 @@ class Liveness:
         return changed
 
     def status_point(self, key: DeviceKey, now: float, force: bool = False) -> StatusPoint | None:
-        """The device_status point, if it changed since the last one written (or force)."""
-        ds = self.devices[key]
+        """The device_status point, if it changed since the last one written (or force);
+        None too for a device not known (only a retained message of it was heard)."""
+        ds = self.devices.get(key)
+        if ds is None:
+            return None
         status = device_status(
             ds,
             self._rules_of(ds.device),

@@ -136,9 +136,17 @@ class AlertService:
         return self.store.alert(alert_id)
 
     def add_window(
-        self, scope: Scope, value: str, starts: float, ends: float, reason: str, created_by: str
+        self,
+        scope: Scope,
+        value: str,
+        starts: float,
+        ends: float,
+        reason: str,
+        created_by: str,
+        site: str | None = None,
     ) -> Window:
-        window = Window(uuid.uuid4().hex[:10], scope, value, starts, ends, reason, created_by)
+        window_id = uuid.uuid4().hex[:10]
+        window = Window(window_id, scope, value, starts, ends, reason, created_by, site)
         self.engine.windows[window.id] = window
         self.store.save_window(window)
         self._window_changed()

@@ -26,7 +26,7 @@ from monitor import logs
 from monitor.alerting.engine import Alert, Window
 from monitor.alerting.rules import DeviceState
 from monitor.clock import Clock, SystemClock
-from monitor.errors import StateVersionError
+from monitor.errors import StateMigrationError, StateVersionError
 from monitor.lifecycle import Resource
 from monitor.model import Device, DeviceKey, window_problem
 
@@ -72,7 +72,14 @@ def _devices_by_site(db: sqlite3.Connection) -> None:
         db.execute(  # the device's site is in its saved data: [id, kind, site, area]
             "INSERT OR REPLACE INTO devices (site, id, data)"
             " SELECT json_extract(data, '$.device[2]'), id, data FROM devices_by_id"
+            " WHERE json_valid(data) AND json_type(data, '$.device[2]') = 'text'"
         )
+        lost = (
+            db.execute("SELECT count(*) FROM devices_by_id").fetchone()[0]
+            - db.execute("SELECT count(*) FROM devices").fetchone()[0]
+        )
+        if lost:  # last-seen times without a site: forgotten, heard anew when they speak
+            log.warning("store.devices_without_site", dropped=lost)
         db.execute("DROP TABLE devices_by_id")
 
 
@@ -142,7 +149,7 @@ class Store(Resource):
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
             _migrate(db, str(self.path))
-        except StateVersionError:
+        except (StateVersionError, StateMigrationError):
             if db is not None:
                 db.close()
             raise
@@ -299,10 +306,12 @@ class Store(Resource):
         self._bound(self._alerts, "alerts")
         self.flush()
 
-    def alerts(self, open_only: bool, limit: int = 500) -> list[Alert]:
+    def alerts(self, open_only: bool, limit: int | None = 500) -> list[Alert]:
+        """The newest alerts first, at most ``limit`` (None: all, as a restart needs)."""
         where = "WHERE open = 1" if open_only else ""
         rows = self._read(
-            f"SELECT data FROM alerts {where} ORDER BY fired_at DESC LIMIT ?", [limit]
+            f"SELECT data FROM alerts {where} ORDER BY fired_at DESC LIMIT ?",
+            [-1 if limit is None else limit],
         )
         found = {a.id: a for a in (Alert.from_dict(json.loads(r[0])) for r in rows)}
         for a in self._alerts.values():
@@ -310,7 +319,8 @@ class Store(Resource):
                 found[a.id] = Alert.from_dict(a.to_dict())
             else:
                 found.pop(a.id, None)
-        return sorted(found.values(), key=lambda a: a.fired_at, reverse=True)[:limit]
+        newest = sorted(found.values(), key=lambda a: a.fired_at, reverse=True)
+        return newest if limit is None else newest[:limit]
 
     def alert(self, alert_id: str) -> Alert | None:
         if (pending := self._alerts.get(alert_id)) is not None:
@@ -506,6 +516,12 @@ def _migrate(db: sqlite3.Connection, path: str) -> None:
             MIGRATIONS[step](db)
             db.execute(f"PRAGMA user_version = {step}")
             db.execute("COMMIT")
+        except sqlite3.OperationalError:  # the disk (full, failing): run degraded, retry
+            db.execute("ROLLBACK")
+            raise
+        except sqlite3.Error as e:  # the rows themselves: retrying cannot help
+            db.execute("ROLLBACK")
+            raise StateMigrationError(path, step, str(e)) from None
         except BaseException:
             db.execute("ROLLBACK")
             raise
@@ -527,4 +543,6 @@ def _stored_window(text: object) -> Window | None:
         isinstance(t, int | float) and not isinstance(t, bool) for t in times
     ):
         return None
-    return None if window_problem(w.scope, w.value, w.starts, w.ends) else w
+    if w.site is not None and not isinstance(w.site, str):
+        return None
+    return None if window_problem(w.scope, w.value, w.starts, w.ends, w.site) else w

@@ -20,7 +20,7 @@ def run(config: Path | None, log_level: str) -> int:
     """Run the collector until SIGINT/SIGTERM; the process's exit code."""
     from monitor import app, logs
     from monitor.config import load_config
-    from monitor.errors import ConfigError, MonitorError, StateVersionError
+    from monitor.errors import ConfigError, MonitorError, StateMigrationError, StateVersionError
 
     if log_level.lower() not in LOG_LEVELS:
         _say(f"error: --log-level must be one of {', '.join(LOG_LEVELS)}")
@@ -45,7 +45,7 @@ def run(config: Path | None, log_level: str) -> int:
 
     try:
         asyncio.run(main())
-    except StateVersionError as e:  # a newer monitor's state: refused like a bad config
+    except (StateVersionError, StateMigrationError) as e:  # refused like a bad config
         _say(f"error: {e}")
         return 2
     except MonitorError as e:  # e.g. unusable TLS files: one clear line, not a traceback

@@ -226,7 +226,8 @@ def check_config(config: ConfigOption = None) -> None:
                     "yellow",
                     f"warning   {len(heard)} watched only once heard (mqtt.topics carry some"
                     " of their topics: another collector may hear them; say which profile"
-                    " each speaks with devices[].profile): ",
+                    " each speaks with devices[].profile and, for Sparkplug, each group's"
+                    " site with sparkplug.groups.<group>.site): ",
                     ", ".join(key_text(d.key) for d in heard),
                 )
             )

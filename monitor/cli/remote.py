@@ -285,6 +285,9 @@ def maintenance_add(
     starts: Annotated[str | None, typer.Option(help="RFC 3339, default now")] = None,
     ends: Annotated[str | None, typer.Option(help="RFC 3339")] = None,
     reason: Annotated[str, typer.Option()] = "",
+    site: Annotated[
+        str | None, typer.Option(help="Only at this site (a device id or area at two posts)")
+    ] = None,
     config: ConfigOption = None,
     url: UrlOption = None,
 ) -> None:
@@ -295,7 +298,7 @@ def maintenance_add(
         "reason": reason,
         "by": os.environ.get("USER", "cli"),
     }
-    for key, val in (("duration", duration), ("starts", starts), ("ends", ends)):
+    for key, val in (("duration", duration), ("starts", starts), ("ends", ends), ("site", site)):
         if val is not None:
             body[key] = val
     w = _Client(config, url).call("POST", "/api/maintenance", body)

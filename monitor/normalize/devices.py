@@ -110,8 +110,8 @@ class Devices:
 
     def _siteless_table(self, route: str, route_kind: str | None) -> dict[str, Device]:
         """Per id, the one registered device a topic without a site may be: the only one
-        with that id, or the only one that may speak this route (config.registry_problems
-        refuses a registry where that is not one)."""
+        that may speak this route (its kind, and no other ``profile`` said;
+        config.registry_problems refuses a registry where there would be two)."""
         table: dict[str, Device] = {}
         for device_id, devices in self._by_id.items():
             fitting = [
@@ -120,10 +120,8 @@ class Devices:
                 if (route_kind is None or d.kind == route_kind)
                 and self.declared[d.key] in (None, route)
             ]
-            if len(fitting) == 1:
+            if len(fitting) == 1:  # one that says it speaks another is not this one
                 table[device_id] = fitting[0]
-            elif len(devices) == 1 and (route_kind is None or devices[0].kind == route_kind):
-                table[device_id] = devices[0]  # it said it speaks another profile: still it
         return table
 
     def remember(self, devices: Iterable[Device]) -> None:

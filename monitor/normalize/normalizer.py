@@ -21,7 +21,7 @@ from monitor.normalize import canonical
 from monitor.normalize.devices import Devices
 from monitor.normalize.plates import Plates
 from monitor.normalize.reasons import Reject, Rejected
-from monitor.normalize.topics import TopicPattern, receives
+from monitor.normalize.topics import TopicPattern, covers, receives
 from monitor.normalize.vendor import VendorDecoder
 
 if TYPE_CHECKING:
@@ -194,7 +194,8 @@ class Ownership:
         if filters is None:
             return "all"
         templates = self.templates(device, declared)
-        received = [t for t in templates if any(receives(f, t) for f in filters)]
-        if not received:
+        if not any(receives(f, t) for t in templates for f in filters):
             return "none"
-        return "all" if len(received) == len(templates) else "some"
+        # all: every topic it may speak on is ours (a filter of one Sparkplug group covers
+        # none of "any group"); some: another collector may hear it instead
+        return "all" if all(any(covers(f, t) for f in filters) for t in templates) else "some"

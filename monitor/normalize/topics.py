@@ -54,6 +54,20 @@ class TopicPattern:
         return levels
 
 
+def covers(topic_filter: str, template: list[str]) -> bool:
+    """Whether an MQTT topic filter receives every topic of ``template`` (a "+" level of
+    the template is covered only by a wildcard of the filter)."""
+    levels = topic_filter.split("/")
+    for i, level in enumerate(levels):
+        if level == "#":
+            return True
+        if i >= len(template):
+            return False
+        if level != "+" and level != template[i]:
+            return False
+    return len(levels) == len(template)
+
+
 def receives(topic_filter: str, template: list[str]) -> bool:
     """Whether an MQTT topic filter receives some topic of ``template`` (levels, "+"
     where a level may be anything)."""

@@ -123,8 +123,11 @@ class Connection(asyncio.Protocol):
         return data[take:]
 
     def _deliver(self, messages: list[Message], nbytes: int) -> None:
-        if messages:
+        # Heard the broker: a live message. Retained ones are resent at every subscribe,
+        # also through a bridge that delivers nothing live (SPEC 7): not a sign of hearing.
+        if messages and (not messages[-1].retain or any(not m.retain for m in messages)):
             self.last_publish = self._clock.monotonic()
+        if messages:
             self._inbox.extend(messages, nbytes)
             if self._inbox.full() and self.transport is not None:
                 self.transport.pause_reading()

@@ -323,9 +323,10 @@ class MqttSource(Resource):
     def outage(self) -> tuple[float, str] | None:
         """The monitor's own outage on the broker side: since when, and what it is.
 
-        Connected is not yet hearing: each connection is an outage until its first message
-        of any kind arrives (the canary itself, milliseconds later, where all is well; a
-        device's or a retained one where the canary is refused or disabled), so a deaf
+        Connected is not yet hearing: each connection is an outage until its first live
+        message arrives (the canary itself, milliseconds later, where all is well; a
+        device's where the canary is refused or disabled; not a retained one, which the
+        broker resends at every subscribe, also through a broken bridge), so a deaf
         subscription never lets a device alert through whatever the timeouts. Once heard,
         only the canary can tell a deaf subscription from silent devices."""
         if self.down_since is not None:

@@ -84,6 +84,7 @@ class MaintenanceRequest(BaseModel):
 
     scope: Literal["device", "kind", "area", "site"]
     value: str = Field(min_length=1, max_length=64)  # its shape is checked by window_problem
+    site: str | None = Field(None, min_length=1, max_length=64)  # only at this site
     starts: Moment | None = None  # default: now
     ends: Moment | None = None
     duration: Duration | None = None  # instead of ends, e.g. "2h"
@@ -134,6 +135,7 @@ def _window_json(w: Window) -> dict[str, Any]:
         "id": w.id,
         "scope": w.scope,
         "value": w.value,
+        "site": w.site,
         "starts": rfc3339(w.starts),
         "ends": rfc3339(w.ends),
         "reason": w.reason,
@@ -442,10 +444,16 @@ class Api(Resource):
         starts = body.starts.timestamp() if body.starts else self._clock.now()
         ends = body.ends.timestamp() if body.ends else starts + (body.duration or 0)
         # before anything is saved: a refused window changes nothing (SPEC 6)
-        if problem := window_problem(body.scope, body.value, starts, ends):
+        if problem := window_problem(body.scope, body.value, starts, ends, body.site):
             return _error(400, problem)
+        if body.scope == "device" and body.site is None:
+            known = {*self._service.liveness.devices, *self._registered}
+            if len(sites := sorted(s for s, i in known if i == body.value)) > 1:
+                return _error(
+                    400, f"{body.value} is at more than one site ({', '.join(sites)}): give site"
+                )
         window = self._service.add_window(
-            body.scope, body.value, starts, ends, body.reason, body.by
+            body.scope, body.value, starts, ends, body.reason, body.by, body.site
         )
         return web.json_response(_window_json(window), status=201)
 

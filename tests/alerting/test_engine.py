@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import itertools
 
-from monitor.alerting.engine import AlertEngine, Outcome, Route, Window
+from monitor.alerting.engine import Alert, AlertEngine, Outcome, Route, Window
 from monitor.alerting.rules import DeviceState, RuleSettings, Threshold
 from monitor.model import Device
 
@@ -382,3 +382,50 @@ def test_the_same_id_at_two_sites_has_alerts_of_its_own() -> None:
         ("aktau", "fault")
     ]
     assert set(engine.open) == {("fault", "aktau", "xs-1")}
+
+
+def test_a_site_window_or_its_members_in_maintenance_keep_site_silent_quiet() -> None:
+    """Planned works at a site: the site alert is recorded, nobody paged (review of 19)."""
+    w = World(n=4)
+    w.engine.windows["w"] = Window("w", "site", "aktau", T0 + 30, T0 + 7200)
+    out = w.run(600, step=10)
+    assert [a.rule for a in out.transitions if a.state == "firing"].count("site_silent") == 1
+    assert events(out) == []
+
+
+def test_a_window_limited_to_a_site_covers_that_site_only() -> None:
+    aktau, kuryk = dev(1, "aktau"), dev(1, "kuryk")
+    area = Window("w", "area", "inspection-1", T0, T0 + 60, site="kuryk")
+    device = Window("d", "device", "xs-1", T0, T0 + 60, site="aktau")
+    assert (area.covers(aktau, T0), area.covers(kuryk, T0)) == (False, True)
+    assert (device.covers(aktau, T0), device.covers(kuryk, T0)) == (True, False)
+    assert Window("u", "area", "inspection-1", T0, T0 + 60).covers(aktau, T0)  # every site
+
+
+def test_a_site_silent_across_a_restart_keeps_the_device_that_fell_silent_with_it() -> None:
+    """The link is cut, the monitor is away longer than a device's timeout: after the start
+    the slow device (300 s) joins the site alert when its own deadline passes."""
+    rules = {"xray_scanner": RULES, "weighbridge": RuleSettings(300, 30, 10, "critical")}
+    ids = itertools.count()
+    engine = AlertEngine([CREW], lambda d: rules[d.kind], "m", new_id=lambda: f"a{next(ids)}")
+    devices = {}
+    for d in [*(dev(i) for i in range(1, 5)), Device("wb-1", "weighbridge", "aktau", "gate")]:
+        devices[d.key] = DeviceState(d, last_seen=T0)  # the link cut at T0
+    start = T0 + 400  # the monitor back: a fresh grace for every device
+    told = []
+    for t in range(0, 400, 5):
+        out = engine.evaluate(devices, start + t, start, None)
+        told += [(n.payload["rule"], n.payload["device"]) for n in out.notifications]
+    assert told == [("site_silent", "aktau")]
+    (site_alert,) = [a for a in engine.open.values() if a.rule == "site_silent"]
+    assert site_alert.started_at == T0 and "wb-1" in site_alert.members
+
+
+def test_a_restart_restores_every_open_alert_and_ungroups_orphans() -> None:
+    """Open alerts beyond any page size come back; one grouped by a site alert that is
+    not open any more speaks for itself again."""
+    orphan = Alert("a0", "no_data", "aktau", "x", "xray_scanner", "xs-0", "critical", "s", T0, T0)
+    orphan.grouped_by = "gone"
+    engine = AlertEngine([CREW], lambda d: RULES, "m")
+    engine.restore([orphan], [])
+    assert engine.open[("no_data", "aktau", "xs-0")].grouped_by is None

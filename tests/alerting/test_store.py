@@ -6,9 +6,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from monitor.alerting.engine import Alert, Window
 from monitor.alerting.rules import DeviceState
-from monitor.alerting.store import Store
+from monitor.alerting.store import MIGRATIONS, Store
 from monitor.model import Device
 from tests.helpers import ManualClock, SmallDisk
 
@@ -109,3 +111,47 @@ def test_history_is_pruned_by_age_and_open_alerts_are_kept(tmp_path: Path) -> No
     assert {a.id for a in store.alerts(open_only=False)} == {"a5", "a6"}
     assert store.deliveries("a0") == []
     store.close()
+
+
+def test_every_open_alert_is_read_back_not_a_page(tmp_path: Path) -> None:
+    store = Store(tmp_path / "state.db", ManualClock(T0))
+    store.save_alerts([alert(i) for i in range(700)])
+    assert len(store.alerts(open_only=True)) == 500  # a page, for the API
+    assert len(store.alerts(open_only=True, limit=None)) == 700  # all, for a restart
+    store.close()
+
+
+def test_migrating_drops_what_it_cannot_carry_and_refuses_what_it_cannot_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sqlite3
+
+    from monitor.errors import StateMigrationError
+
+    path = tmp_path / "state.db"
+    db = sqlite3.connect(path)
+    db.execute("CREATE TABLE devices (id TEXT PRIMARY KEY, data TEXT NOT NULL)")
+    good = '{"last_seen": 1.0, "device": ["gb-01", "gate_barrier", "aktau", "gate-in"]}'
+    db.executemany(
+        "INSERT INTO devices VALUES (?, ?)",
+        [("gb-01", good), ("x", '{"device": ["x", "gate_barrier"]}'), ("y", "not json")],
+    )
+    db.commit()
+    db.close()
+    store = Store(path, ManualClock(T0))
+    assert [d.device.key for d in store.devices()] == [("aktau", "gb-01")]
+    assert store.problem is None
+    store.close()
+    # a step that the rows themselves defeat: refused (exit 2), the store as it was
+    bad = tmp_path / "bad.db"
+    sqlite3.connect(bad).executescript("CREATE TABLE devices (id TEXT, data TEXT);")
+
+    def defeated(db: sqlite3.Connection) -> None:
+        db.execute("CREATE TABLE probe (x)")
+        raise sqlite3.IntegrityError("UNIQUE constraint failed: devices.site, devices.id")
+
+    monkeypatch.setitem(MIGRATIONS, 1, defeated)
+    with pytest.raises(StateMigrationError, match="schema 1"):
+        Store(bad, ManualClock(T0))
+    tables = sqlite3.connect(bad).execute("SELECT name FROM sqlite_master").fetchall()
+    assert tables == [("devices",)]  # nothing of the failed step left behind

@@ -27,6 +27,7 @@ from tests.helpers import (
     Talker,
     Webhook,
     alerting_config,
+    device_topic,
     rows,
     running_monitor,
     wait_for,
@@ -212,3 +213,31 @@ async def test_hearing_nothing_since_connecting_is_the_outage_without_a_canary(
         talking.cancel()
     pub.close()
     assert webhook.events() == [(*broker_down, "firing"), (*broker_down, "resolved")]
+
+
+async def test_retained_messages_are_not_hearing_the_broker(
+    config_for: Callable[[Mosquitto], Config],
+    mosquitto: Mosquitto,
+    webhook: Webhook,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A broken bridge: the broker still holds the devices' retained statuses and resends
+    them at every subscribe, but nothing live comes. Those are not the broker heard: with
+    no canary, the silence is the monitor's outage, not three devices' (review of 19)."""
+    monkeypatch.setenv("MONITOR_MQTT__CANARY__ENABLED", "false")
+    config = config_for(mosquitto)
+    pub = Publisher(mosquitto.port)
+    for device in DEVICES:  # what the devices left before the bridge broke
+        pub.publish(device_topic(device, "status"), "online", retain=True).wait_for_publish(5)
+    pub.close()
+    broker_down = ("monitor-m", "monitor_broker_down")
+    async with running_monitor(config) as monitor:
+        port = monitor.api.port
+        assert port is not None
+        await wait_for(
+            lambda: (r := get(port, "/health"))[0] == 503 and "hears nothing" in str(r[1]),
+            timeout=15,
+        )
+        await wait_for(lambda: (*broker_down, "firing") in webhook.events(), timeout=15)
+        await asyncio.sleep(3 * ALERT_TIMEOUT)
+    assert webhook.events() == [(*broker_down, "firing")]

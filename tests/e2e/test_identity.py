@@ -66,9 +66,11 @@ devices:
     return path, port
 
 
-def api(port: int, path: str, method: str = "GET") -> tuple[int, Any]:
-    req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", method=method)
+def api(port: int, path: str, method: str = "GET", body: object = None) -> tuple[int, Any]:
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=data, method=method)
     req.add_header("Authorization", f"Bearer {TOKEN}")
+    req.add_header("Content-Type", "application/json")
     try:
         with urllib.request.urlopen(req, timeout=5) as r:
             return r.status, json.load(r)
@@ -151,6 +153,18 @@ async def test_the_same_id_at_two_posts_is_two_devices(
         assert status == 400 and "aktau, kuryk" in body["error"] and "?site=" in body["error"]
         status, body = api(port, "/api/devices/xs-09?site=kuryk")
         assert (status, body["site"], body["up"], body["open_alerts"]) == (200, "kuryk", True, [])
+        # a window for xs-09 must say which post's; then it covers that one only
+        window = {"scope": "device", "value": "xs-09", "duration": "1h"}
+        status, body = api(port, "/api/maintenance", "POST", window)
+        assert status == 400 and "aktau, kuryk" in body["error"]
+        status, body = api(port, "/api/maintenance", "POST", {**window, "site": "kuryk"})
+        assert (status, body["site"]) == (201, "kuryk")
+        in_maintenance = {
+            d["site"]: d["in_maintenance"]
+            for d in api(port, "/api/devices")[1]["devices"]
+            if d["device"] == "xs-09"
+        }
+        assert in_maintenance == {"aktau": False, "kuryk": True}
 
         aktau_talks.cancel()  # Aktau's scanner falls silent; Kuryk's talks on
         await wait_for(lambda: len(told(webhook)) >= 2, timeout=TIMEOUT + 10)
