@@ -152,17 +152,18 @@ def kazakh_problems(text: str) -> list[str]:
     tokens = _TOKEN.findall(text)
     for i, token in enumerate(tokens):
         word = token.lower()
-        if i > 0 and tokens[i - 1].isdigit() and word.isalpha() and word not in _KK_NOT_PLURAL:
-            if _KK_PLURAL.search(word) and len(word) > 4:
-                problems.append(f"«{tokens[i - 1]} {token}»: a noun after a numeral is singular")
+        after_numeral = i > 0 and tokens[i - 1].isdigit() and word.isalpha()
+        if after_numeral and word not in _KK_NOT_PLURAL and _KK_PLURAL.search(word):
+            problems.append(f"«{tokens[i - 1]} {token}»: a noun after a numeral is singular")
         if word in KK_ABLATIVE_POSTPOSITIONS and i > 0:
             before = tokens[i - 1]
             m = _KK_ABLATIVE.search(before.lower())
             if not before[0].isalpha() or m is None or m.start() == 0:
                 problems.append(f"«{before} {token}»: «{token}» wants an ablative before it")
             elif m.group(1) not in kk_ablative(before[: m.start()]):
-                allowed = "/".join(sorted(kk_ablative(before[: m.start()])))
-                problems.append(f"«{before}»: the ablative after «{before[: m.start()]}» is -{allowed}")
+                stem = before[: m.start()]
+                allowed = "/".join(sorted(kk_ablative(stem)))
+                problems.append(f"«{before}»: the ablative after «{stem}» is -{allowed}")
     return problems
 
 
@@ -196,6 +197,6 @@ def english_words(text: str, allowed: Iterable[str] = ()) -> list[str]:
     words = re.findall(r"[A-Za-z0-9_.:/<>*-]*[A-Za-z][A-Za-z0-9_.:/<>*-]*", text)
     return [
         w
-        for w in (w.strip(".:-/") for w in words)
+        for w in (w.rstrip(".:-") for w in words)  # the sentence's punctuation, not the id's
         if w and w not in ok and not re.search(r"[\d_./:<>*-]", w)
     ]

@@ -152,3 +152,4 @@ def test_english_words_beyond_ids() -> None:
     ]
     assert english_words("состояние: open") == ["open"]
     assert english_words("Токен API (HTTP 404)") == []
+    assert english_words("по каналам: /metrics, monitor_notifications_total.") == []

@@ -135,7 +135,7 @@ def test_board_phrases_with_every_number(lang: Language) -> None:
     words = board_texts(texts(lang))["words"]
     assert isinstance(words, dict)
     found = []
-    for n, (unit, size) in itertools.product(NUMBERS, UNITS.items()):
+    for n, size in itertools.product(NUMBERS, UNITS.values()):
         for text in (
             _for(n * size, lang),
             _ago(n * size, lang),
@@ -235,8 +235,23 @@ def availability_rows() -> list[Availability]:
 def release_rows() -> list[ReleaseTime]:
     return [
         ReleaseTime(
-            "aktau", inspected, 125, 3000, 2800, 5000, 6000, 40.0, 80.5, 99.2, 3, 20, 4000, 7000,
-            105, 2700, 4800,
+            "aktau",
+            inspected,
+            125,
+            3000,
+            2800,
+            5000,
+            6000,
+            40.0,
+            80.5,
+            99.2,
+            3,
+            20,
+            4000,
+            7000,
+            105,
+            2700,
+            4800,
         )
         for inspected in ("all", "yes", "no")
     ]

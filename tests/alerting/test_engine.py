@@ -382,3 +382,19 @@ def test_the_same_id_at_two_sites_has_alerts_of_its_own() -> None:
         ("aktau", "fault")
     ]
     assert set(engine.open) == {("fault", "aktau", "xs-1")}
+
+
+def test_summary_localized_only_for_a_route_in_another_language() -> None:
+    """SPEC 5: a route in Russian or Kazakh adds ``summary_localized``; one without a
+    language, or in English, gets the contract's JSON exactly."""
+    routes = tuple(
+        Route(name, (f"webhook:http://{name}",), (), 3600, 900, language=lang)
+        for name, lang in (("none", None), ("en", "en"), ("kk", "kk"))
+    )
+    out = World(routes=routes).at(60)
+    by_route = {n.route: n.payload for n in out.notifications}
+    assert "summary_localized" not in by_route["none"]
+    assert "summary_localized" not in by_route["en"]  # it was, before issue 21
+    assert by_route["kk"]["summary_localized"] == (
+        "xs-1 (Рентгендік сканер, inspection-1): 1 минуттан астам деректер жоқ"
+    )
