@@ -162,4 +162,4 @@ def test_kinds_states_severities_and_alert_states_have_names() -> None:
     assert texts("ru").kind("unknown_kind") == "unknown_kind"
     assert texts("ru").severity("critical") == "критический"
     assert texts("kk").alert_state("acknowledged") == "қабылданған"
-    assert texts("ru").alert_state("firing") == "не принят"
+    assert texts("ru").alert_state("firing") == "не принят в работу"
