@@ -43,9 +43,11 @@ proto: venv
 # The texts people read, in Russian and Kazakh: extract what the code marks, update the
 # catalogs (new texts appear untranslated: tests/test_i18n.py fails until they are), compile.
 I18N := monitor/i18n
+# N_: a text kept in a table; NP_: a counted noun in one case (context), monitor/i18n
+I18N_KEYWORDS := -k N_ -k NP_:1c,2,3
 i18n: venv
-	$(BIN)/pybabel -q extract -F babel.cfg -k N_ --no-location --sort-output \
-		--project=customs-telemetry-monitor -o $(I18N)/monitor.pot .
+	$(BIN)/pybabel -q extract -F babel.cfg $(I18N_KEYWORDS) --no-location --sort-output \
+		--add-comments=TRANSLATORS: --project=customs-telemetry-monitor -o $(I18N)/monitor.pot .
 	$(BIN)/pybabel -q update -i $(I18N)/monitor.pot -d $(I18N)/locale -D monitor --no-fuzzy-matching --ignore-obsolete
 	$(BIN)/pybabel -q compile -d $(I18N)/locale -D monitor --statistics
 

@@ -1,17 +1,33 @@
-"""Writes grafana/dashboards/*.json: `python grafana/generate.py` after changing a panel.
+"""Writes grafana/dashboards/<lang>/*.json and the provisioning of their folders:
+`python grafana/generate.py` after changing a panel.
 
 The dashboards are data; this file keeps them readable and consistent (one datasource,
-the same template variables, the same colours). tests/test_dashboards.py checks that the
-committed JSON is what this produces and runs every panel's InfluxQL against InfluxDB.
+the same template variables, the same colours). Each language is a folder of the same
+boards (issue 21): one definition, its words through the monitor's catalogs (`t.gettext`,
+extracted by `make i18n` like the monitor's own texts), its queries the same in every
+language. tests/deploy/test_dashboards.py checks that the committed files are what this
+produces and runs every panel's InfluxQL, in every language, against InfluxDB.
+
+What a query returns keeps its name (an alias, a tag, a stored value such as `firing`);
+the words people read come from Grafana's display options: value mappings (up/down,
+states, severities), `organize` renames of table columns and `renameByRegex` of series
+names. The alerts' `summary` is SPEC 5's English text: the Russian and Kazakh boards do
+not show it (the rule, device, state and duration say the same).
 """
 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
-OUT = Path(__file__).parent / "dashboards"
+from monitor.i18n import ALERT_STATES, LANGUAGES, N_, SEVERITIES, Language, Texts, texts
+
+ROOT = Path(__file__).parent
+OUT = ROOT / "dashboards"
+PROVIDERS = ROOT / "provisioning" / "dashboards" / "dashboards.yaml"
+CONTAINER_PATH = "/var/lib/grafana/dashboards"  # where docker-compose.yml mounts OUT
 DS = {"type": "influxdb", "uid": "influxdb-customs"}
 GREEN, AMBER, RED, BLUE = "#1f7a3a", "#b7791f", "#c0392b", "#2f5fa7"
 SITE_AREA = '"site" =~ /^$site$/ AND "area" =~ /^$area$/'
@@ -35,51 +51,153 @@ def var(name: str, query: str, label: str) -> dict[str, Any]:
     }
 
 
-SITE = var("site", 'SHOW TAG VALUES FROM "device_status" WITH KEY = "site"', "Site")
-AREA = var(
-    "area",
-    'SHOW TAG VALUES FROM "device_status" WITH KEY = "area" WHERE "site" =~ /^$site$/',
-    "Area",
-)
-KIND = var(
-    "kind", 'SHOW TAG VALUES FROM "device_status" WITH KEY = "kind" WHERE ' + SITE_AREA, "Kind"
-)
-DEVICE = var(
-    "device",
-    'SHOW TAG VALUES FROM "device_status" WITH KEY = "device" WHERE '
-    + SITE_AREA
-    + ' AND "kind" =~ /^$kind$/',
-    "Device",
-)
-INTERVAL = {
-    "name": "status_interval",
-    "label": "status_interval (s)",
-    "type": "constant",
-    "query": "15",
-    "hide": 2,
-    "description": "the monitor's status_interval: one device_status point per device per interval",
-}
+class Words:
+    """One language's words for the boards, and the display options that put them on
+    what the queries return (which stay as they are)."""
 
-UP_DOWN = [
-    {
-        "type": "value",
-        "options": {"1": {"text": "UP", "color": GREEN}, "0": {"text": "DOWN", "color": RED}},
-    }
-]
-STATES = [
-    {
-        "type": "value",
-        "options": {
-            "ready": {"color": GREEN},
-            "busy": {"color": "#2e9e5b"},
-            "standby": {"color": "#6b8e7a"},
-            "warming_up": {"color": AMBER},
-            "maintenance": {"color": BLUE},
-            "fault": {"color": RED},
-            "offline": {"color": "#7a1f1a"},
-        },
-    }
-]
+    def __init__(self, t: Texts) -> None:
+        self.t = t
+        self.language = t.language
+
+    @property
+    def english(self) -> bool:
+        return self.language == "en"
+
+    def variables(self, *names: str) -> list[dict[str, Any]]:
+        _ = self.t.gettext
+        site_area = SITE_AREA
+        known = {
+            "site": var(
+                "site", 'SHOW TAG VALUES FROM "device_status" WITH KEY = "site"', _("Site")
+            ),
+            "area": var(
+                "area",
+                'SHOW TAG VALUES FROM "device_status" WITH KEY = "area" WHERE "site" =~ /^$site$/',
+                _("Area"),
+            ),
+            "kind": var(
+                "kind",
+                'SHOW TAG VALUES FROM "device_status" WITH KEY = "kind" WHERE ' + site_area,
+                _("Kind"),
+            ),
+            "device": var(
+                "device",
+                'SHOW TAG VALUES FROM "device_status" WITH KEY = "device" WHERE '
+                + site_area
+                + ' AND "kind" =~ /^$kind$/',
+                _("Device"),
+            ),
+            "passages_site": var(
+                "site", 'SHOW TAG VALUES FROM "passages" WITH KEY = "site"', _("Site")
+            ),
+            "status_interval": {
+                "name": "status_interval",
+                "label": _("status_interval (s)"),
+                "type": "constant",
+                "query": "15",
+                "hide": 2,
+                "description": _(
+                    "the monitor's status_interval: one device_status point per device per interval"
+                ),
+            },
+        }
+        return [known[n] for n in names]
+
+    def up_down(self) -> list[dict[str, Any]]:
+        _ = self.t.gettext
+        return [
+            {
+                "type": "value",
+                "options": {
+                    "1": {"text": _("UP"), "color": GREEN},
+                    "0": {"text": _("DOWN"), "color": RED},
+                },
+            }
+        ]
+
+    def states(self) -> list[dict[str, Any]]:
+        colours = {
+            "ready": GREEN,
+            "busy": "#2e9e5b",
+            "standby": "#6b8e7a",
+            "warming_up": AMBER,
+            "maintenance": BLUE,
+            "fault": RED,
+            "offline": "#7a1f1a",
+        }
+        options: dict[str, Any] = {}
+        for state, colour in colours.items():
+            options[state] = {"color": colour}
+            if not self.english:
+                options[state]["text"] = self.t.state(state)
+        return [{"type": "value", "options": options}]
+
+    def alert_values(self) -> list[dict[str, Any]]:
+        """Alert states and severities as the crews say them, wherever a table shows one."""
+        if self.english:
+            return []
+        words = {s: self.t.gettext(w) for s, w in {**ALERT_STATES, **SEVERITIES}.items()}
+        return [{"type": "value", "options": {v: {"text": w} for v, w in words.items()}}]
+
+    def columns(self, *names: str) -> dict[str, str]:
+        """Table columns (aliases and tags of the queries) renamed into the language."""
+        if self.english:
+            return {}
+        _, t = self.t.gettext, self.t
+        words = {
+            "Time": _("time"),
+            "state": _("state"),
+            "severity": _("severity"),
+            "rule": _("rule"),
+            "site": _("site"),
+            "area": _("area"),
+            "device": _("device"),
+            "for": t.pgettext("column", "for"),
+            "duration_s": _("duration, s"),
+            "unplanned": _("unplanned"),
+            "planned": _("planned"),
+            "outages": _("outages"),
+            "mttr": _("MTTR"),
+            "mtbf": _("MTBF"),
+        }
+        return {n: words[n] for n in names}
+
+    def series(self, **aliases: str) -> list[dict[str, Any]]:
+        """Series named by their alias (``received``, ``p90``) renamed into the language:
+        Grafana names an InfluxQL series ``<measurement>.<alias> {<tags>}``."""
+        if self.english:
+            return []
+        return [
+            {
+                "id": "renameByRegex",
+                "options": {
+                    "regex": rf"^(?:[\w-]+\.)?{re.escape(alias)}(\b.*)?$",
+                    "renamePattern": self.t.gettext(word) + "$1",
+                },
+            }
+            for alias, word in aliases.items()
+        ]
+
+    def inspected(self, with_field: bool = False) -> list[dict[str, Any]]:
+        """Series of a ``GROUP BY "inspected"``: ``yes``/``no`` are stored values; the
+        language's words replace them in the series' names (``досмотр: да``), after the
+        field's own name where a panel shows several (``median (досмотр: да)``)."""
+        if self.english:
+            return []
+        _ = self.t.gettext
+        out = []
+        for value, word in (("yes", "yes"), ("no", "no")):
+            said = self.t.fill(_("inspected: %(value)s"), value=_(word))
+            out.append(
+                {
+                    "id": "renameByRegex",
+                    "options": {
+                        "regex": rf"^(?:[\w-]+\.)?(\w+)\s*\{{.*\binspected\W+{value}\b.*\}}$",
+                        "renamePattern": f"$1 ({said})" if with_field else said,
+                    },
+                }
+            )
+        return out
 
 
 def thresholds(*steps: tuple[float | None, str]) -> dict[str, Any]:
@@ -96,41 +214,46 @@ PCT = {
 }
 
 
-# On every board: when equipment went down and came back, and when it was in maintenance
-# (from the `alerts` the monitor writes at each transition).
-ANNOTATIONS = [
-    {
-        "name": "Equipment down",
-        "datasource": DS,
-        "enable": True,
-        "iconColor": RED,
-        "query": 'SELECT "summary", "device" FROM "alerts" WHERE $timeFilter AND "state" ='
-        " 'firing' AND \"rule\" =~ /^(no_data|offline|fault)$/",
-        "textColumn": "summary",
-        "tagsColumn": "device",
-    },
-    {
-        "name": "Back up",
-        "datasource": DS,
-        "enable": True,
-        "iconColor": GREEN,
-        "query": 'SELECT "summary", "device" FROM "alerts" WHERE $timeFilter AND "state" ='
-        " 'resolved' AND \"rule\" =~ /^(no_data|offline|fault)$/",
-        "textColumn": "summary",
-        "tagsColumn": "device",
-    },
-    {
-        "name": "Maintenance",
-        "datasource": DS,
-        "enable": True,
-        "iconColor": BLUE,
-        "query": 'SELECT "reason", "device" FROM (SELECT first("reason") AS "reason" FROM'
-        ' "device_status" WHERE $timeFilter AND "reason" = \'maintenance\' GROUP BY'
-        ' time(1h), "site", "device")',
-        "textColumn": "reason",
-        "tagsColumn": "device",
-    },
-]
+def annotations(w: Words) -> list[dict[str, Any]]:
+    """On every board: when equipment went down and came back, and when it was in
+    maintenance (from the `alerts` the monitor writes at each transition). The text of an
+    alert's mark is its summary in English; the other languages show the device."""
+    _ = w.t.gettext
+    text = "summary" if w.english else "device"
+    return [
+        {
+            "name": _("Equipment down"),
+            "datasource": DS,
+            "enable": True,
+            "iconColor": RED,
+            "query": 'SELECT "summary", "device" FROM "alerts" WHERE $timeFilter AND "state" ='
+            " 'firing' AND \"rule\" =~ /^(no_data|offline|fault)$/",
+            "textColumn": text,
+            "tagsColumn": "device",
+        },
+        {
+            "name": _("Back up"),
+            "datasource": DS,
+            "enable": True,
+            "iconColor": GREEN,
+            "query": 'SELECT "summary", "device" FROM "alerts" WHERE $timeFilter AND "state" ='
+            " 'resolved' AND \"rule\" =~ /^(no_data|offline|fault)$/",
+            "textColumn": text,
+            "tagsColumn": "device",
+        },
+        {
+            "name": _("Maintenance"),
+            "datasource": DS,
+            "enable": True,
+            "iconColor": BLUE,
+            "query": 'SELECT "reason", "device" FROM (SELECT first("reason") AS "reason" FROM'
+            ' "device_status" WHERE $timeFilter AND "reason" = \'maintenance\' GROUP BY'
+            ' time(1h), "site", "device")',
+            "textColumn": "reason" if w.english else "device",
+            "tagsColumn": "device",
+        },
+    ]
+
 
 PASSAGES_WHERE = '$timeFilter AND "site" =~ /^$site$/'
 MINUTES = {"unit": "m", "decimals": 0}
@@ -139,6 +262,7 @@ MINUTES = {"unit": "m", "decimals": 0}
 class Board:
     def __init__(
         self,
+        w: Words,
         uid: str,
         title: str,
         description: str,
@@ -146,7 +270,10 @@ class Board:
         time_from: str = "now-24h",
         refresh: str = "30s",
     ) -> None:
-        self.uid, self.title, self.description = uid, title, description
+        self.w = w
+        # English keeps the uids bookmarks and links already use
+        self.uid = uid if w.english else f"{uid}-{w.language}"
+        self.title, self.description = title, description
         self.variables = variables
         self.time_from, self.refresh = time_from, refresh
         self.panels: list[dict[str, Any]] = []
@@ -193,9 +320,42 @@ class Board:
         self._x += w
         self._row_h = max(self._row_h, h)
 
-    def table(self, title: str, queries: list[str], w: int, h: int, **kw: Any) -> None:
+    def table(
+        self,
+        title: str,
+        queries: list[str],
+        w: int,
+        h: int,
+        columns: tuple[str, ...] = (),
+        **kw: Any,
+    ) -> None:
+        """A table; ``columns`` (of COLUMNS) are renamed into the language, and alert
+        states and severities in its cells are said in it."""
         defaults = {"custom": {"align": "auto"}, **kw.pop("defaults", {})}
-        self.panel("table", title, queries, w, h, fmt="table", defaults=defaults, **kw)
+        if mappings := self.w.alert_values():
+            defaults["mappings"] = mappings
+        transformations = list(kw.pop("transformations", []))
+        renames = self.w.columns(*columns)
+        hidden = {} if self.w.english else {"summary": True}  # English text (SPEC 5)
+        organized = [t for t in transformations if t["id"] == "organize"]
+        if organized:
+            organized[0]["options"].setdefault("renameByName", {}).update(renames)
+            organized[0]["options"].setdefault("excludeByName", {}).update(hidden)
+        elif renames or hidden:
+            transformations.append(
+                {"id": "organize", "options": {"excludeByName": hidden, "renameByName": renames}}
+            )
+        self.panel(
+            "table",
+            title,
+            queries,
+            w,
+            h,
+            fmt="table",
+            defaults=defaults,
+            transformations=transformations,
+            **kw,
+        )
 
     def availability_bars(
         self, title: str, query: str, w: int, h: int, description: str = ""
@@ -216,11 +376,12 @@ class Board:
         )
 
     def json(self) -> dict[str, Any]:
+        lang = self.w.language
         return {
             "uid": self.uid,
             "title": self.title,
             "description": self.description,
-            "tags": ["customs", "aktau"],
+            "tags": ["customs", "aktau", lang],
             "timezone": "browser",
             "schemaVersion": 39,
             "version": 1,
@@ -230,29 +391,31 @@ class Board:
             "time": {"from": self.time_from, "to": "now"},
             "templating": {"list": self.variables},
             "panels": self.panels,
-            "annotations": {"list": ANNOTATIONS},
+            "annotations": {"list": annotations(self.w)},
             "links": [
                 {
-                    "title": "Customs post",
+                    "title": self.w.t.gettext("Customs post"),
                     "type": "dashboards",
-                    "tags": ["customs"],
+                    "tags": ["customs", lang],  # the boards of the same language
                     "asDropdown": True,
                 },
             ],
         }
 
 
-def overview() -> Board:
+def overview(w: Words) -> Board:
+    _ = w.t.gettext
     b = Board(
+        w,
         "customs-overview",
-        "Customs post overview",
-        "Wall screen: which equipment is up, open alerts, availability, traffic.",
-        [SITE, AREA],
+        _("Customs post overview"),
+        _("Wall screen: which equipment is up, open alerts, availability, traffic."),
+        w.variables("site", "area"),
         refresh="15s",
     )
     b.panel(
         "stat",
-        "Equipment now",
+        _("Equipment now"),
         [
             f'SELECT last("up") FROM "device_status" WHERE $timeFilter AND {SITE_AREA}'
             ' GROUP BY "site", "area", "device"'
@@ -260,7 +423,7 @@ def overview() -> Board:
         w=24,
         h=7,
         defaults={
-            "mappings": UP_DOWN,
+            "mappings": w.up_down(),
             "color": {"mode": "thresholds"},
             "thresholds": thresholds((None, RED), (1, GREEN)),
             "displayName": "${__field.labels.device}",
@@ -272,11 +435,11 @@ def overview() -> Board:
             "reduceOptions": {"calcs": ["lastNotNull"]},
             "orientation": "horizontal",
         },
-        description="Last status of every device, by area. Red: no data, offline or fault.",
+        description=_("Last status of every device, by area. Red: no data, offline or fault."),
     )
     b.panel(
         "state-timeline",
-        "Up / down by device",
+        _("Up / down by device"),
         [
             f'SELECT last("up") FROM "device_status" WHERE $timeFilter AND {SITE_AREA}'
             ' GROUP BY time($__interval), "site", "device" fill(previous)'
@@ -284,7 +447,7 @@ def overview() -> Board:
         w=24,
         h=9,
         defaults={
-            "mappings": UP_DOWN,
+            "mappings": w.up_down(),
             "color": {"mode": "thresholds"},
             "thresholds": thresholds((None, RED), (1, GREEN)),
             "displayName": "${__field.labels.device}",
@@ -292,7 +455,7 @@ def overview() -> Board:
         options={"showValue": "never", "mergeValues": True},
     )
     b.table(
-        "Open alerts",
+        _("Open alerts"),
         [
             f'SELECT last("state") AS "state", last("summary") AS "summary",'
             f' last("duration_s") AS "for" FROM "alerts" WHERE $timeFilter AND {SITE_AREA}'
@@ -300,6 +463,7 @@ def overview() -> Board:
         ],
         w=12,
         h=8,
+        columns=("Time", "state", "for", "severity", "rule", "site", "device"),
         transformations=[
             {
                 "id": "filterByValue",
@@ -315,20 +479,20 @@ def overview() -> Board:
                 },
             }
         ],
-        description="Alerts whose last transition is not 'resolved'.",
+        description=_("Alerts whose last transition is not 'resolved'."),
     )
     b.availability_bars(
-        "Availability, last 24 h",
+        _("Availability, last 24 h"),
         (
             'SELECT mean("up") * 100 FROM "device_status" WHERE time > now() - 24h AND'
             f' "reason" != \'maintenance\' AND {SITE_AREA} GROUP BY "site", "device"'
         ),
         w=6,
         h=8,
-        description="Up time over monitored time, planned maintenance excluded.",
+        description=_("Up time over monitored time, planned maintenance excluded."),
     )
     b.availability_bars(
-        "Availability, last 7 days",
+        _("Availability, last 7 days"),
         (
             'SELECT mean("up") * 100 FROM "device_status" WHERE time > now() - 7d AND'
             f' "reason" != \'maintenance\' AND {SITE_AREA} GROUP BY "site", "device"'
@@ -338,7 +502,7 @@ def overview() -> Board:
     )
     b.panel(
         "timeseries",
-        "Container scans per hour",
+        _("Container scans per hour"),
         [
             'SELECT spread("scans_total") FROM "xray_scanner" WHERE $timeFilter AND'
             f' {SITE_AREA} GROUP BY time(1h), "site", "device" fill(none)'
@@ -353,7 +517,7 @@ def overview() -> Board:
     )
     b.panel(
         "timeseries",
-        "Trucks through the gates per hour",
+        _("Trucks through the gates per hour"),
         [
             'SELECT sum("trucks") FROM (SELECT spread("cycles_total") AS "trucks" FROM'
             f' "gate_barrier" WHERE $timeFilter AND {SITE_AREA} GROUP BY time(1h), "site",'
@@ -366,11 +530,11 @@ def overview() -> Board:
             "custom": {"drawStyle": "bars", "stacking": {"mode": "normal"}},
             "displayName": "${__field.labels.area}",
         },
-        description="Barrier opening cycles (one per truck), counted within each hour.",
+        description=_("Barrier opening cycles (one per truck), counted within each hour."),
     )
     b.panel(
         "timeseries",
-        "Radiation background (unoccupied)",
+        _("Radiation background (unoccupied)"),
         [
             'SELECT mean("gamma_cps") FROM "radiation_portal" WHERE $timeFilter AND'
             f' "occupied" = false AND {SITE_AREA} GROUP BY time($__interval), "site", "device"'
@@ -383,18 +547,20 @@ def overview() -> Board:
     return b
 
 
-def device() -> Board:
+def device(w: Words) -> Board:
+    _ = w.t.gettext
     one = '"device" =~ /^$device$/'
     b = Board(
+        w,
         "customs-device",
-        "Device detail",
-        "One device: its metrics, states, alerts and outages.",
-        [SITE, AREA, KIND, DEVICE],
+        _("Device detail"),
+        _("One device: its metrics, states, alerts and outages."),
+        w.variables("site", "area", "kind", "device"),
         time_from="now-6h",
     )
     b.panel(
         "state-timeline",
-        "State",
+        _("State"),
         [
             f'SELECT last("state") FROM "device_status" WHERE $timeFilter AND {one}'
             ' GROUP BY time($__interval), "site", "device" fill(previous)'
@@ -402,7 +568,7 @@ def device() -> Board:
         w=24,
         h=5,
         defaults={
-            "mappings": STATES,
+            "mappings": w.states(),
             "color": {"mode": "thresholds"},
             "displayName": "${__field.labels.device}",
         },
@@ -410,7 +576,7 @@ def device() -> Board:
     )
     b.panel(
         "timeseries",
-        "Metrics",
+        _("Metrics"),
         [
             f"SELECT mean(*) FROM /^$kind$/ WHERE $timeFilter AND {one}"
             ' GROUP BY time($__interval), "site", "device" fill(none)'
@@ -418,43 +584,49 @@ def device() -> Board:
         w=24,
         h=10,
         defaults={"unit": "short"},
-        description="Every numeric metric of the device; units are in the names.",
+        description=_("Every numeric metric of the device; units are in the names."),
     )
     b.table(
-        "Alerts",
+        _("Alerts"),
         [
             f'SELECT "state", "rule", "severity", "duration_s", "summary" FROM "alerts"'
             f" WHERE $timeFilter AND {one}"
         ],
         w=14,
         h=8,
+        columns=("Time", "state", "rule", "severity", "duration_s"),
     )
     b.table(
-        "Outages (unplanned)",
+        _("Outages (unplanned)"),
         [
             f'SELECT "duration_s", "rule", "summary" FROM "alerts" WHERE $timeFilter AND {one}'
             f" AND {RESOLVED_DOWN}"
         ],
         w=10,
         h=8,
+        columns=("Time", "duration_s", "rule"),
     )
     return b
 
 
-def availability() -> Board:
+def availability(w: Words) -> Board:
+    _ = w.t.gettext
     b = Board(
+        w,
         "customs-availability",
-        "Availability & downtime",
-        "How available each device was: unplanned vs planned downtime, outages, MTTR, MTBF."
-        " Availability = up / (monitored - planned maintenance); the exact definitions are"
-        " in the README and in `monitor report availability`.",
-        [SITE, AREA, KIND, INTERVAL],
+        _("Availability & downtime"),
+        _(
+            "How available each device was: unplanned vs planned downtime, outages, MTTR,"
+            " MTBF. Availability = up / (monitored - planned maintenance); the exact"
+            " definitions are in the README and in `monitor report availability`."
+        ),
+        w.variables("site", "area", "kind", "status_interval"),
         time_from="now-7d",
         refresh="5m",
     )
     where = f'$timeFilter AND {SITE_AREA} AND "kind" =~ /^$kind$/'
     b.availability_bars(
-        "Availability",
+        _("Availability"),
         (
             f'SELECT mean("up") * 100 FROM "device_status" WHERE {where} AND'
             ' "reason" != \'maintenance\' GROUP BY "site", "device"'
@@ -463,7 +635,7 @@ def availability() -> Board:
         h=12,
     )
     b.table(
-        "Downtime, outages, MTTR, MTBF per device",
+        _("Downtime, outages, MTTR, MTBF per device"),
         [
             f'SELECT count("up") * $status_interval AS "unplanned" FROM "device_status" WHERE'
             f' {where} AND "up" = 0 AND "reason" != \'maintenance\' GROUP BY "site", "device"',
@@ -477,6 +649,7 @@ def availability() -> Board:
         w=16,
         h=12,
         defaults={"unit": "s"},
+        columns=("site", "device", "unplanned", "planned", "outages", "mttr", "mtbf"),
         transformations=[
             {"id": "merge", "options": {}},
             {
@@ -489,12 +662,14 @@ def availability() -> Board:
             },
             {"id": "organize", "options": {"excludeByName": {"Time": True, "uptime": True}}},
         ],
-        description="Unplanned downtime: no_data, offline, fault. Planned: maintenance."
-        " Outages and MTTR from resolved alerts; MTBF = up time / outages.",
+        description=_(
+            "Unplanned downtime: no_data, offline, fault. Planned: maintenance. Outages and"
+            " MTTR from resolved alerts; MTBF = up time / outages."
+        ),
     )
     b.panel(
         "timeseries",
-        "Unplanned vs planned downtime per day",
+        _("Unplanned vs planned downtime per day"),
         [
             f'SELECT count("up") * $status_interval / 60 AS "unplanned" FROM "device_status"'
             f' WHERE {where} AND "up" = 0 AND "reason" != \'maintenance\' GROUP BY time(1d)',
@@ -504,31 +679,35 @@ def availability() -> Board:
         w=12,
         h=9,
         defaults={"unit": "m", "custom": {"drawStyle": "bars", "stacking": {"mode": "normal"}}},
+        transformations=w.series(unplanned=N_("unplanned"), planned=N_("planned")),
     )
     b.table(
-        "Longest outages",
+        _("Longest outages"),
         [
             f'SELECT top("duration_s", "device", 20) AS "duration_s", "rule", "summary"'
             f' FROM "alerts" WHERE {where} AND {RESOLVED_DOWN}'
         ],
         w=12,
         h=9,
+        columns=("Time", "duration_s", "device", "rule"),
     )
     return b
 
 
-def health() -> Board:
+def health(w: Words) -> Board:
+    _ = w.t.gettext
     b = Board(
+        w,
         "customs-monitor-health",
-        "Monitor health",
-        "The collector itself: throughput, rejections, writes, spool, broker, notifications.",
+        _("Monitor health"),
+        _("The collector itself: throughput, rejections, writes, spool, broker, notifications."),
         [],
         time_from="now-6h",
     )
     rate = 'non_negative_derivative(last("{f}"), 1s)'
     b.panel(
         "timeseries",
-        "Messages per second",
+        _("Messages per second"),
         [
             f'SELECT {rate.format(f="messages_received")} AS "received",'
             f' {rate.format(f="messages_rejected")} AS "rejected" FROM "monitor"'
@@ -537,10 +716,11 @@ def health() -> Board:
         w=12,
         h=8,
         defaults={"unit": "reqps"},
+        transformations=w.series(received=N_("received"), rejected=N_("rejected")),
     )
     b.panel(
         "timeseries",
-        "Write latency",
+        _("Write latency"),
         [
             'SELECT mean("write_latency_ms") FROM "monitor" WHERE $timeFilter'
             ' GROUP BY time($__interval), "instance" fill(none)'
@@ -551,7 +731,7 @@ def health() -> Board:
     )
     b.panel(
         "timeseries",
-        "Points written per second, write errors",
+        _("Points written per second, write errors"),
         [
             f'SELECT {rate.format(f="points_written")} AS "points", {rate.format(f="write_errors")}'
             ' AS "errors" FROM "monitor" WHERE $timeFilter GROUP BY time($__interval), "instance"'
@@ -560,10 +740,11 @@ def health() -> Board:
         w=8,
         h=8,
         defaults={"unit": "short"},
+        transformations=w.series(points=N_("points written"), errors=N_("write errors")),
     )
     b.panel(
         "timeseries",
-        "Spool and quarantine",
+        _("Spool and quarantine"),
         [
             'SELECT last("spool_bytes") AS "spool", last("quarantine_bytes") AS "quarantine"'
             ' FROM "monitor" WHERE $timeFilter GROUP BY time($__interval), "instance"'
@@ -572,10 +753,11 @@ def health() -> Board:
         w=8,
         h=8,
         defaults={"unit": "bytes"},
+        transformations=w.series(spool=N_("spool"), quarantine=N_("quarantine")),
     )
     b.panel(
         "state-timeline",
-        "Broker connection",
+        _("Broker connection"),
         [
             'SELECT last("broker_connected") FROM "monitor" WHERE $timeFilter'
             ' GROUP BY time($__interval), "instance" fill(previous)'
@@ -587,8 +769,8 @@ def health() -> Board:
                 {
                     "type": "value",
                     "options": {
-                        "1": {"text": "connected", "color": GREEN},
-                        "0": {"text": "DOWN", "color": RED},
+                        "1": {"text": _("connected"), "color": GREEN},
+                        "0": {"text": _("DOWN"), "color": RED},
                     },
                 }
             ],
@@ -597,7 +779,7 @@ def health() -> Board:
     )
     b.panel(
         "timeseries",
-        "Rejected messages by reason",
+        _("Rejected messages by reason"),
         [
             'SELECT non_negative_derivative(last(*), 1m) FROM "monitor" WHERE $timeFilter'
             ' GROUP BY time($__interval), "instance" fill(none)'
@@ -605,11 +787,13 @@ def health() -> Board:
         w=12,
         h=8,
         defaults={"unit": "short"},
-        description="Per minute; fields rejected_<reason>. The quarantine file has the messages.",
+        description=_(
+            "Per minute; fields rejected_<reason>. The quarantine file has the messages."
+        ),
     )
     b.panel(
         "timeseries",
-        "Notifications: delivered, failed attempts, given up",
+        _("Notifications: delivered, failed attempts, given up"),
         [
             'SELECT non_negative_derivative(last("notifications_sent"), 1m) AS "delivered",'
             ' non_negative_derivative(last("notifications_failed"), 1m) AS "failed attempts",'
@@ -622,90 +806,115 @@ def health() -> Board:
         w=12,
         h=8,
         defaults={"unit": "short"},
-        description="Per minute. Given up: refused for their content (3 tries) or a day"
-        " undelivered; the log's notify.given_up says which. By channel: /metrics"
-        " monitor_notifications_total.",
+        transformations=w.series(
+            **{
+                "delivered": N_("delivered"),
+                "failed attempts": N_("failed attempts"),
+                "given up": N_("given up"),
+                "alert transitions": N_("alert transitions"),
+            }
+        ),
+        description=_(
+            "Per minute. Given up: refused for their content (3 tries) or a day undelivered;"
+            " the log's notify.given_up says which. By channel: /metrics"
+            " monitor_notifications_total."
+        ),
     )
     return b
 
 
-def release_time() -> Board:
-    site = var("site", 'SHOW TAG VALUES FROM "passages" WITH KEY = "site"', "Site")
+def release_time(w: Words) -> Board:
+    _ = w.t.gettext
     b = Board(
+        w,
         "customs-release-time",
-        "Release time",
-        "Trucks through the post, from the ANPR cameras' plate reads (SPEC 9): a passage is"
-        " entry gate to exit gate; release time (dwell) is exit - entry. Inspected: read in an"
-        " inspection stage on the way. Annotations: equipment outages. The same figures as"
-        " `monitor report release-time`.",
-        [site],
+        _("Release time"),
+        _(
+            "Trucks through the post, from the ANPR cameras' plate reads (SPEC 9): a passage"
+            " is entry gate to exit gate; release time (dwell) is exit - entry. Inspected:"
+            " read in an inspection stage on the way. Annotations: equipment outages. The"
+            " same figures as `monitor report release-time`."
+        ),
+        w.variables("passages_site"),
         time_from="now-24h",
         refresh="1m",
     )
-    w = PASSAGES_WHERE
+    where = PASSAGES_WHERE
 
     def stat(title: str, select: str, calc: str, defaults: dict[str, Any] | None = None) -> None:
         options = {"reduceOptions": {"calcs": [calc]}, "graphMode": "none"}
-        query = f'SELECT {select} FROM "passages" WHERE {w}'
+        query = f'SELECT {select} FROM "passages" WHERE {where}'
         b.panel("stat", title, [query], w=6, h=5, defaults=defaults, options=options)
 
-    stat("Trucks released", 'count("dwell_s")', "sum")
-    stat("Median release time", 'median("dwell_s") / 60', "lastNotNull", MINUTES)
-    stat("90 % released within", 'percentile("dwell_s", 90) / 60', "lastNotNull", MINUTES)
+    inspected_label = w.t.fill(_("inspected: %(value)s"), value="${__field.labels.inspected}")
+    stat(_("Trucks released"), 'count("dwell_s")', "sum")
+    stat(_("Median release time"), 'median("dwell_s") / 60', "lastNotNull", MINUTES)
+    stat(
+        _("Release time of 9 trucks in 10"),
+        'percentile("dwell_s", 90) / 60',
+        "lastNotNull",
+        MINUTES,
+    )
     b.panel(
         "piechart",
-        "Inspected share",
-        [f'SELECT count("dwell_s") FROM "passages" WHERE {w} GROUP BY "inspected"'],
+        _("Inspected share"),
+        [f'SELECT count("dwell_s") FROM "passages" WHERE {where} GROUP BY "inspected"'],
         w=6,
         h=5,
-        defaults={"displayName": "inspected: ${__field.labels.inspected}"},
+        defaults={"displayName": inspected_label},
         options={"reduceOptions": {"calcs": ["sum"]}, "legend": {"displayMode": "list"}},
+        transformations=w.inspected(),
     )
     b.panel(
         "timeseries",
-        "Trucks released per hour",
+        _("Trucks released per hour"),
         [
-            f'SELECT count("dwell_s") FROM "passages" WHERE {w} GROUP BY time(1h), "inspected"'
-            " fill(0)"
+            f'SELECT count("dwell_s") FROM "passages" WHERE {where} GROUP BY time(1h),'
+            ' "inspected" fill(0)'
         ],
         w=12,
         h=9,
         defaults={
-            "displayName": "inspected: ${__field.labels.inspected}",
+            "displayName": inspected_label,
             "custom": {"drawStyle": "bars", "stacking": {"mode": "normal"}},
         },
+        transformations=w.inspected(),
     )
     b.panel(
         "timeseries",
-        "Median and p90 release time per hour",
+        _("Median and p90 release time per hour"),
         [
             f'SELECT median("dwell_s") / 60 AS "median", percentile("dwell_s", 90) / 60 AS "p90"'
-            f' FROM "passages" WHERE {w} GROUP BY time(1h), "inspected" fill(none)'
+            f' FROM "passages" WHERE {where} GROUP BY time(1h), "inspected" fill(none)'
         ],
         w=12,
         h=9,
-        defaults={
-            **MINUTES,
-            "displayName": "${__field.name} (inspected: ${__field.labels.inspected})",
-        },
-        description="By the hour trucks left. An X-ray scanner outage shows as inspected trucks'"
-        " release time rising after it: they queued for the scanners that were left.",
+        defaults={**MINUTES, "displayName": "${__field.name} (" + inspected_label + ")"},
+        transformations=[
+            *w.inspected(with_field=True),
+            *w.series(median=N_("median"), p90=N_("p90")),
+        ],
+        description=_(
+            "By the hour trucks left. An X-ray scanner outage shows as inspected trucks'"
+            " release time rising after it: they queued for the scanners that were left."
+        ),
     )
     b.panel(
         "histogram",
-        "Release time distribution",
-        [f'SELECT "dwell_s" / 60 AS "minutes" FROM "passages" WHERE {w}'],
+        _("Release time distribution"),
+        [f'SELECT "dwell_s" / 60 AS "minutes" FROM "passages" WHERE {where}'],
         w=12,
         h=9,
         defaults={"unit": "m"},
         options={"bucketSize": 10},
+        transformations=w.series(minutes=N_("minutes")),
     )
     b.panel(
         "timeseries",
-        "Release time vs. equipment down",
+        _("Release time vs. equipment down"),
         [
             f'SELECT percentile("dwell_s", 90) / 60 AS "p90 release time (min)" FROM "passages"'
-            f" WHERE {w} AND \"inspected\" = 'yes' GROUP BY time(1h) fill(none)",
+            f" WHERE {where} AND \"inspected\" = 'yes' GROUP BY time(1h) fill(none)",
             'SELECT sum("down") AS "devices down" FROM (SELECT 1 - min("up") AS "down" FROM'
             ' "device_status" WHERE $timeFilter AND "site" =~ /^$site$/ AND "reason" !='
             " 'maintenance' GROUP BY time(1h), \"device\") GROUP BY time(1h) fill(0)",
@@ -713,8 +922,16 @@ def release_time() -> Board:
         w=12,
         h=9,
         defaults={"custom": {"drawStyle": "line"}},
-        description="The downtime impact: inspected trucks' p90 release time per hour beside how"
-        " many devices of the site were down (unplanned) at some time in that hour.",
+        transformations=w.series(
+            **{
+                "p90 release time (min)": N_("p90 release time (min)"),
+                "devices down": N_("devices down"),
+            }
+        ),
+        description=_(
+            "The downtime impact: inspected trucks' p90 release time per hour beside how many"
+            " devices of the site were down (unplanned) at some time in that hour."
+        ),
     )
     return b
 
@@ -728,15 +945,51 @@ BOARDS = {
 }
 
 
+def providers() -> str:
+    """Grafana's provisioning of the boards: one folder per language."""
+    lines = [
+        "# Written by grafana/generate.py. Dashboards are files in grafana/dashboards/<lang>/,",
+        "# provisioned read-only (change them in git), each language in its own folder.",
+        "apiVersion: 1",
+        "providers:",
+    ]
+    for lang in LANGUAGES:
+        lines += [
+            f"  - name: customs-monitor-{lang}",
+            f"    folder: {json.dumps(texts(lang).gettext('Customs post'), ensure_ascii=False)}",
+            f"    folderUid: customs-{lang}",
+            "    type: file",
+            "    disableDeletion: true",
+            "    allowUiUpdates: false",
+            "    updateIntervalSeconds: 60",
+            "    options:",
+            f"      path: {CONTAINER_PATH}/{lang}",
+            "      foldersFromFilesStructure: false",
+        ]
+    return "\n".join(lines) + "\n"
+
+
 def render() -> dict[str, str]:
-    return {
-        name: json.dumps(make().json(), indent=2, ensure_ascii=False) + "\n"
+    """Every file this writes, by its path under grafana/."""
+    out = {
+        f"dashboards/{lang}/{name}": json.dumps(
+            make(Words(texts(lang))).json(), indent=2, ensure_ascii=False
+        )
+        + "\n"
+        for lang in LANGUAGES
         for name, make in BOARDS.items()
     }
+    out["provisioning/dashboards/dashboards.yaml"] = providers()
+    return out
+
+
+def language_of(path: str) -> Language:
+    return next(lang for lang in LANGUAGES if path.startswith(f"dashboards/{lang}/"))
 
 
 if __name__ == "__main__":
-    OUT.mkdir(exist_ok=True)
     for name, text in render().items():
-        (OUT / name).write_text(text)
-        print("wrote", OUT / name)
+        path = ROOT / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        print("wrote", path)

@@ -259,8 +259,9 @@ class AlertEngine:
         channels: tuple[str, ...],
         payload: dict[str, Any],
     ) -> Notification:
-        """The route's copy: with ``summary_localized`` when the route has a language."""
-        if route.language is not None:
+        """The route's copy: with ``summary_localized`` when the route has a language
+        other than English (SPEC 5: an English route's JSON is exactly the contract's)."""
+        if route.language is not None and route.language != "en":
             payload = {
                 **payload,
                 "summary_localized": localized_summary(payload, alert.facts, route.language),

@@ -1,7 +1,12 @@
-"""What an alert says to a person, in the route's language (issue 16): its summary, and
-the title and body of a notification. English stays exactly as before (SPEC 5's
-``summary`` and the webhook JSON do not change); Russian and Kazakh come from the catalogs
-(``monitor/i18n``), with the alert's facts put into them as values, never as format.
+"""What an alert says to a person, in the route's language (issues 16, 21): its summary,
+and the title and body of a notification.
+
+SPEC 5's English ``summary`` (the webhook JSON, the ``alerts`` points, the API) does not
+change; what people read is composed here, in every language including English, from the
+alert's facts: each number, duration and time is a value of a template (never a format),
+and the translation says which case it takes (``monitor.i18n``). A ``no_data`` alert says
+its limit in the summary ("no data for more than 1 minute") and how long it has lasted on
+its own line, never one for the other.
 """
 
 from __future__ import annotations
@@ -9,15 +14,29 @@ from __future__ import annotations
 from datetime import datetime, tzinfo
 from typing import Any
 
-from monitor.i18n import ZONE, Language, texts
+from monitor.i18n import ZONE, Count, Duration, Language, texts
 
-ICONS = {"firing": "🔴", "repeat": "🔴", "escalation": "🚨", "acknowledged": "👷", "resolved": "✅"}
+ICONS = {
+    "firing": "🔴",
+    "repeat": "🔴",
+    "escalation": "🚨",
+    "acknowledged": "👷",
+    "resolved": "✅",
+    "closed": "☑️",
+}
 
 
 def summary(alert: dict[str, Any], facts: dict[str, Any], language: Language) -> str:
-    """An alert's summary in ``language``; ``alert`` is its webhook payload (SPEC 5)."""
+    """``summary_localized`` (SPEC 5): the English ``summary`` as it is for ``en``, else the
+    sentence in ``language``; ``alert`` is the webhook payload."""
     if language == "en":
         return str(alert["summary"])
+    return sentence(alert, facts, language)
+
+
+def sentence(alert: dict[str, Any], facts: dict[str, Any], language: Language) -> str:
+    """What the alert is about, as a person of ``language`` says it; the monitor's own
+    alerts keep their technical English summary."""
     t = texts(language)
     rule = alert["rule"]
     values: dict[str, Any] = {
@@ -27,86 +46,139 @@ def summary(alert: dict[str, Any], facts: dict[str, Any], language: Language) ->
         "site": alert["site"],
     }
     if rule == "no_data" and "timeout_s" in facts:
-        values["for"] = t.duration(facts["timeout_s"])
-        return t.gettext("%(device)s (%(kind)s, %(area)s) sent no data for %(for)s") % values
+        # TRANSLATORS: %(limit)s is the rule's limit, not the time elapsed (a line of its
+        # own says that); a duration takes a case after the colon: %(limit:genitive)s.
+        return t.fill(
+            t.gettext("%(device)s (%(kind)s, %(area)s): no data for more than %(limit)s"),
+            **values,
+            limit=Duration(facts["timeout_s"]),
+        )
     if rule == "offline":
         if facts.get("how") == "state":
-            return t.gettext("%(device)s (%(kind)s, %(area)s) reports state offline") % values
-        return (
-            t.gettext(
-                "%(device)s (%(kind)s, %(area)s) is offline: its connection was lost (Last Will)"
+            return t.fill(
+                t.gettext("%(device)s (%(kind)s, %(area)s) reported the state offline"),
+                **values,
             )
-            % values
+        return t.fill(
+            t.gettext("%(device)s (%(kind)s, %(area)s) is offline: its connection was lost"),
+            **values,
         )
     if rule == "fault":
         if facts.get("code"):
-            values["code"] = facts["code"]
-            return t.gettext("%(device)s (%(kind)s, %(area)s) reports a fault (code %(code)s)") % (
-                values
+            return t.fill(
+                t.gettext("%(device)s (%(kind)s, %(area)s) reports a fault (code %(code)s)"),
+                **values,
+                code=facts["code"],
             )
-        return t.gettext("%(device)s (%(kind)s, %(area)s) reports a fault") % values
+        return t.fill(t.gettext("%(device)s (%(kind)s, %(area)s) reports a fault"), **values)
     if rule.startswith("threshold:") and "metric" in facts:
-        values.update(
-            metric=facts["metric"],
-            value=facts["value"],
-            op=facts["op"],
-            limit=f"{facts['limit']:g}",
-            duration=t.duration(facts["for_s"]),
-        )
-        return (
+        return t.fill(
             t.gettext(
                 "%(device)s (%(kind)s, %(area)s): %(metric)s is %(value)s"
-                " (%(op)s %(limit)s) for %(duration)s"
-            )
-            % values
+                " (limit %(op)s %(limit)s) for more than %(for)s"
+            ),
+            **values,
+            metric=facts["metric"],
+            value=t.number(facts["value"]),
+            op=facts["op"],
+            limit=t.number(facts["limit"]),
+            **{"for": Duration(facts["for_s"])},
         )
     if rule == "site_silent" and "silent" in facts:
-        values.update(silent=facts["silent"], devices=facts["devices"])
-        return (
+        return t.fill(
             t.gettext(
-                "site %(site)s: %(silent)d of %(devices)d devices went silent together"
+                "site %(site)s: %(silent:number)s of %(devices)s went silent together"
                 " (network link or switch down?)"
-            )
-            % values
+            ),
+            **values,
+            silent=Count(int(facts["silent"]), "device"),
+            devices=Count(int(facts["devices"]), "device"),
         )
     return str(alert["summary"])  # the monitor's own alerts: technical, in English
 
 
 def render(data: dict[str, Any], zone: tzinfo = ZONE) -> tuple[str, str]:
-    """(title, body) of a notification, in the language of its route."""
+    """(title, body) of a notification, in the language of its route (English without)."""
     language: Language = data.get("language") or "en"
-    if language == "en":
-        return _render_en(data, zone)
     t = texts(language)
     p, event = data["payload"], data["event"]
+    facts = data.get("facts") or {}
+    resolution = p.get("resolution") or facts.get("resolution")
+    closed = event == "resolved" and resolution in ("forgotten", "unowned")
     headlines = {
-        "firing": t.gettext("DOWN"),
-        "repeat": t.gettext("STILL DOWN"),
-        "escalation": t.gettext("ESCALATED"),
-        "acknowledged": t.gettext("ACKNOWLEDGED"),
-        "resolved": t.gettext("RECOVERED"),
+        "firing": t.pgettext("headline", "DOWN"),
+        "repeat": t.pgettext("headline", "STILL DOWN"),
+        "escalation": t.pgettext("headline", "ESCALATED"),
+        "acknowledged": t.pgettext("headline", "ACKNOWLEDGED"),
+        "resolved": t.pgettext("headline", "RECOVERED"),
+        "closed": t.pgettext("headline", "CLOSED"),
     }
-    where = p["site"] if p["area"] == "*" else f"{p['site']} / {p['area']}"
-    title = f"{ICONS[event]} {headlines[event]}: {p['device']} ({t.kind(p['kind'])}, {where})"
-    lines = [summary(p, data.get("facts") or {}, language)]
+    shown = "closed" if closed else event
+    if p["kind"] == "site":  # the alert is the site's: its name, as the language says it
+        what = t.fill(t.gettext("site %(site)s"), site=p["site"])
+    else:
+        where = p["site"] if p["area"] == "*" else f"{p['site']} / {p['area']}"
+        what = f"{p['device']} ({t.kind(p['kind'])}, {where})"
+    title = f"{ICONS[shown]} {headlines[shown]}: {what}"
+    lines = [sentence(p, facts, language)]
     since = _when(t.when, p["started_at"], zone)
-    lasted = t.duration(p["duration_s"])
-    if event == "resolved":
-        back = _when(t.when, p["resolved_at"], zone)
+    lasted = Duration(p["duration_s"])
+    back = _when(t.when, p["resolved_at"], zone)
+    if closed and resolution == "forgotten":
         lines.append(
-            t.gettext("Back at %(back)s, down since %(since)s (%(lasted)s).")
-            % {"back": back, "since": since, "lasted": lasted}
+            t.fill(
+                t.gettext(
+                    "Closed at %(back)s: a person removed the device from the monitor."
+                    " It had been down since %(since)s (%(lasted)s)."
+                ),
+                back=back,
+                since=since,
+                lasted=lasted,
+            )
+        )
+    elif closed:
+        lines.append(
+            t.fill(
+                t.gettext(
+                    "Closed at %(back)s: another monitor instance watches the device now."
+                    " It had been down since %(since)s (%(lasted)s)."
+                ),
+                back=back,
+                since=since,
+                lasted=lasted,
+            )
+        )
+    elif event == "resolved":
+        lines.append(
+            t.fill(
+                t.gettext("Back at %(back)s after %(lasted)s down (since %(since)s)."),
+                back=back,
+                since=since,
+                lasted=lasted,
+            )
         )
     else:
-        lines.append(t.gettext("Since %(since)s (%(ago)s ago).") % {"since": since, "ago": lasted})
+        lines.append(
+            t.fill(
+                # TRANSLATORS: %(since)s is a date and time ("26 Nov, 18:33"): it cannot
+                # take a case ending; %(elapsed)s a duration (%(elapsed:accusative)s).
+                t.gettext("Since %(since)s (%(elapsed)s ago)."),
+                since=since,
+                elapsed=lasted,
+            )
+        )
     if event == "acknowledged" and data.get("acked_by"):
-        lines.append(t.gettext("Acknowledged by %(who)s.") % {"who": data["acked_by"]})
+        lines.append(t.fill(t.gettext("Acknowledged by %(who)s."), who=data["acked_by"]))
     lines.append(
-        t.gettext("Rule %(rule)s, severity %(severity)s, alert %(id)s.")
-        % {"rule": p["rule"], "severity": p["severity"], "id": p["alert_id"]}
+        t.fill(
+            t.gettext("Rule %(rule)s, severity %(severity)s, alert %(id)s."),
+            rule=p["rule"],
+            severity=t.severity(p["severity"]),
+            id=p["alert_id"],
+        )
     )
     if event in ("firing", "repeat", "escalation"):
-        lines.append(t.gettext("Acknowledge: monitor ack %(id)s") % {"id": p["alert_id"]})
+        lines.append(t.fill(t.gettext("Acknowledge: monitor ack %(id)s"), id=p["alert_id"]))
     return title, "\n".join(lines)
 
 
@@ -114,53 +186,3 @@ def _when(when: Any, ts: str | None, zone: tzinfo) -> str:
     if ts is None:
         return "-"
     return str(when(datetime.fromisoformat(ts).timestamp(), zone))
-
-
-# -- English, as it always was ------------------------------------------------------------
-
-HEADLINES = {
-    "firing": "DOWN",
-    "repeat": "STILL DOWN",
-    "escalation": "ESCALATED",
-    "acknowledged": "ACKNOWLEDGED",
-    "resolved": "RECOVERED",
-}
-KIND_NAMES = {
-    "xray_scanner": "X-ray scanner",
-    "radiation_portal": "radiation portal",
-    "gate_barrier": "gate barrier",
-    "anpr_camera": "ANPR camera",
-    "weighbridge": "weighbridge",
-    "site": "site",
-    "monitor": "monitor",
-}
-
-
-def _local(ts: str | None, zone: tzinfo) -> str:
-    if ts is None:
-        return "-"
-    return datetime.fromisoformat(ts).astimezone(zone).strftime("%d.%m %H:%M:%S")
-
-
-def _render_en(data: dict[str, Any], zone: tzinfo) -> tuple[str, str]:
-    from monitor import durations
-
-    p, event = data["payload"], data["event"]
-    kind = KIND_NAMES.get(p["kind"], p["kind"])
-    where = p["site"] if p["area"] == "*" else f"{p['site']} / {p['area']}"
-    title = f"{ICONS[event]} {HEADLINES[event]}: {p['device']} ({kind}, {where})"
-    lines = [p["summary"]]
-    since = _local(p["started_at"], zone)
-    if event == "resolved":
-        lines.append(
-            f"Back at {_local(p['resolved_at'], zone)}, down since {since}"
-            f" ({durations.human(p['duration_s'])})."
-        )
-    else:
-        lines.append(f"Since {since} ({durations.human(p['duration_s'])} ago).")
-    if event == "acknowledged" and data.get("acked_by"):
-        lines.append(f"Acknowledged by {data['acked_by']}.")
-    lines.append(f"Rule {p['rule']}, severity {p['severity']}, alert {p['alert_id']}.")
-    if event in ("firing", "repeat", "escalation"):
-        lines.append(f"Acknowledge: monitor ack {p['alert_id']}")
-    return title, "\n".join(lines)

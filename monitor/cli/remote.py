@@ -9,7 +9,7 @@ import urllib.parse
 import urllib.request
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -29,8 +29,12 @@ from monitor.cli.common import (
     styled,
     text,
 )
-from monitor.i18n import N_, Language, texts
-from monitor.web.board_texts import REASONS
+from monitor.i18n import N_, Duration, Language, Texts, texts
+from monitor.web.board_texts import REASONS, WORDS
+
+if TYPE_CHECKING:  # rich is imported when something is printed
+    from rich.table import Table
+    from rich.text import Text
 
 UrlOption = Annotated[
     str | None,
@@ -45,7 +49,7 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print the raw JSON.")]
 
 
 class _Client:
-    def __init__(self, config: Path | None, url: str | None) -> None:
+    def __init__(self, config: Path | None, url: str | None, lang: Language = "en") -> None:
         token = os.environ.get("MONITOR_HTTP__TOKEN")
         if url is None:
             cfg = load(config)
@@ -55,8 +59,19 @@ class _Client:
                 token = cfg.http.token.get_secret_value()
         self.url = url.rstrip("/")
         self.token = token
+        self.lang = lang
 
-    def call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+    def call(
+        self,
+        method: str,
+        path: str,
+        body: dict[str, Any] | None = None,
+        refusals: dict[int, str] | None = None,
+    ) -> Any:
+        """The API's answer; a refusal ends the command (exit 1), said in the reader's
+        language (``refusals``: what a status means for this command; the API's own reason,
+        English, is shown as it is otherwise)."""
+        t = texts(self.lang)
         data = json.dumps(body).encode() if body is not None else None
         req = urllib.request.Request(f"{self.url}{path}", data=data, method=method)
         req.add_header("Content-Type", "application/json")
@@ -70,18 +85,38 @@ class _Client:
                 detail = json.load(e)
             except ValueError:
                 detail = {"error": e.reason}
-            complain(f"{method} {path}: HTTP {e.code} ", str(detail.get("error")))
+            meaning = {
+                401: t.gettext("the monitor refused the API token (MONITOR_HTTP__TOKEN)"),
+                403: t.gettext("the monitor refused the API token (MONITOR_HTTP__TOKEN)"),
+                **(refusals or {}),
+            }
+            if e.code in meaning:
+                complain(meaning[e.code], f" (HTTP {e.code})")
+            else:
+                complain(
+                    t.fill(
+                        t.gettext("%(method)s %(path)s: HTTP %(status)s %(error)s"),
+                        method=method,
+                        path=path,
+                        status=e.code,
+                        error=str(detail.get("error")),
+                    )
+                )
             for problem in detail.get("problems", []):
                 console(stderr=True).print(text("  ", str(problem)))
             raise typer.Exit(1) from None
         except OSError as e:
-            complain(f"cannot reach the monitor at {self.url}: ", str(e))
+            complain(
+                t.fill(t.gettext("cannot reach the monitor at %(url)s: "), url=self.url), str(e)
+            )
             raise typer.Exit(1) from None
 
 
-def _get(config: Path | None, url: str | None, path: str, as_json: bool) -> Any:
+def _get(
+    config: Path | None, url: str | None, path: str, as_json: bool, lang: Language = "en"
+) -> Any:
     """The API's answer; printed as it is (and None returned) with --json."""
-    data = _Client(config, url).call("GET", path)
+    data = _Client(config, url, lang).call("GET", path)
     if as_json:
         console().print_json(data=data)
         return None
@@ -98,8 +133,18 @@ def _aktau(rfc3339: str | None, lang: Language) -> str:
         return rfc3339
 
 
-def _age(seconds: float | None) -> str:
-    return "never" if seconds is None else durations.brief(seconds)
+def _ago(seconds: float | None, lang: Language) -> str:
+    """When a device was last heard: ``21 minutes ago`` (ru ``21 минуту назад``)."""
+    t = texts(lang)
+    if seconds is None:
+        return t.pgettext("last seen", "never")
+    if lang == "en":
+        return durations.brief(seconds) + " ago"
+    return t.fill(t.gettext("%(duration)s ago"), duration=Duration(seconds))
+
+
+def _lasted(seconds: float, lang: Language) -> str:
+    return durations.brief(seconds) if lang == "en" else texts(lang).duration(seconds)
 
 
 STATUS_STYLE = {
@@ -109,6 +154,108 @@ STATUS_STYLE = {
     "offline": "red",
     "fault": "red",
 }
+
+
+def devices_table(data: dict[str, Any], lang: Language) -> Table:
+    """``monitor devices`` as a table, in ``lang``."""
+    t = texts(lang)
+    table = new_table(
+        N_("site"),
+        N_("area"),
+        N_("device"),
+        N_("kind"),
+        N_("status"),
+        N_("state"),
+        N_("last seen"),
+        N_("alerts"),
+        title=t.gettext(N_("Devices")),
+        lang=lang,
+    )
+    for d in data["devices"]:
+        add_row(
+            table,
+            d["site"],
+            d["area"],
+            d["device"],
+            t.kind(d["kind"]),
+            _status(d, t),
+            t.state(d["state"]) if d["state"] else "-",
+            _ago(d["last_seen_age_s"], lang),
+            ", ".join(d["open_alerts"]) or "-",
+        )
+    return table
+
+
+def _status(d: dict[str, Any], t: Texts) -> Text:
+    """Up or down and why: ``down (no data)``; a device not heard yet is waiting."""
+    reason = d["reason"]
+    if d["up"] is None or reason is None:
+        return styled("yellow", t.gettext(WORDS["waiting"]))
+    updown = t.gettext(WORDS["up"] if d["up"] else WORDS["down"])
+    style = STATUS_STYLE.get(reason, "yellow")
+    if reason == "ok":
+        return styled(style, updown)
+    why = t.gettext(REASONS[reason]) if reason in REASONS else reason
+    return styled(style, updown, f" ({why})")
+
+
+def alerts_table(data: dict[str, Any], lang: Language) -> Table:
+    """``monitor alerts`` as a table, in ``lang``."""
+    t = texts(lang)
+    table = new_table(
+        N_("alert"),
+        N_("state"),
+        N_("severity"),
+        N_("rule"),
+        N_("device"),
+        t.pgettext("column", "since"),
+        t.pgettext("column", "for"),
+        N_("summary"),
+        title=t.gettext(N_("Alerts")),
+        lang=lang,
+    )
+    for a in data["alerts"]:
+        add_row(
+            table,
+            a["alert_id"],
+            t.alert_state(a["state"]),
+            t.severity(a["severity"]),
+            a["rule"],
+            f"{a['device']} ({a['site']}/{a['area']})",
+            _aktau(a["started_at"], lang),
+            _lasted(a["duration_s"], lang),
+            a.get("summary_text") or a.get("summary_localized") or a["summary"],
+        )
+    return table
+
+
+def maintenance_table(data: dict[str, Any], lang: Language) -> Table:
+    """``monitor maintenance list`` as a table, in ``lang``."""
+    t = texts(lang)
+    table = new_table(
+        N_("id"),
+        N_("scope"),
+        N_("value"),
+        N_("starts"),
+        N_("ends"),
+        N_("reason"),
+        N_("by"),
+        title=t.gettext(N_("Maintenance windows")),
+        lang=lang,
+    )
+    for w in data["windows"]:
+        add_row(
+            table,
+            w["id"],
+            t.scope(w["scope"]),
+            (t.kind(w["value"]) if w["scope"] == "kind" else w["value"])
+            + (f" ({w['site']})" if w.get("site") else ""),  # only at that site
+            _aktau(w["starts"], lang),
+            _aktau(w["ends"], lang),
+            w["reason"],
+            w["created_by"],
+        )
+    return table
 
 
 devices_app = typer.Typer(
@@ -130,38 +277,9 @@ def devices(
     if ctx.invoked_subcommand is not None:
         return
     chosen = language(lang, config)
-    if (data := _get(config, url, f"/api/devices?lang={chosen}", as_json)) is None:
+    if (data := _get(config, url, f"/api/devices?lang={chosen}", as_json, chosen)) is None:
         return
-    t = texts(chosen)
-    table = new_table(
-        N_("site"),
-        N_("area"),
-        N_("device"),
-        N_("kind"),
-        N_("status"),
-        N_("state"),
-        N_("last seen"),
-        N_("alerts"),
-        title=t.gettext(N_("Devices")),
-        lang=chosen,
-    )
-    for d in data["devices"]:
-        reason = d["reason"] or "waiting"
-        style = STATUS_STYLE.get(reason, "yellow")
-        updown = t.gettext("up") if d["up"] else t.gettext("down") if d["up"] is False else "?"
-        reason_text = t.gettext(REASONS[reason]) if reason in REASONS else reason
-        add_row(
-            table,
-            d["site"],
-            d["area"],
-            d["device"],
-            t.kind(d["kind"]),
-            styled(style, updown, f" ({reason_text})"),
-            t.state(d["state"]) if d["state"] else "-",
-            _age(d["last_seen_age_s"]),
-            ", ".join(d["open_alerts"]) or "-",
-        )
-    show(table)
+    show(devices_table(data, chosen))
 
 
 @devices_app.command("forget")
@@ -172,15 +290,18 @@ def devices_forget(
     ] = None,
     config: ConfigOption = None,
     url: UrlOption = None,
+    lang: LangOption = None,
 ) -> None:
     """Forget a discovered device that is gone (decommissioned, a test publish): its open
     alerts are resolved and it leaves the board until it speaks again. A registered device
     is removed from the config instead (needs MONITOR_HTTP__TOKEN)."""
+    chosen = language(lang, config)
     path = f"/api/devices/{urllib.parse.quote(device, safe='')}"
     if site is not None:
         path += "?" + urllib.parse.urlencode({"site": site})
-    gone = _Client(config, url).call("DELETE", path)["forgotten"]
-    say("forgot ", gone["site"], "/", gone["device"])
+    gone = _Client(config, url, chosen).call("DELETE", path)["forgotten"]
+    t = texts(chosen)
+    say(t.fill(t.gettext("forgot %(site)s/%(device)s"), site=gone["site"], device=gone["device"]))
 
 
 @app.command()
@@ -194,33 +315,10 @@ def alerts(
     """Open (or all) alerts of a running instance."""
     chosen = language(lang, config)
     which = "all" if all_ else "open"
-    if (data := _get(config, url, f"/api/alerts?state={which}&lang={chosen}", as_json)) is None:
+    path = f"/api/alerts?state={which}&lang={chosen}"
+    if (data := _get(config, url, path, as_json, chosen)) is None:
         return
-    table = new_table(
-        N_("alert"),
-        N_("state"),
-        N_("severity"),
-        N_("rule"),
-        N_("device"),
-        N_("since"),
-        N_("for"),
-        N_("summary"),
-        title=texts(chosen).gettext(N_("Alerts")),
-        lang=chosen,
-    )
-    for a in data["alerts"]:
-        add_row(
-            table,
-            a["alert_id"],
-            a["state"],
-            a["severity"],
-            a["rule"],
-            f"{a['device']} ({a['site']}/{a['area']})",
-            _aktau(a["started_at"], chosen),
-            _age(a["duration_s"]),
-            a.get("summary_localized") or a["summary"],
-        )
-    show(table)
+    show(alerts_table(data, chosen))
 
 
 @app.command()
@@ -229,10 +327,16 @@ def ack(
     config: ConfigOption = None,
     url: UrlOption = None,
     by: Annotated[str, typer.Option(help="Who takes it.")] = os.environ.get("USER", "cli"),
+    lang: LangOption = None,
 ) -> None:
     """Acknowledge an alert: stops its repeats and escalation (needs MONITOR_HTTP__TOKEN)."""
-    a = _Client(config, url).call("POST", f"/api/alerts/{alert_id}/ack", {"by": by})
-    say("acknowledged ", a["alert_id"], ": ", a["summary"])
+    chosen = language(lang, config)
+    t = texts(chosen)
+    path = f"/api/alerts/{urllib.parse.quote(alert_id, safe='')}/ack?lang={chosen}"
+    missing = t.fill(t.gettext("no open alert %(id)s"), id=alert_id)
+    a = _Client(config, url, chosen).call("POST", path, {"by": by}, refusals={404: missing})
+    summary = a.get("summary_text") or a["summary"]
+    say(t.fill(t.gettext("acknowledged %(id)s: %(summary)s"), id=a["alert_id"], summary=summary))
 
 
 maintenance_app = typer.Typer(
@@ -250,31 +354,9 @@ def maintenance_list(
 ) -> None:
     """Maintenance windows, from the config and added at run time."""
     chosen = language(lang, config)
-    if (data := _get(config, url, "/api/maintenance", as_json)) is None:
+    if (data := _get(config, url, "/api/maintenance", as_json, chosen)) is None:
         return
-    table = new_table(
-        N_("id"),
-        N_("scope"),
-        N_("value"),
-        N_("starts"),
-        N_("ends"),
-        N_("reason"),
-        N_("by"),
-        title=texts(chosen).gettext(N_("Maintenance windows")),
-        lang=chosen,
-    )
-    for w in data["windows"]:
-        add_row(
-            table,
-            w["id"],
-            w["scope"],
-            w["value"],
-            _aktau(w["starts"], chosen),
-            _aktau(w["ends"], chosen),
-            w["reason"],
-            w["created_by"],
-        )
-    show(table)
+    show(maintenance_table(data, chosen))
 
 
 @maintenance_app.command("add")
@@ -290,8 +372,10 @@ def maintenance_add(
     ] = None,
     config: ConfigOption = None,
     url: UrlOption = None,
+    lang: LangOption = None,
 ) -> None:
     """Add a window (needs MONITOR_HTTP__TOKEN)."""
+    chosen = language(lang, config)
     body: dict[str, Any] = {
         "scope": scope,
         "value": value,
@@ -301,14 +385,28 @@ def maintenance_add(
     for key, val in (("duration", duration), ("starts", starts), ("ends", ends), ("site", site)):
         if val is not None:
             body[key] = val
-    w = _Client(config, url).call("POST", "/api/maintenance", body)
-    say(
-        "maintenance ", w["id"], ": ", w["scope"], " ", w["value"], f" {w['starts']} -> {w['ends']}"
+    w = _Client(config, url, chosen).call("POST", "/api/maintenance", body)
+    t = texts(chosen)
+    said = t.fill(
+        t.gettext("maintenance %(id)s: %(scope)s %(value)s, %(starts)s – %(ends)s"),
+        id=w["id"],
+        scope=t.scope(w["scope"]),
+        value=t.kind(w["value"]) if w["scope"] == "kind" else w["value"],
+        starts=_aktau(w["starts"], chosen),
+        ends=_aktau(w["ends"], chosen),
     )
+    say(said)
 
 
 @maintenance_app.command("remove")
-def maintenance_remove(window_id: str, config: ConfigOption = None, url: UrlOption = None) -> None:
+def maintenance_remove(
+    window_id: str, config: ConfigOption = None, url: UrlOption = None, lang: LangOption = None
+) -> None:
     """Remove a window (needs MONITOR_HTTP__TOKEN)."""
-    _Client(config, url).call("DELETE", f"/api/maintenance/{window_id}")
-    say("removed ", window_id)
+    chosen = language(lang, config)
+    t = texts(chosen)
+    missing = t.fill(t.gettext("no maintenance window %(id)s"), id=window_id)
+    _Client(config, url, chosen).call(
+        "DELETE", f"/api/maintenance/{window_id}", refusals={404: missing}
+    )
+    say(t.fill(t.gettext("removed %(id)s"), id=window_id))

@@ -8,7 +8,7 @@ import sys
 import time
 from collections.abc import Callable
 from datetime import datetime
-from typing import Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 
@@ -28,9 +28,13 @@ from monitor.cli.common import (
 from monitor.config import Config
 from monitor.errors import QueryError
 from monitor.i18n import N_, Language, texts
-from monitor.reports.availability import report
+from monitor.reports.availability import Availability, report
 from monitor.reports.influxql import InfluxQuery
+from monitor.reports.release_time import ReleaseTime
 from monitor.reports.release_time import report as release_report
+
+if TYPE_CHECKING:  # rich is imported when something is printed
+    from rich.table import Table
 
 T = TypeVar("T")
 
@@ -85,6 +89,12 @@ def report_availability(
     rows = _queried(cfg, lambda query: report(query, start, end, gap, where))
     if _emitted(fmt, start, end, "devices", [r.as_dict() for r in rows]):
         return
+    show(availability_table(rows, start, end, chosen))
+
+
+def availability_table(rows: list[Availability], start: float, end: float, lang: Language) -> Table:
+    """``monitor report availability`` as a table, in ``lang``."""
+    t = texts(lang)
     table = new_table(
         N_("site"),
         N_("area"),
@@ -97,11 +107,11 @@ def report_availability(
         N_("MTTR"),
         N_("MTBF"),
         N_("unknown"),
-        title=_title(N_("Availability"), start, end, chosen),
-        lang=chosen,
+        title=_title(N_("Availability"), start, end, lang),
+        lang=lang,
     )
     for r in rows:
-        pct = "-" if r.availability_pct is None else f"{r.availability_pct:.2f} %"
+        pct = "-" if r.availability_pct is None else _pct(r.availability_pct, lang, 2)
         style = (
             "green"
             if (r.availability_pct or 0) >= 99
@@ -114,16 +124,21 @@ def report_availability(
             r.site,
             r.area,
             r.device,
-            r.kind,
+            t.kind(r.kind),
             styled(style, pct),
-            _hours(r.unplanned_s, chosen),
-            _hours(r.planned_s, chosen),
+            _hours(r.unplanned_s, lang),
+            _hours(r.planned_s, lang),
             str(r.outages),
-            _hours(r.mttr_s, chosen),
-            _hours(r.mtbf_s, chosen),
-            _hours(r.unknown_s, chosen),
+            _hours(r.mttr_s, lang),
+            _hours(r.mtbf_s, lang),
+            _hours(r.unknown_s, lang),
         )
-    show(table)
+    return table
+
+
+def _pct(value: float, lang: Language, digits: int) -> str:
+    """``99.50 %`` (ru, kk: ``99,50 %``)."""
+    return f"{texts(lang).number(value, digits)} %"
 
 
 def _emitted(fmt: str, start: float, end: float, key: str, rows: list[dict[str, object]]) -> bool:
@@ -178,6 +193,12 @@ def report_release_time(
     rows = _queried(cfg, lambda query: release_report(query, start, end, gap, max_dwell, site))
     if _emitted(fmt, start, end, "sites", [r.as_dict() for r in rows]):
         return
+    show(release_table(rows, start, end, chosen))
+
+
+def release_table(rows: list[ReleaseTime], start: float, end: float, lang: Language) -> Table:
+    """``monitor report release-time`` as a table, in ``lang``."""
+    t = texts(lang)
     table = new_table(
         N_("site"),
         N_("inspected"),
@@ -196,36 +217,40 @@ def report_release_time(
         N_("clear: passages"),
         N_("clear: median"),
         N_("clear: p90"),
-        title=_title(N_("Release time"), start, end, chosen),
-        lang=chosen,
+        title=_title(N_("Release time"), start, end, lang),
+        lang=lang,
     )
     for r in rows:
         add_row(
             table,
             r.site,
-            texts(chosen).gettext(INSPECTED[r.inspected]),
+            t.gettext(INSPECTED[r.inspected]),
             str(r.passages),
-            *(_hours(x, chosen) for x in (r.mean_s, r.median_s, r.p90_s, r.p95_s)),
+            *(_hours(x, lang) for x in (r.mean_s, r.median_s, r.p90_s, r.p95_s)),
             *(
-                "-" if x is None else f"{x:.1f} %"
+                "-" if x is None else _pct(x, lang, 1)
                 for x in (r.within_30_min_pct, r.within_60_min_pct, r.within_120_min_pct)
             ),
             "" if r.unmatched is None else str(r.unmatched),
             str(r.outage_passages),
-            _hours(r.outage_median_s, chosen),
-            _hours(r.outage_p90_s, chosen),
+            _hours(r.outage_median_s, lang),
+            _hours(r.outage_p90_s, lang),
             str(r.clear_passages),
-            _hours(r.clear_median_s, chosen),
-            _hours(r.clear_p90_s, chosen),
+            _hours(r.clear_median_s, lang),
+            _hours(r.clear_p90_s, lang),
         )
-    show(table)
+    return table
 
 
 INSPECTED = {"all": N_("all"), "yes": N_("yes"), "no": N_("no")}
 
 
 def _title(what: str, start: float, end: float, lang: Language) -> str:
-    """``Release time 25 Nov, 19:00 – 26 Nov, 19:00 (Aktau time)``, in ``lang``."""
+    """``Release time, 25 Nov, 19:00 – 26 Nov, 19:00 (Aktau time)``, in ``lang``."""
     t = texts(lang)
-    zone = t.gettext(N_("Aktau time"))
-    return f"{t.gettext(what)} {t.when(start)} – {t.when(end)} ({zone})"
+    return t.fill(
+        t.gettext("%(report)s, %(start)s – %(end)s (Aktau time)"),
+        report=t.gettext(what),
+        start=t.when(start),
+        end=t.when(end),
+    )

@@ -29,10 +29,12 @@ from monitor.alerting.engine import Alert, Window, rfc3339
 from monitor.alerting.notify import Notifier
 from monitor.alerting.service import AlertService
 from monitor.alerting.store import Store
+from monitor.alerting.texts import sentence
 from monitor.alerting.texts import summary as localized_summary
 from monitor.clock import Clock, wall_offset
 from monitor.config import HTTP, Duration
 from monitor.i18n import LANGUAGES, Language, texts
+from monitor.i18n import Duration as Lasted
 from monitor.lifecycle import Resource
 from monitor.model import DeviceKey, is_unicode, time_problem, window_problem
 from monitor.stats import Stats
@@ -116,7 +118,10 @@ def _alert_json(a: Alert, now: float, offset: float, lang: Language = "en") -> d
     return {
         **payload,
         **localized,
+        # what people read (the board, the CLI), in ?lang= (English too)
+        "summary_text": sentence(payload, a.facts, lang),
         "duration_text": _human(a.duration(now), lang),
+        "duration_phrase": _for(a.duration(now), lang),
         "fired_at": _shown(a.fired_at, offset),
         "acknowledged_at": _shown(a.acked_at, offset),
         "acknowledged_by": a.acked_by,
@@ -128,6 +133,13 @@ def _alert_json(a: Alert, now: float, offset: float, lang: Language = "en") -> d
 def _human(seconds: float, lang: Language) -> str:
     """How long, as a person of that language says it (English: as it always was)."""
     return durations.human(seconds) if lang == "en" else texts(lang).duration(seconds)
+
+
+def _for(seconds: float, lang: Language) -> str:
+    """How long a state has lasted, as the board shows it under a tile or an alert (the
+    language puts the duration in the case its words need: ru ``уже 21 минуту``)."""
+    t = texts(lang)
+    return t.fill(t.pgettext("board", "for %(duration)s"), duration=Lasted(seconds))
 
 
 def _window_json(w: Window) -> dict[str, Any]:
@@ -327,6 +339,7 @@ class Api(Resource):
             "since": _shown(since, offset),
             "for_s": None if since is None else round(now - since, 1),
             "for_text": None if since is None else _human(now - since, lang),
+            "for_phrase": None if since is None else _for(now - since, lang),
         }
 
     async def devices(self, request: web.Request) -> web.Response:
@@ -429,7 +442,7 @@ class Api(Resource):
         alert = self._service.acknowledge(alert_id, body.by)
         if alert is None:
             return _error(404, f"no open alert {alert_id!r}")
-        return web.json_response(_alert_json(alert, *self._now()))
+        return web.json_response(_alert_json(alert, *self._now(), self._lang(request)))
 
     # -- maintenance --
 

@@ -186,7 +186,7 @@ async def test_an_alert_reaches_a_real_smtp_server(alert_config: Callable[..., P
     body = msg.get_body(("plain",))
     assert body is not None
     text = body.get_content()
-    assert "xs-a (xray_scanner, inspection-1) sent no data for 2 s" in text
+    assert "xs-a (X-ray scanner, inspection-1): no data for more than 2 seconds" in text
     assert "monitor ack " in text
 
 

@@ -429,3 +429,19 @@ def test_a_restart_restores_every_open_alert_and_ungroups_orphans() -> None:
     engine = AlertEngine([CREW], lambda d: RULES, "m")
     engine.restore([orphan], [])
     assert engine.open[("no_data", "aktau", "xs-0")].grouped_by is None
+
+
+def test_summary_localized_only_for_a_route_in_another_language() -> None:
+    """SPEC 5: a route in Russian or Kazakh adds ``summary_localized``; one without a
+    language, or in English, gets the contract's JSON exactly."""
+    routes = tuple(
+        Route(name, (f"webhook:http://{name}",), (), 3600, 900, language=lang)
+        for name, lang in (("none", None), ("en", "en"), ("kk", "kk"))
+    )
+    out = World(routes=routes).at(60)
+    by_route = {n.route: n.payload for n in out.notifications}
+    assert "summary_localized" not in by_route["none"]
+    assert "summary_localized" not in by_route["en"]  # it was, before issue 21
+    assert by_route["kk"]["summary_localized"] == (
+        "xs-1 (Рентгендік сканер, inspection-1): 1 минуттан астам деректер жоқ"
+    )

@@ -99,7 +99,7 @@ async def test_a_kazakh_and_a_russian_crew_get_their_language(
     assert set(fired) == SPEC_KEYS | {"summary_localized"}
     assert fired["summary"] == "xs-a (xray_scanner, inspection-1) sent no data for 2 s"
     assert fired["summary_localized"] == (
-        "xs-a (Рентгендік сканер, inspection-1): 2 секунд бойы деректер жоқ"
+        "xs-a (Рентгендік сканер, inspection-1): 2 секундтан астам деректер жоқ"
     )
     assert webhook.received[1][1] == "resolved"
 
@@ -107,16 +107,16 @@ async def test_a_kazakh_and_a_russian_crew_get_their_language(
     first, second = endpoint.received[:2]
     assert first["title"] == "🔴 НЕ РАБОТАЕТ: xs-a (Рентгеновский сканер, aktau / inspection-1)"
     assert first["message"].splitlines()[0] == (
-        "xs-a (Рентгеновский сканер, inspection-1): нет данных уже 2 секунды"
+        "xs-a (Рентгеновский сканер, inspection-1): нет данных более 2 секунд"
     )
     assert second["title"].startswith("✅ ВОССТАНОВЛЕНО: xs-a")
-    assert "не работало с" in second["message"]
+    assert "Простой:" in second["message"]
 
     # Kazakh, through Apprise
     kk_fired, kk_back = endpoint.kazakh[:2]
-    assert kk_fired["title"] == "🔴 ІСТЕН ШЫҚТЫ: xs-a (Рентгендік сканер, aktau / inspection-1)"
+    assert kk_fired["title"] == "🔴 ЖҰМЫС ІСТЕМЕЙДІ: xs-a (Рентгендік сканер, aktau / inspection-1)"
     assert kk_back["title"].startswith("✅ ҚАЛПЫНА КЕЛДІ: xs-a")
-    assert "бастап жұмыс істейді" in kk_back["message"]
+    assert "Қалпына келді:" in kk_back["message"]
 
     # no language: the webhook JSON exactly as SPEC 5 has it
     assert set(english.received[0][2]) == SPEC_KEYS

@@ -38,7 +38,13 @@ from tests.helpers import ManualClock, wait_for
 T0 = 1_790_000_000.0
 
 
-def note(alert_id: str, channel: str, device: str = "xs-01", summary: str = "") -> Notification:
+def note(
+    alert_id: str,
+    channel: str,
+    device: str = "xs-01",
+    summary: str = "",
+    facts: dict[str, Any] | None = None,
+) -> Notification:
     payload = {
         "alert_id": alert_id,
         "state": "firing",
@@ -53,7 +59,7 @@ def note(alert_id: str, channel: str, device: str = "xs-01", summary: str = "") 
         "duration_s": 31.0,
         "summary": summary or f"{device} (xray_scanner, inspection-1) reports a fault",
     }
-    return Notification(alert_id, "firing", "crew", (channel,), payload)
+    return Notification(alert_id, "firing", "crew", (channel,), payload, facts=facts or {})
 
 
 class Receiver:
@@ -279,12 +285,13 @@ async def test_device_text_reaches_telegram_as_text_not_html(
     clock = ManualClock(T0)
     stats = Stats()
     store = Store(tmp_path / "state.db", clock)
-    summary = 'xs-01 reports a fault (code <E1>) see <a href="http://evil.example">here</a>'
+    code = '<E1>) see <a href="http://evil.example">here</a>'  # the device's fault code
+    summary = f"xs-01 reports a fault (code {code})"
     async with receiving(Receiver(telegram())) as api:
         channel = bot_api(api)
         notifier = Notifier(store, stats, clock, [channel])
         async with notifying(notifier):
-            notifier.submit([note("a1", channel, summary=summary)])
+            notifier.submit([note("a1", channel, summary=summary, facts={"code": code})])
             await wait_for(lambda: api.requests, timeout=10)
             await asyncio.sleep(0.2)
     [(_, text, status)] = api.requests  # delivered at the first try

@@ -68,7 +68,7 @@ async def test_cli_talks_to_a_running_instance(
         assert "Устройства" in ru.stdout and "Рентгеновский сканер" in ru.stdout
         assert "не работает (нет данных)" in ru.stdout and "работает" in ru.stdout
         kk = await asyncio.to_thread(cli, "alerts", "--lang", "kk")
-        assert "Дабылдар" in kk.stdout and "деректер жоқ" in kk.stdout
+        assert "Инциденттер" in kk.stdout and "астам деректер жоқ" in kk.stdout
         bad = await asyncio.to_thread(cli, "alerts", "--lang", "de")
         assert bad.returncode == 2 and "--lang must be one of en, ru, kk" in bad.stderr
 
@@ -78,6 +78,14 @@ async def test_cli_talks_to_a_running_instance(
         missing = await asyncio.to_thread(cli, "ack", "no-such-alert")
         assert missing.returncode == 1
         assert "HTTP 404" in missing.stderr
+        # what `monitor ack` answers, in the reader's language too
+        again = await asyncio.to_thread(cli, "ack", alert_id, "--by", "Nurlan", "--lang", "ru")
+        assert again.returncode == 0, again.stderr
+        assert f"инцидент {alert_id} принят в работу: xs-a" in again.stdout
+        assert "нет данных более" in again.stdout
+        missing = await asyncio.to_thread(cli, "ack", "no-such-alert", "--lang", "kk")
+        assert missing.returncode == 1
+        assert "no-such-alert белсенді инциденті жоқ (HTTP 404)" in missing.stderr
 
         added = await asyncio.to_thread(
             cli,
@@ -95,7 +103,7 @@ async def test_cli_talks_to_a_running_instance(
         listed = await asyncio.to_thread(cli, "maintenance", "list", "--json")
         assert [w["id"] for w in json.loads(listed.stdout)["windows"]] == [window_id]
         ru = await asyncio.to_thread(cli, "maintenance", "list", "--lang", "ru")
-        assert "Окна обслуживания" in ru.stdout and "calibration" in ru.stdout
+        assert "Периоды техобслуживания" in ru.stdout and "calibration" in ru.stdout
         removed = await asyncio.to_thread(cli, "maintenance", "remove", window_id)
         assert removed.returncode == 0, removed.stderr
         talking.cancel()

@@ -17,12 +17,14 @@ import yaml
 
 from monitor import app
 from monitor.config import load_config
+from monitor.i18n import LANGUAGES
 from monitor.model import Device
 from monitor.reports.availability import availability as availability_of
 from monitor.sim import simulate as sim
 from monitor.sim.devservers import InfluxDB, Mosquitto, free_port
 from monitor.stats import Stats
 from tests.helpers import ROOT, SHIPPED_CONFIG, influx_query
+from tests.i18n_rules import english_words
 from tests.reports.history import HOUR, KINDS, T0, write_history
 
 DASHBOARDS = ROOT / "grafana" / "dashboards"
@@ -40,24 +42,37 @@ def load_generator() -> Any:
 
 
 def boards() -> dict[str, dict[str, Any]]:
-    return {p.name: json.loads(p.read_text()) for p in sorted(DASHBOARDS.glob("*.json"))}
+    """Every committed board, by its path under dashboards/ (``ru/overview.json``)."""
+    return {
+        str(p.relative_to(DASHBOARDS)): json.loads(p.read_text())
+        for p in sorted(DASHBOARDS.glob("*/*.json"))
+    }
 
 
 def test_committed_dashboards_are_what_the_generator_writes() -> None:
     rendered = load_generator().render()
-    assert set(rendered) == {p.name for p in DASHBOARDS.glob("*.json")}
+    written = {str(p.relative_to(ROOT / "grafana")) for p in (ROOT / "grafana").rglob("*.json")} | {
+        "provisioning/dashboards/dashboards.yaml"
+    }
+    assert set(rendered) == written
     for name, text in rendered.items():
-        assert (DASHBOARDS / name).read_text() == text, f"run python grafana/generate.py ({name})"
+        written_text = (ROOT / "grafana" / name).read_text()
+        assert written_text == text, f"run python grafana/generate.py ({name})"
 
 
 def test_dashboards_are_consistent() -> None:
     ds = yaml.safe_load((PROVISIONING / "datasources" / "influxdb.yaml").read_text())
     ds_uid = ds["datasources"][0]["uid"]
     provider = yaml.safe_load((PROVISIONING / "dashboards" / "dashboards.yaml").read_text())
-    assert provider["providers"][0]["options"]["path"] == "/var/lib/grafana/dashboards"
+    # a folder of boards per language, each provisioned from its own directory
+    paths = {p["options"]["path"] for p in provider["providers"]}
+    assert paths == {f"/var/lib/grafana/dashboards/{lang}" for lang in LANGUAGES}
+    assert len({p["folder"] for p in provider["providers"]}) == len(LANGUAGES)
     uids = [b["uid"] for b in boards().values()]
-    assert len(uids) == len(set(uids)) == 5
+    assert len(uids) == len(set(uids)) == 5 * len(LANGUAGES)
     for name, b in boards().items():
+        lang = name.split("/")[0]
+        assert lang in b["tags"] and b["links"][0]["tags"] == ["customs", lang], name
         ids = [p["id"] for p in b["panels"]]
         assert len(ids) == len(set(ids)), name
         defined = {v["name"] for v in b["templating"]["list"]}
@@ -69,6 +84,62 @@ def test_dashboards_are_consistent() -> None:
                 assert used <= defined, (name, p["title"], used - defined)
             g = p["gridPos"]
             assert g["x"] >= 0 and g["x"] + g["w"] <= 24, (name, p["title"])
+
+
+def test_every_language_has_the_same_queries() -> None:
+    """The Russian and Kazakh boards are the English ones in other words: the same panels
+    in the same places, asking InfluxDB the same."""
+
+    def shape(b: dict[str, Any]) -> list[Any]:
+        return (
+            [
+                (p["id"], p["type"], p["gridPos"], [t["query"] for t in p["targets"]])
+                for p in b["panels"]
+            ]
+            + [a["query"] for a in b["annotations"]["list"]]
+            + [v["query"] for v in b["templating"]["list"]]
+        )
+
+    by_name: dict[str, dict[str, list[Any]]] = {}
+    for name, b in boards().items():
+        lang, board = name.split("/")
+        by_name.setdefault(board, {})[lang] = shape(b)
+    assert len(by_name) == 5
+    for board, shapes in by_name.items():
+        assert set(shapes) == set(LANGUAGES), board
+        assert shapes["ru"] == shapes["en"] and shapes["kk"] == shapes["en"], board
+
+
+def test_localized_boards_say_nothing_in_english() -> None:
+    """Titles, descriptions, labels, mappings and renamed columns of the Russian and Kazakh
+    boards (what Grafana shows of ours) have no English word beyond ids and units."""
+    for name, b in boards().items():
+        if name.startswith("en/"):
+            continue
+        for text in said(b):
+            left = english_words(text, RULE_IDS)
+            assert not left, (name, text, left)
+
+
+RULE_IDS = {"no_data", "offline", "fault"}  # rule ids stay as they are in every language
+
+
+def said(b: dict[str, Any]) -> list[str]:
+    out = [b["title"], b["description"], b["links"][0]["title"]]
+    out += [a["name"] for a in b["annotations"]["list"]]
+    out += [v["label"] for v in b["templating"]["list"]]
+    out += [v.get("description", "") for v in b["templating"]["list"]]
+    for p in b["panels"]:
+        out += [p["title"], p["description"]]
+        for m in p["fieldConfig"]["defaults"].get("mappings", []):
+            out += [o["text"] for o in m["options"].values() if "text" in o]
+        name = p["fieldConfig"]["defaults"].get("displayName", "")
+        out.append(re.sub(r"\$\{[^}]*\}", "", name))
+        for t in p["transformations"]:
+            out += list(t["options"].get("renameByName", {}).values())
+            if t["id"] == "renameByRegex":
+                out.append(t["options"]["renamePattern"].replace("$1", ""))
+    return out
 
 
 def substitute(query: str, start_ms: int, end_ms: int, status_interval: float) -> str:
@@ -207,7 +278,8 @@ def test_template_variables_list_the_devices(
 def test_availability_panel_agrees_with_the_report(influxd: InfluxDB, database: str) -> None:
     """On the scripted hour of tests/test_report.py (15 s cadence), exactly."""
     write_history(influxd, database)
-    (panel,) = [p for p in boards()["availability.json"]["panels"] if p["title"] == "Availability"]
+    panels = boards()["en/availability.json"]["panels"]
+    (panel,) = [p for p in panels if p["title"] == "Availability"]
     q = substitute(panel["targets"][0]["query"], int(T0 * 1000), int((T0 + HOUR) * 1000) - 1, 15)
     got = {s["tags"]["device"]: s["values"][0][1] for s in influx_query(influxd.url, database, q)}
     series = influx_query(
@@ -228,7 +300,7 @@ def test_release_time_board_agrees_with_the_report(
     """The board's count and median are the report's (p90: InfluxDB rounds the rank, the
     report takes the nearest rank up; they may differ by one passage's dwell)."""
     db, start_ms, end_ms = history
-    panels = {p["title"]: p for p in boards()["release-time.json"]["panels"]}
+    panels = {p["title"]: p for p in boards()["en/release-time.json"]["panels"]}
 
     def stat(title: str) -> float:
         q = substitute(panels[title]["targets"][0]["query"], start_ms, end_ms, 1)

@@ -55,6 +55,16 @@ async def test_api_token_ack_and_maintenance(
         async with http.get("/api/alerts?state=open") as r:
             alerts = {a["device"]: a for a in (await r.json())["alerts"]}
         assert set(alerts) == {"xs-a", "xs-f"}  # recorded, but only xs-a was notified
+        # what people read, composed in ?lang= (English too); the contract's summary stays
+        assert alerts["xs-a"]["summary_text"].endswith("no data for more than 2 seconds")
+        async with http.get("/api/alerts?state=open&lang=ru") as r:
+            ru = {a["device"]: a for a in (await r.json())["alerts"]}
+        assert ru["xs-a"]["summary"] == alerts["xs-a"]["summary"]
+        assert ru["xs-a"]["summary_text"].endswith("нет данных более 2 секунд")
+        assert ru["xs-a"]["duration_phrase"].startswith("уже ")
+        async with http.get("/api/devices?lang=kk") as r:
+            kk = {d["device"]: d for d in (await r.json())["devices"]}
+        assert kk["xs-a"]["for_phrase"].endswith(" бойы")
         async with http.post(
             f"/api/alerts/{alerts['xs-a']['alert_id']}/ack",
             headers={"Authorization": "Bearer wrong"},

@@ -208,8 +208,8 @@ async def test_board_switches_language_without_a_reload_and_the_words_fit(
             await page.wait_for_selector("#alert-list li", timeout=15_000)
             await page.evaluate("window.notReloaded = true")
             for lang, title, kind, alert_words in (
-                ("ru", "Досмотровое оборудование", "Рентгеновский сканер", "нет данных уже"),
-                ("kk", "Тексеру жабдығы", "Рентгендік сканер", "бойы деректер жоқ"),
+                ("ru", "Досмотровое оборудование", "Рентгеновский сканер", "нет данных более"),
+                ("kk", "Тексеру жабдығы", "Рентгендік сканер", "астам деректер жоқ"),
             ):
                 await page.select_option("#lang", lang)
                 await page.wait_for_function(

@@ -3,10 +3,17 @@
 
 const REFRESH_MS = 3000;
 // The board's words in the chosen language (GET /api/i18n), switched without a reload.
-let T = { language: "en", words: {}, kinds: {}, states: {}, reasons: {} };
+let T = { language: "en", words: {}, kinds: {}, states: {}, reasons: {}, severities: {}, alert_states: {} };
 let lang = localStorage.getItem("monitorLang");
 
 function w(key, fallback) { return T.words[key] || fallback; }
+
+// A word beside a value is a template with the value's place in it ("%(n)s up"; Russian
+// "работают: %(n)s"): each language puts the number where it needs no agreement. Only
+// the named places are filled, with text (never markup).
+function fill(key, fallback, values) {
+  return w(key, fallback).replace(/%\((\w+)\)s/g, (all, name) => (name in values ? String(values[name]) : all));
+}
 
 function el(tag, cls, text) {
   const e = document.createElement(tag);
@@ -56,7 +63,7 @@ function renderDevices(devices) {
       tile.title = d.name ? `${d.name} (${d.device})` : d.device;
       tile.append(el("div", "id", d.device), el("div", "kind", d.name || T.kinds[d.kind] || d.kind),
                   el("div", "state", tileText(d, cls)),
-                  el("div", "for", d.for_text ? `${w("for", "for")} ${d.for_text}` : ""));
+                  el("div", "for", d.for_phrase || ""));
       tiles.append(tile);
     }
     section.append(tiles);
@@ -65,9 +72,10 @@ function renderDevices(devices) {
   main.replaceChildren(...sections);
   const summary = document.getElementById("summary");
   summary.replaceChildren(
-    el("span", "n-up", `${counts.up + counts.pending} ${w("up", "up")}`), document.createTextNode(" · "),
-    el("span", "n-down", `${counts.down} ${w("down", "down")}`), document.createTextNode(
-      counts.maintenance ? ` · ${counts.maintenance} ${w("in_maintenance", "in maintenance")}` : ""));
+    el("span", "n-up", fill("n_up", "%(n)s up", { n: counts.up + counts.pending })),
+    document.createTextNode(" · "),
+    el("span", "n-down", fill("n_down", "%(n)s down", { n: counts.down })), document.createTextNode(
+      counts.maintenance ? ` · ${fill("n_maintenance", "%(n)s in maintenance", { n: counts.maintenance })}` : ""));
   const sites = [...new Set(devices.map((d) => d.site))];
   document.getElementById("site").textContent = sites.length === 1 ? `— ${sites[0]}` : "";
 }
@@ -79,10 +87,10 @@ function renderAlerts(alerts) {
   list.replaceChildren(...alerts.map((a) => {
     const li = el("li");
     li.dataset.alert = a.alert_id;
-    li.append(el("span", `sev ${a.severity}`, a.severity),
-              el("span", "what", `${a.summary_localized || a.summary} — ${w("for", "for")} ${a.duration_text}`));
+    li.append(el("span", `sev ${a.severity}`, T.severities[a.severity] || a.severity),
+              el("span", "what", `${a.summary_text || a.summary} — ${a.duration_phrase || a.duration_text}`));
     if (a.state === "acknowledged") {
-      li.append(el("span", "acked", `${w("acknowledged_by", "acknowledged by")} ${a.acknowledged_by || "?"}`));
+      li.append(el("span", "acked", fill("acknowledged_by", "acknowledged by %(who)s", { who: a.acknowledged_by || "?" })));
     } else {
       const b = el("button", "ack", w("acknowledge", "Acknowledge"));
       b.addEventListener("click", () => acknowledge(a.alert_id));
@@ -139,10 +147,14 @@ async function refresh() {
     renderAlerts((await a.json()).alerts);
     renderRelease(await p.json());
     link.classList.remove("lost");
-    document.getElementById("updated").textContent = `${w("updated", "updated")} ${clockText()}`;
+    const updated = document.getElementById("updated");
+    updated.textContent = fill("updated", "updated %(time)s", { time: clockText() });
+    updated.title = "";
   } catch (e) {
     link.classList.add("lost");
-    document.getElementById("updated").textContent = `${w("unreachable", "monitor unreachable, retrying")} (${e.message})`;
+    const updated = document.getElementById("updated");
+    updated.textContent = w("unreachable", "monitor unreachable, trying again in a few seconds");
+    updated.title = e.message;  // the browser's words (often English): for whoever debugs it
   }
 }
 
