@@ -65,9 +65,11 @@ class TahuEdge:
         node: str,
         primary_host: str | None = None,
         client_id: str | None = None,
+        devices: dict[str, list[dict[str, Any]]] | None = None,
     ) -> None:
+        """``devices``: what its births carry (device id -> metrics), from the first one."""
         self.group, self.node = group, node
-        args = {
+        args: dict[str, Any] = {
             "url": f"mqtt://127.0.0.1:{port}",
             "group": group,
             "node": node,
@@ -75,6 +77,8 @@ class TahuEdge:
         }
         if primary_host is not None:
             args["primaryHost"] = primary_host
+        if devices is not None:
+            args["devices"] = devices
         self.events: list[Event] = []
         self._lock = threading.Lock()
         self.proc = subprocess.Popen(

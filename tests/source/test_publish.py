@@ -53,14 +53,25 @@ def source(port: int, will: bytes, words: list[str]) -> MqttSource:
     subscribed, "bye" its last words at a clean stop; ``words`` says what it was asked."""
     config = MQTT(port=port, client_id="test-host", canary={"enabled": False})  # type: ignore[arg-type]
     src = MqttSource(config, ["nothing/#"], Stats(), SystemClock())
+
+    def the_will() -> tuple[str, bytes]:
+        words.append("will")
+        return TOPIC, will
+
+    def connected() -> None:
+        words.append("connected")
+        session.publish(TOPIC, b"here", True)
+
+    def last_words() -> tuple[str, bytes]:
+        words.append("last")
+        return TOPIC, b"bye"
+
     session = src.add_host_session(
         "test-host-sparkplug",
         [TOPIC],
-        will=lambda: (words.append("will"), (TOPIC, will))[1],
-        on_connected=lambda: (
-            (words.append("connected"), session.publish(TOPIC, b"here", True)) and None
-        ),
-        last_words=lambda: (words.append("last"), (TOPIC, b"bye"))[1],
+        will=the_will,
+        on_connected=connected,
+        last_words=last_words,
     )
     return src
 

@@ -10,7 +10,7 @@
 // "hold"/"release" publish two messages in the reverse order (a clustered broker reorders
 // across topics), "skip" loses one (a seq number used and never delivered).
 //
-// argv[2]: JSON {url, group, node, clientId, primaryHost?}. stdin: one JSON command per line.
+// argv[2]: JSON {url, group, node, clientId, primaryHost?, devices?, nodeMetrics?}. stdin: one JSON command per line.
 // stdout: one JSON event per line.
 "use strict";
 
@@ -30,8 +30,8 @@ const client = sparkplug.newClient({
   mqttOptions: { reconnectPeriod: 0 },
 });
 
-let nodeMetrics = [];
-let devices = {}; // device id -> birth metrics
+let nodeMetrics = opts.nodeMetrics || [];
+let devices = opts.devices || {}; // device id -> birth metrics
 let born = false;
 let hostOnline = opts.primaryHost ? null : true; // null: no STATE seen yet
 let hostTimestamp = -1;

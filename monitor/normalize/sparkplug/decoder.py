@@ -545,13 +545,14 @@ class SparkplugDecoder:
     def _known(self, node: EdgeNode, device_id: str, m: pb.Payload.Metric) -> Known | None:
         """The metric's definition: by alias, else by this device's name (a name that its
         births did not define is taken with the datatype the message gives, if any)."""
-        if m.HasField("alias") and not m.name:
+        if m.HasField("alias"):
             known = node.aliases.get(m.alias)
             if known is not None:
                 return known
-            self.counts.unknown_aliases += 1
-            self.want_rebirth((node.group, node.node))
-            return None
+            if not m.name:
+                self.counts.unknown_aliases += 1
+                self.want_rebirth((node.group, node.node))
+                return None
         name = m.name
         if not name:
             return None
