@@ -57,7 +57,7 @@ def normalizer(clock: ManualClock | None = None, **sparkplug: object) -> Normali
             **sparkplug,
         },
     )
-    return Normalizer(config, clock)
+    return Normalizer(config, clock) if clock is not None else Normalizer(config)
 
 
 def topic(kind: str, device: str | None = None, node: str = NODE) -> str:
