@@ -113,7 +113,12 @@ def flood(seconds: float = 30.0) -> None:
     assert decoder is not None
     host = HostApplication("bench", decoder, clock, Stats(), config.sparkplug)
     sent: list[str] = []
-    host.publish = lambda topic, payload, retain, qos: sent.append(topic) or True
+
+    def publish(topic: str, payload: bytes, retain: bool, qos: int) -> bool:
+        sent.append(topic)
+        return True
+
+    host.publish = publish
     now = int(time.time() * 1000)
 
     def body(metrics: list[pb.Payload.Metric], seq: int) -> bytes:
