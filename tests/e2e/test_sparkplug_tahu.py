@@ -348,10 +348,10 @@ async def test_host_duties_state_session_and_no_canary_under_spbv10(
         # a stale offline STATE of ours (an old Will through a bridge), retained
         stale = {"online": False, "timestamp": online["timestamp"] - 1000}
         sniffer.client.publish(f"spBv1.0/STATE/{HOST}", json.dumps(stale), qos=1, retain=True)
-        await wait_for(lambda: stale in sniffer.states(), timeout=5)
-        await wait_for(lambda: sniffer.states()[-1] == online, timeout=5)  # answered
+        await wait_for(lambda: stale in sniffer.states(), timeout=15)
+        await wait_for(lambda: sniffer.states()[-1] == online, timeout=15)  # answered
         retained = Sniffer(mosquitto.port, f"spBv1.0/STATE/{HOST}")  # what a newcomer sees
-        await wait_for(lambda: retained.states(), timeout=5)
+        await wait_for(lambda: retained.states(), timeout=15)
         assert retained.states() == [online]
         retained.close()
         # a Tahu gateway that names us its primary host births at once
@@ -361,7 +361,7 @@ async def test_host_duties_state_session_and_no_canary_under_spbv10(
         # a newer offline one (an old instance's clean stop): a new session, a newer time
         newer = {"online": False, "timestamp": int(time.time() * 1000) + 500}
         sniffer.client.publish(f"spBv1.0/STATE/{HOST}", json.dumps(newer), qos=1, retain=True)
-        await wait_for(lambda: newer in sniffer.states(), timeout=5)
+        await wait_for(lambda: newer in sniffer.states(), timeout=15)
         await wait_for(
             lambda: (
                 sniffer.states()[-1]["online"] is True
@@ -375,7 +375,7 @@ async def test_host_duties_state_session_and_no_canary_under_spbv10(
         stopped_at = int(time.time() * 1000)
     # the stop's time, not the connect's (the Will's)
     with contextlib.suppress(AssertionError):
-        await wait_for(lambda: sniffer.states()[-1]["online"] is False, timeout=5)
+        await wait_for(lambda: sniffer.states()[-1]["online"] is False, timeout=15)
     last = sniffer.states()[-1]
     assert last["online"] is False and last["timestamp"] >= stopped_at, sniffer.states()
     assert sniffer.messages(lambda t: "_canary_" in t) == []
