@@ -187,12 +187,16 @@ class Connection(asyncio.Protocol):
         if self.transport is not None:
             self.transport.abort()
 
-    async def close(self, with_will: bool = False) -> None:
+    async def close(self, with_will: bool = False, broker_closes: bool = False) -> None:
         """DISCONNECT after whatever was written (acks), then close once it is flushed;
-        ``with_will``: asking the broker to publish our Will (we are going away)."""
+        ``with_will``: asking the broker to publish our Will (we are going away);
+        ``broker_closes``: leave the socket to the broker, which may still be writing to
+        us (a message of ours coming back): closed under it, its write fails before it
+        reads our DISCONNECT, and it publishes our Will after all (mosquitto does)."""
         if self.write(wire.DISCONNECT_WITH_WILL if with_will else wire.DISCONNECT_PACKET):
             assert self.transport is not None
-            self.transport.close()
+            if not broker_closes:
+                self.transport.close()
         try:
             async with asyncio.timeout(CLOSE_TIMEOUT_S):
                 await self.lost.wait()

@@ -17,6 +17,7 @@ to do once subscribed, and the last words to publish before a clean DISCONNECT.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 from collections.abc import Awaitable, Callable
 
@@ -33,6 +34,7 @@ from monitor.stats import Stats
 log = logs.get(__name__)
 
 Words = tuple[str, bytes]  # topic, payload: QoS 1, retained
+LAST_WORDS_TIMEOUT_S = 1.0  # a clean stop waits this long at most for its STATE's PUBACK
 
 
 class HostSession:
@@ -184,6 +186,11 @@ class HostSession:
             return
         if self.connected:
             topic, payload = self._last_words()
-            conn.publish(topic, payload, retain=True)
+            acked = asyncio.Event()
+            mid = conn.publish(topic, payload, retain=True)
+            conn.on_puback = lambda m, code: acked.set() if m == mid else None
+            with contextlib.suppress(TimeoutError):  # the broker has it before we go
+                async with asyncio.timeout(LAST_WORDS_TIMEOUT_S):
+                    await acked.wait()
         self.connected = False
-        await conn.close(with_will=False)
+        await conn.close(with_will=False, broker_closes=True)
