@@ -52,8 +52,11 @@ i18n: venv
 	$(BIN)/pybabel -q compile -d $(I18N)/locale -D monitor --statistics
 
 # Debian's mosquitto and influxdb, installed only when missing. No service is started:
-# tests and the demo run private servers on loopback.
-deps:
+# tests and the demo run private servers on loopback. Node.js and npm (Debian's nodejs and
+# npm, unless a node and an npm are there already) for the Eclipse Tahu edge node the
+# Sparkplug tests drive (tests/tahu: npm ci from its lock, again only when the lock changed).
+TAHU := tests/tahu
+deps: $(TAHU)/node_modules/.installed
 	@missing=""; \
 	for p in $(DEBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
@@ -61,6 +64,15 @@ deps:
 		$(SUDO) apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
+
+$(TAHU)/node_modules/.installed: $(TAHU)/package.json $(TAHU)/package-lock.json
+	@if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then \
+		echo "installing: nodejs npm"; \
+		$(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends nodejs npm; \
+	fi
+	cd $(TAHU) && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
+	touch $@
 
 lint: venv
 	$(BIN)/ruff check monitor tests bench

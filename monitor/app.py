@@ -53,7 +53,8 @@ CLOSE_RESERVE_S = 3.0
 FORCE_EXIT_AFTER_S = 5.0
 SPOOL_ALERT_FILL = 0.8
 HOUSEKEEPING_S = 3600.0
-SPARKPLUG_TICK_S = 0.5  # rebirth requests go out this soon after the gap that wants them
+SPARKPLUG_TICK_S = 0.25  # rebirth requests go out this soon after the gap that wants them
+SPARKPLUG = "spBv1.0"  # the Sparkplug B topic namespace: the host session's topics
 PASSAGES_EXPIRE_S = 60.0  # entries past max_dwell given up: a minute late at the most
 SUBSCRIPTIONS_KEY = "mqtt.subscriptions"  # what the persistent session is subscribed to
 CLOCK_KEY = "clock.mark"  # how the next start carries the monotonic clock on (clock.py)
@@ -156,7 +157,10 @@ class Parts:
     def restore(self) -> None:
         """Open alerts, maintenance windows and last-seen times from before a restart, of
         the devices this collector still owns (SPEC 5, 8): one whose data its subscriptions
-        no longer carry is another collector's now, or nobody's."""
+        no longer carry is another collector's now, or nobody's. And the Sparkplug edge
+        nodes as they were (SPEC 3.4: a death after the restart is honoured)."""
+        if self.normalizer.sparkplug is not None:
+            self.normalizer.sparkplug.restore(self.store.sparkplug_nodes())
         saved = [ds for ds in self.store.devices() if self.normalizer.owns(ds.device)]
         saved.sort(key=lambda ds: ds.last_seen or 0.0, reverse=True)  # the newest first
         self.normalizer.remember(ds.device for ds in saved)
@@ -236,9 +240,15 @@ class Parts:
     def connection_changed(self, connected: bool) -> None:
         if connected:  # a fresh grace period for every device (SPEC 5)
             self.liveness.grace_from = self.clock.monotonic()
-            if self.sparkplug is not None:
-                self.sparkplug.connected()
         self.service.poke()
+
+    def sparkplug_tick(self) -> None:
+        """The host's duties (its STATE, reorder windows, rebirth requests), and what
+        changed of the edge nodes saved for the next run."""
+        assert self.sparkplug is not None
+        assert self.normalizer.sparkplug is not None
+        self.sparkplug.tick()
+        self.store.save_sparkplug_nodes(self.normalizer.sparkplug.snapshots())
 
     def health(self) -> Health:
         """Unhealthy (503) while any reason holds; warnings do not make it so."""
@@ -251,6 +261,12 @@ class Parts:
         elif (outage := source.outage()) is not None:
             reasons.append(f"MQTT: the monitor {outage[1]}")
         reasons.extend(f"MQTT subscription {t} refused: {r}" for t, r in source.refused.items())
+        if (host := source.host) is not None:
+            if not host.connected:
+                reasons.append("the Sparkplug host session is not connected to the broker")
+            reasons.extend(
+                f"MQTT subscription {t} (Sparkplug) refused: {r}" for t, r in host.refused.items()
+            )
         warnings.extend(
             f"MQTT subscription {t} granted QoS 0: its messages are not acknowledged"
             for t in source.downgraded
@@ -279,7 +295,7 @@ class Parts:
 def build(config: Config, clock: Clock, stats: Stats) -> Parts:
     """The parts of a monitor, wired; nothing is connected yet (``serve`` does that)."""
     instance = config.instance_name
-    normalizer = Normalizer(config)
+    normalizer = Normalizer(config, clock)  # its clock read only once resumed (below)
     rulebook = RuleBook(config)
     try:
         config.state_dir.mkdir(parents=True, exist_ok=True)
@@ -312,23 +328,34 @@ def build(config: Config, clock: Clock, stats: Stats) -> Parts:
     )
     sink = SpoolingWriter(writer, spool, stats, retry_max=config.influx.retry.max)
     notifier = Notifier(store, stats, clock, channels_of(config))
-    host = None
-    if normalizer.sparkplug is not None:  # imported here: only Sparkplug configs need it
-        from monitor.normalize.sparkplug.host import HostApplication
-
-        host_id = config.sparkplug.host_id or config.mqtt.client_id
-        host = HostApplication(host_id, normalizer.sparkplug, clock, stats)
+    topics = config.mqtt.topics or normalizer.subscriptions
+    # Sparkplug's topics go to the host's own clean session, the rest to the persistent one
+    sparkplug_topics = [t for t in topics if t.split("/")[0] == SPARKPLUG]
     source = MqttSource(
         config.mqtt,
-        config.mqtt.topics or normalizer.subscriptions,
+        [t for t in topics if t.split("/")[0] != SPARKPLUG],
         stats,
         clock,
         max_payload=int(config.ingest.max_payload_bytes),
         subscribed_before=json.loads(store.get(SUBSCRIPTIONS_KEY) or "[]"),
-        will=host.will if host is not None else None,
     )
-    if host is not None:
-        host.publish = source.publish
+    host = None
+    if (decoder := normalizer.sparkplug) is not None:  # only Sparkplug configs import it
+        from monitor.normalize.sparkplug.host import HostApplication
+
+        host = HostApplication(decoder.host_id, decoder, clock, stats, config.sparkplug)
+        if not any(t in (f"{SPARKPLUG}/#", "#") for t in sparkplug_topics):
+            sparkplug_topics.append(decoder.state_topic)  # its own STATE (SPEC 3.4)
+        session = source.add_host_session(
+            config.sparkplug.client_id or f"{config.mqtt.client_id}-sparkplug",
+            sparkplug_topics,
+            will=host.will,
+            on_connected=host.connected,
+            last_words=host.last_words,
+        )
+        host.publish = session.publish
+        host.reconnect = session.reconnect
+        decoder.on_device = rulebook.by_exception  # report by exception (SPEC 3.4)
     source.on_subscribed = lambda topics: store.put(SUBSCRIPTIONS_KEY, json.dumps(topics))
     parts: Parts
     service = AlertService(
@@ -441,8 +468,10 @@ def start_tasks(tg: asyncio.TaskGroup, p: Parts) -> Tasks:
         task("monitor-stats", lambda: _every(config.stats_interval, p.points.monitor)),
         task("housekeeping", lambda: _every(HOUSEKEEPING_S, p.housekeeping)),
     ]
-    if (host := p.sparkplug) is not None:
-        background.append(task("sparkplug-host", lambda: _every(SPARKPLUG_TICK_S, host.tick)))
+    if p.sparkplug is not None:
+        background.append(
+            task("sparkplug-host", lambda: _every(SPARKPLUG_TICK_S, p.sparkplug_tick))
+        )
     if (passages := p.passages) is not None:
         expire = lambda: p.points.passages(passages.expire())  # noqa: E731
         background.append(task("passages", lambda: _every(PASSAGES_EXPIRE_S, expire)))

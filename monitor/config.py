@@ -490,6 +490,9 @@ class SparkplugGroup(Section):
     area: Name | None = None
     kind: Kind | None = None
     fields: dict[str, FieldMap] = {}  # metric name -> canonical, over sparkplug.fields
+    # Sparkplug reports by exception: a born device is alive however quiet (SPEC 3.4), so
+    # no_data applies to this group's devices only when set here (or in their entry).
+    no_data_timeout: Interval | None = None
 
 
 class Sparkplug(Section):
@@ -497,8 +500,18 @@ class Sparkplug(Section):
 
     enabled: bool = False
     host_id: str | None = None  # spBv1.0/STATE/{host_id}; default: mqtt.client_id
+    # The host's own MQTT session (Clean Start, expiry 0, its STATE as Will), beside the
+    # persistent one: default "<mqtt.client_id>-sparkplug".
+    client_id: str | None = Field(None, min_length=1, max_length=128)
     groups: dict[str, SparkplugGroup] = {}  # subscribed to; none: every group
     rebirth: bool = True  # ask a node to rebirth on a seq gap or an unknown alias
+    # A seq gap not filled within this asks for a rebirth (clustered brokers reorder
+    # across topics); 0: at once.
+    reorder_timeout: Duration = Field(2.0, ge=0)
+    rebirth_interval: Interval = 30.0  # at most one rebirth request per node in this long
+    rebirth_rate: float = Field(10.0, gt=0)  # rebirth requests per second, all nodes together
+    max_nodes: int = Field(1000, ge=1)  # edge nodes known; a new one beyond: too_many_nodes
+    max_metrics: int = Field(100_000, ge=1)  # metric definitions (device, name), all nodes
     fields: dict[str, FieldMap] = {}  # metric name -> canonical metric (as in profiles)
     unmapped: Literal["keep", "drop"] = "keep"
 

@@ -183,6 +183,9 @@ class Reading:
     event_type: str | None = None
     retained: bool = False  # a retained status is old news: it must not count as "seen"
     clock_skew: bool = False  # the device's timestamp was in the future and was replaced
+    # Written at its own time, but no live state (Sparkplug store-and-forward, SPEC 3.4):
+    # not the device's state, not a threshold's timer, not its liveness.
+    historical: bool = False
 
 
 # SPEC 5 and 6: what a maintenance window may be, wherever it comes from (the config, the

@@ -46,6 +46,16 @@ class Stats:
     sparkplug_skipped_metrics: int = 0  # null, unsupported type, UInt64 beyond int64
     sparkplug_stale_deaths: int = 0  # NDEATHs of an earlier session, ignored
     sparkplug_rebirths_sent: int = 0
+    sparkplug_reordered: int = 0  # messages that came late and filled a seq gap in time
+    sparkplug_invalid_names: int = 0  # metric names that are not UTF-8, skipped
+    sparkplug_invalid_states: int = 0  # state values that are no canonical state, skipped
+    sparkplug_transient_metrics: int = 0  # is_transient metrics, not written
+    sparkplug_too_old: int = 0  # historical metrics older than ingest.max_age, dropped
+    sparkplug_too_many_metrics: int = 0  # metric definitions beyond sparkplug.max_metrics
+    sparkplug_rebirths_dropped: int = 0  # rebirth wishes beyond sparkplug.max_nodes waiting
+    sparkplug_state_reasserted: int = 0  # our own offline STATE answered while running
+    sparkplug_nodes: int = 0  # edge nodes known (a gauge)
+    sparkplug_session_connected: bool = False  # the host's own MQTT session
     # write latency of the batches since the last `monitor` point
     _latency_sum_ms: float = 0.0
     _latency_n: int = 0

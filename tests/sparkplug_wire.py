@@ -41,11 +41,19 @@ class Metric:
     alias: int | None = None
     timestamp: int | None = None
     historical: bool = False
+    transient: bool = False
     null: bool = False
+    # the value's field where an encoder puts it elsewhere than the usual one: "long"
+    # (Tahu's Java and JavaScript encoders: UInt32 in long_value), "int"; raw bytes: a name
+    # that is not UTF-8
+    field: str | None = None
+    raw_name: bytes | None = None
 
     def encode(self) -> bytes:
         out = b""
-        if self.name is not None:
+        if self.raw_name is not None:
+            out += length_delimited(1, self.raw_name)
+        elif self.name is not None:
             out += length_delimited(1, self.name.encode())
         if self.alias is not None:
             out += key(2, 0) + varint(self.alias)
@@ -55,11 +63,16 @@ class Metric:
             out += key(4, 0) + varint(self.datatype)
         if self.historical:
             out += key(5, 0) + varint(1)
+        if self.transient:
+            out += key(6, 0) + varint(1)
         if self.null:
             return out + key(7, 0) + varint(1)
         dt, v = self.datatype, self.value
         if v is None:
             return out
+        if self.field is not None:
+            assert isinstance(v, int)
+            return out + key({"int": 10, "long": 11}[self.field], 0) + varint(v % (1 << 64))
         if dt in (INT8, INT16, INT32):  # two's complement at the type's width, in uint32
             bits = {INT8: 8, INT16: 16, INT32: 32}[dt]
             assert isinstance(v, int)

@@ -436,6 +436,8 @@ class AlertEngine:
             if ds.device.site != site:
                 continue
             timeout = self.settings_of(ds.device).no_data_timeout
+            if timeout is None:
+                continue  # reports by exception: its quiet is no silence (SPEC 3.4)
             last = ds.last_seen if ds.last_seen is not None else grace_from
             if last < began - timeout and rules.silent_for(ds, grace_from, now) >= timeout:
                 continue  # its own outage, from before this one

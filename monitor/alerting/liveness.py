@@ -36,9 +36,14 @@ def device_status(
         return False, State.OFFLINE.value, "offline"
     if ds.state == State.FAULT:
         return False, State.FAULT.value, "fault"
-    if ds.last_seen is None and now - grace_from < rules.no_data_timeout:
+    timeout = rules.no_data_timeout
+    if timeout is None:  # quiet is alive (a born Sparkplug device): up once heard
+        if ds.last_seen is None:
+            return None
+        return True, ds.state or State.READY.value, "ok"
+    if ds.last_seen is None and now - grace_from < timeout:
         return None
-    if now - max(ds.last_seen or grace_from, grace_from) >= rules.no_data_timeout:
+    if now - max(ds.last_seen or grace_from, grace_from) >= timeout:
         return False, State.OFFLINE.value, "no_data"
     if ds.last_seen is None or ds.last_seen < grace_from:
         return None  # seen before a restart, not since: unknown until it speaks or times out
@@ -89,6 +94,8 @@ class Liveness:
 
     def observe(self, reading: Reading, received: float) -> bool:
         """Update from one message; True when the device's state changed (rules care)."""
+        if reading.historical:  # store-and-forward: its time is past, it says nothing of now
+            return False
         device = reading.device
         ds = self.devices.get(device.key)
         if ds is None:
@@ -169,8 +176,9 @@ class Liveness:
         ds = self.devices[key]
         rules = self._rules_of(ds.device)
         silent = now - max(ds.last_seen or self.grace_from, self.grace_from)
+        half = (rules.no_data_timeout or 0.0) / 2
         return [
             c.rule
             for c in conditions(ds, rules, self.grace_from)
-            if c.fires_at > now and (c.rule != NO_DATA or silent >= rules.no_data_timeout / 2)
+            if c.fires_at > now and (c.rule != NO_DATA or silent >= half)
         ]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import operator
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from monitor import durations
@@ -68,7 +68,8 @@ class Threshold:
 
 @dataclass(frozen=True, slots=True)
 class RuleSettings:
-    no_data_timeout: float
+    # None: no_data does not apply (a born Sparkplug device reports by exception, SPEC 3.4)
+    no_data_timeout: float | None
     fault_for: float
     offline_for: float
     severity: str
@@ -162,7 +163,8 @@ def conditions(ds: DeviceState, rules: RuleSettings, grace_from: float) -> list[
                 {"code": ds.code},
             )
         )
-    if not out or out[0].rule != OFFLINE:  # offline already explains the silence
+    if rules.no_data_timeout is not None and (not out or out[0].rule != OFFLINE):
+        # (offline already explains the silence)
         silent_from = max(ds.last_seen or grace_from, grace_from)
         out.append(
             Condition(
@@ -221,6 +223,12 @@ class RuleBook:
     def __init__(self, config: Config) -> None:
         self._by_kind = {kind: self._for_kind(config, kind) for kind in DEFAULT_NO_DATA_TIMEOUT}
         self._by_device: dict[DeviceKey, RuleSettings] = {}
+        # Born Sparkplug devices (SPEC 3.4): no_data only as their entry or group sets it.
+        self._quiet: dict[DeviceKey, RuleSettings] = {}
+        self._explicit = {
+            (e.site, e.id): e.no_data_timeout for e in config.devices if e.no_data_timeout
+        }
+        self._group_timeouts = {g: v.no_data_timeout for g, v in config.sparkplug.groups.items()}
         for entry in config.devices:
             base = self._by_kind[entry.kind]
             self._by_device[(entry.site, entry.id)] = RuleSettings(
@@ -245,7 +253,21 @@ class RuleBook:
         )
 
     def __call__(self, device: Device) -> RuleSettings:
-        return self._by_device.get(device.key) or self._by_kind[device.kind]
+        key = device.key
+        return self._quiet.get(key) or self._by_device.get(key) or self._by_kind[device.kind]
+
+    def by_exception(self, device: Device, group: str, born: bool) -> None:
+        """A Sparkplug device born (it reports by exception: quiet is alive, so no_data
+        applies only as its registry entry or its group sets it) or dead (its death says it
+        is offline; until born again no_data applies as to any device)."""
+        key = device.key
+        if not born:
+            self._quiet.pop(key, None)
+            return
+        base = self._by_device.get(key) or self._by_kind[device.kind]
+        explicit = self._explicit.get(key)
+        timeout = explicit if explicit is not None else self._group_timeouts.get(group)
+        self._quiet[key] = replace(base, no_data_timeout=timeout)
 
 
 def _thresholds(entries: list[ThresholdRule]) -> tuple[Threshold, ...]:

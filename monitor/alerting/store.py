@@ -49,13 +49,16 @@ CREATE TABLE IF NOT EXISTS deliveries (
     event TEXT NOT NULL, channel TEXT NOT NULL, ok INTEGER NOT NULL, error TEXT);
 CREATE INDEX IF NOT EXISTS deliveries_alert ON deliveries (alert_id);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS sparkplug_nodes (
+    grp TEXT NOT NULL, node TEXT NOT NULL, data TEXT NOT NULL, PRIMARY KEY (grp, node));
 """
 
 # PRAGMA user_version of state.db: 0, a monitor before versions (devices keyed by id
 # alone); 1, devices keyed by (site, id) (SPEC 2); 2, the outbox counts the tries refused
-# for their content. Each step below migrates from the one before it; a store newer than
+# for their content; 3, the Sparkplug edge nodes (SPEC 3.4: their birth's bdSeq and devices
+# survive a restart). Each step below migrates from the one before it; a store newer than
 # this monitor is refused, not overwritten.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 
 def _columns(db: sqlite3.Connection, table: str) -> set[str]:
@@ -88,9 +91,17 @@ def _outbox_refusals(db: sqlite3.Connection) -> None:
         db.execute("ALTER TABLE outbox ADD COLUMN refused INTEGER NOT NULL DEFAULT 0")
 
 
+def _sparkplug_nodes(db: sqlite3.Connection) -> None:
+    db.execute(
+        "CREATE TABLE IF NOT EXISTS sparkplug_nodes (grp TEXT NOT NULL, node TEXT NOT NULL,"
+        " data TEXT NOT NULL, PRIMARY KEY (grp, node))"
+    )
+
+
 MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {
     1: _devices_by_site,
     2: _outbox_refusals,
+    3: _sparkplug_nodes,
 }
 
 _DEVICE_FIELDS = ("last_seen", "state", "state_since", "online", "offline_since", "code")
@@ -135,6 +146,7 @@ class Store(Resource):
         self._refused: Counter[int] = Counter()
         self._deliveries: deque[_Delivery] = deque(maxlen=1000)
         self._meta: dict[str, str] = {}
+        self._nodes: dict[tuple[str, str], str | None] = {}  # Sparkplug; None: forgotten
         self._next_temp = -1
         self._skipped_windows: set[str] = set()  # rows said once: not a window we can keep
         self._open_db()
@@ -180,6 +192,7 @@ class Store(Resource):
             + len(self._attempts)
             + len(self._refused)
             + len(self._meta)
+            + len(self._nodes)
         )
 
     async def aclose(self) -> None:
@@ -226,6 +239,7 @@ class Store(Resource):
         self._refused.clear()
         self._deliveries.clear()
         self._meta.clear()
+        self._nodes.clear()
         if self.problem is not None:
             log.info("store.recovered", path=str(self.path))
             self.problem = None
@@ -280,6 +294,14 @@ class Store(Resource):
             [(at, a, e, c, int(ok), err) for at, a, e, c, ok, err in self._deliveries],
         )
         db.executemany("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", self._meta.items())
+        db.executemany(
+            "INSERT OR REPLACE INTO sparkplug_nodes (grp, node, data) VALUES (?, ?, ?)",
+            [(g, n, data) for (g, n), data in self._nodes.items() if data is not None],
+        )
+        db.executemany(
+            "DELETE FROM sparkplug_nodes WHERE grp = ? AND node = ?",
+            [key for key, data in self._nodes.items() if data is None],
+        )
         return written
 
     def _read(self, sql: str, params: Iterable[Any] = ()) -> list[Any]:
@@ -465,6 +487,25 @@ class Store(Resource):
             (at, e, c, int(ok), err) for at, a, e, c, ok, err in self._deliveries if a == alert_id
         ]
         return [dict(zip(("at", "event", "channel", "ok", "error"), r, strict=True)) for r in rows]
+
+    # -- Sparkplug edge nodes (SPEC 3.4) --
+
+    def save_sparkplug_nodes(self, nodes: Iterable[tuple[str, str, str | None]]) -> None:
+        """(group, node, snapshot, or None: forgotten); bounded by sparkplug.max_nodes."""
+        changed = False
+        for group, node, data in nodes:
+            self._nodes[(group, node)] = data
+            changed = True
+        if changed:
+            self._bound(self._nodes, "sparkplug nodes")
+            self.flush()
+
+    def sparkplug_nodes(self) -> list[tuple[str, str, str]]:
+        raw = {
+            (r[0], r[1]): r[2] for r in self._read("SELECT grp, node, data FROM sparkplug_nodes")
+        }
+        raw.update(self._nodes)
+        return [(g, n, data) for (g, n), data in raw.items() if data is not None]
 
     # -- small facts of other parts (e.g. what the MQTT session is subscribed to) --
 

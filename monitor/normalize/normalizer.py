@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Literal
 
+from monitor.clock import Clock
 from monitor.config import CANONICAL_ROUTE, SPARKPLUG_ROUTE, Config, SparkplugGroup
 from monitor.model import Device, DeviceKey, Reading
 from monitor.normalize import canonical
@@ -35,7 +36,7 @@ Route = tuple[TopicPattern, Decoder]
 class Normalizer:
     """Compiled from a Config once; ``normalize`` is pure and never raises on input."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, clock: Clock | None = None) -> None:
         self._max_payload = int(config.ingest.max_payload_bytes)
         self._max_age_ms = int(config.ingest.max_age * 1000)
         self._max_skew_ms = int(config.ingest.max_clock_skew * 1000)
@@ -75,7 +76,8 @@ class Normalizer:
         if config.sparkplug.enabled:  # protobuf is imported only by configs that speak it
             from monitor.normalize.sparkplug.decoder import SparkplugDecoder
 
-            self.sparkplug = SparkplugDecoder(config.sparkplug, devices, plates)
+            host_id = config.sparkplug.host_id or config.mqtt.client_id
+            self.sparkplug = SparkplugDecoder(config.sparkplug, devices, plates, host_id, clock)
 
     def owns(self, device: Device) -> bool:
         """Whether this collector's subscriptions may carry the device's data: a device
@@ -132,8 +134,13 @@ class Normalizer:
             try:
                 self._check_age(reading, received_ms)
             except Reject:
-                self.sparkplug.counts.too_old += 1  # a historical metric beyond max_age
-                continue
+                if reading.channel == "status":
+                    # a birth or a death takes effect when received, whatever its payload's
+                    # time says (an NDEATH's is its Will's, made at connect: SPEC 3.4)
+                    reading.ts_ms = None
+                else:
+                    self.sparkplug.counts.too_old += 1  # a historical metric beyond max_age
+                    continue
             fresh.append(reading)
         return fresh
 
@@ -157,7 +164,7 @@ class Ownership:
     topics, by each vendor profile that fits it (its kind, its site) and by Sparkplug; an
     entry's ``profile`` says which one it really speaks."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, clock: Clock | None = None) -> None:
         self._filters = config.mqtt.topics  # None: one collector, every device its own
         self._canonical = TopicPattern.compile(canonical.TOPIC) if config.canonical else None
         self._profiles = {

@@ -26,6 +26,7 @@ REASONS: dict[str, str] = {
     "device_mismatch": "the message's kind contradicts the registered (or discovered) kind",
     "invalid_event": "event without a valid type",
     "malformed_sparkplug": "Sparkplug B payload is not a Tahu protobuf (or a birth lacks bdSeq)",
+    "too_many_nodes": "a new Sparkplug edge node beyond sparkplug.max_nodes",
     "influx_rejected": "InfluxDB refused the point (e.g. a field type conflict)",
     "internal_error": "the monitor failed on this message (a bug: see the log once)",
 }

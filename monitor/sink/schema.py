@@ -223,6 +223,15 @@ def monitor_line(instance: str, stats: Stats, latency_ms: float | None, ts_us: i
         "sparkplug_skipped_metrics": stats.sparkplug_skipped_metrics,
         "sparkplug_stale_deaths": stats.sparkplug_stale_deaths,
         "sparkplug_rebirths_sent": stats.sparkplug_rebirths_sent,
+        "sparkplug_reordered": stats.sparkplug_reordered,
+        "sparkplug_invalid_names": stats.sparkplug_invalid_names,
+        "sparkplug_invalid_states": stats.sparkplug_invalid_states,
+        "sparkplug_transient_metrics": stats.sparkplug_transient_metrics,
+        "sparkplug_too_old": stats.sparkplug_too_old,
+        "sparkplug_too_many_metrics": stats.sparkplug_too_many_metrics,
+        "sparkplug_rebirths_dropped": stats.sparkplug_rebirths_dropped,
+        "sparkplug_state_reasserted": stats.sparkplug_state_reasserted,
+        "sparkplug_nodes": stats.sparkplug_nodes,
     }
     if latency_ms is not None:
         fields["write_latency_ms"] = float(latency_ms)

@@ -20,6 +20,7 @@ later from every device falling silent (the ACL line it needs is in the README).
 from __future__ import annotations
 
 LEVEL = "_canary_"
+SPARKPLUG = "spBv1.0"  # nothing of ours is published under it but the host's STATE
 
 
 def canary_topic(topic_filter: str) -> str | None:
@@ -28,6 +29,8 @@ def canary_topic(topic_filter: str) -> str | None:
     levels = topic_filter.split("/")
     if "+" not in levels and "#" not in levels:
         return None
+    if levels[0] == SPARKPLUG:
+        return None  # every Sparkplug host there would read our bytes (SPEC 3.4)
     return "/".join(LEVEL if level in ("+", "#") else level for level in levels)
 
 

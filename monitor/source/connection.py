@@ -171,8 +171,11 @@ class Connection(asyncio.Protocol):
         self.transport.write(data)
         return True
 
-    def publish(self, topic: str, payload: bytes, retain: bool = False) -> int:
-        """Publish at QoS 1; the packet id, which the PUBACK brings back."""
+    def publish(self, topic: str, payload: bytes, retain: bool = False, qos: int = 1) -> int:
+        """Publish at QoS 1 (the packet id, which the PUBACK brings back) or 0 (0)."""
+        if not qos:
+            self.write(wire.publish(topic, payload, 0, retain, qos=0))
+            return 0
         self._next_mid = self._next_mid % 65535 + 1
         self.write(wire.publish(topic, payload, self._next_mid, retain))
         return self._next_mid
@@ -187,17 +190,42 @@ class Connection(asyncio.Protocol):
         if self.transport is not None:
             self.transport.abort()
 
-    async def close(self, with_will: bool = False) -> None:
+    async def close(self, with_will: bool = False, broker_closes: bool = False) -> None:
         """DISCONNECT after whatever was written (acks), then close once it is flushed;
-        ``with_will``: asking the broker to publish our Will (we are going away)."""
+        ``with_will``: asking the broker to publish our Will (we are going away);
+        ``broker_closes``: leave the socket to the broker, which may still be writing to
+        us (a message of ours coming back): closed under it, its write fails before it
+        reads our DISCONNECT, and it publishes our Will after all (mosquitto does)."""
         if self.write(wire.DISCONNECT_WITH_WILL if with_will else wire.DISCONNECT_PACKET):
             assert self.transport is not None
-            self.transport.close()
+            if not broker_closes:
+                self.transport.close()
         try:
             async with asyncio.timeout(CLOSE_TIMEOUT_S):
                 await self.lost.wait()
         except TimeoutError:
             self.abort()
+
+
+async def keep_alive(conn: Connection, keepalive: float) -> None:
+    """PINGREQ every half keepalive; drop a connection silent for 1.5 keepalives."""
+    if keepalive <= 0:
+        await conn.lost.wait()
+        return
+    loop = asyncio.get_running_loop()
+    while not conn.lost.is_set():
+        try:
+            async with asyncio.timeout(keepalive / 2):
+                await conn.lost.wait()
+        except TimeoutError:
+            pass
+        if conn.lost.is_set():
+            return
+        if not conn.paused and loop.time() - conn.last_received > keepalive * 1.5:
+            log.warning("mqtt.keepalive_timeout", silent_for_s=round(keepalive * 1.5, 1))
+            conn.abort()
+            continue
+        conn.write(wire.PINGREQ_PACKET)
 
 
 def fail(future: asyncio.Future[Any], error: BrokerError) -> None:

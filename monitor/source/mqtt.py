@@ -34,7 +34,8 @@ from monitor.errors import BrokerError
 from monitor.lifecycle import Resource
 from monitor.source import wire
 from monitor.source.canary import Canary
-from monitor.source.connection import REPLY_TIMEOUT_S, Connection, reply
+from monitor.source.connection import REPLY_TIMEOUT_S, Connection, keep_alive, reply
+from monitor.source.host_session import HostSession, Words
 from monitor.source.inbox import Inbox
 from monitor.source.wire import Message
 from monitor.stats import Stats
@@ -69,12 +70,8 @@ class MqttSource(Resource):
         subscribed_before: Sequence[str] = (),
         inbox_max_bytes: int = 64 * 1024 * 1024,
         rng: random.Random | None = None,
-        will: Callable[[], tuple[str, bytes]] | None = None,
     ) -> None:
         self._config = config
-        # The Will of each connection (topic, payload: QoS 1, retained), asked for anew at
-        # every CONNECT; also published at a stop (DISCONNECT with reason 0x04).
-        self._will = will
         # A PUBLISH longer than its payload limit plus the longest topic and some
         # properties is skipped as it streams in (the normalizer rejects the ones between).
         self._limit = (
@@ -109,6 +106,39 @@ class MqttSource(Resource):
         self._deaf = False  # outage() says: nothing heard (or the canary did not come back)
         self._listening = False  # outage() says: nothing heard yet on this connection
         self._connected_at = clock.monotonic()
+        self.host: HostSession | None = None  # a Sparkplug host's own session (SPEC 3.4)
+
+    def add_host_session(
+        self,
+        client_id: str,
+        subscriptions: list[str],
+        *,
+        will: Callable[[], Words],
+        on_connected: Callable[[], None],
+        last_words: Callable[[], Words],
+    ) -> HostSession:
+        """A second connection with a clean session of its own, into the same inbox."""
+        self.host = HostSession(
+            self._config,
+            client_id,
+            subscriptions,
+            self._inbox,
+            self._stats,
+            self._clock,
+            will=will,
+            on_connected=on_connected,
+            last_words=last_words,
+            open_connection=self._open,
+            next_generation=self._next_generation,
+            limit=self._limit,
+            rng=self._rng,
+        )
+        return self.host
+
+    def _next_generation(self) -> int:
+        """Generations are unique across both connections: an ack finds its own."""
+        self._generation += 1
+        return self._generation
 
     # -- lifecycle --
 
@@ -121,14 +151,25 @@ class MqttSource(Resource):
 
     async def aclose(self) -> None:
         self._inbox.close()
+        if self.host is not None:
+            await self.host.close()  # its offline STATE, then its DISCONNECT
         if self._conn is not None:
             # the DISCONNECT goes after any acks already written
-            await self._conn.close(with_will=self._will is not None)
+            await self._conn.close()
         self._set_disconnected()
 
     # -- the connection loop --
 
     async def run(self) -> None:
+        """Both sessions (the host's if there is one), until cancelled."""
+        if self.host is None:
+            await self._run()
+            return
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(self.host.run(), name="sparkplug-session")
+            await self._run()
+
+    async def _run(self) -> None:
         """Connect, stay connected, reconnect with jittered backoff; until cancelled."""
         cfg = self._config
         attempt = 0
@@ -154,7 +195,7 @@ class MqttSource(Resource):
                 continue
             attempt, last_error = 0, ""
             async with asyncio.TaskGroup() as tg:  # both end with the connection
-                tg.create_task(self._keep_alive(conn, keepalive), name="mqtt-keepalive")
+                tg.create_task(keep_alive(conn, keepalive), name="mqtt-keepalive")
                 tg.create_task(self._sing(conn), name="mqtt-canary")
             self._set_disconnected()
             log.warning(
@@ -193,9 +234,12 @@ class MqttSource(Resource):
 
     async def _connect(self) -> tuple[Connection, float]:
         cfg = self._config
-        self._generation += 1
         conn = Connection(
-            self._generation, self._clock, self._inbox, asyncio.get_running_loop(), self._limit
+            self._next_generation(),
+            self._clock,
+            self._inbox,
+            asyncio.get_running_loop(),
+            self._limit,
         )
         await self._open(conn)
         self._conn = conn
@@ -208,7 +252,6 @@ class MqttSource(Resource):
                 receive_maximum=cfg.receive_maximum,
                 username=cfg.username,
                 password=password,
-                will=self._will() if self._will is not None else None,
             )
         )
         connack = await reply(conn, conn.connack, "CONNACK")
@@ -388,29 +431,11 @@ class MqttSource(Resource):
     def canary_refused(self) -> str | None:
         return None if self._canary is None else self._canary.refused
 
-    async def _keep_alive(self, conn: Connection, keepalive: float) -> None:
-        """PINGREQ every half keepalive; drop a connection silent for 1.5 keepalives."""
-        if keepalive <= 0:
-            await conn.lost.wait()
-            return
-        loop = asyncio.get_running_loop()
-        while not conn.lost.is_set():
-            try:
-                async with asyncio.timeout(keepalive / 2):
-                    await conn.lost.wait()
-            except TimeoutError:
-                pass
-            if conn.lost.is_set():
-                return
-            if not conn.paused and loop.time() - conn.last_received > keepalive * 1.5:
-                log.warning("mqtt.keepalive_timeout", silent_for_s=round(keepalive * 1.5, 1))
-                conn.abort()
-                continue
-            conn.write(wire.PINGREQ_PACKET)
-
     def _resume(self) -> None:
         if self._conn is not None:
             self._conn.resume()
+        if self.host is not None:
+            self.host.resume()
 
     def drop(self) -> None:
         """Drop the connection (the loop makes a new one): the broker then delivers again
@@ -443,6 +468,10 @@ class MqttSource(Resource):
     def ack(self, messages: list[Message]) -> None:
         """PUBACK these messages, in the order given (the order they arrived)."""
         conn = self._conn
+        host = self.host
+        if host is not None and host.conn is not None:  # acks go where their messages came
+            generation = host.conn.generation
+            host.ack([m.mid for m in messages if m.qos and m.generation == generation], generation)
         if conn is None or conn.lost.is_set():
             return
         generation = conn.generation

@@ -149,10 +149,11 @@ def unsubscribe(mid: int, topics: list[str]) -> bytes:
     return packet(UNSUBSCRIBE << 4 | 0x02, body)
 
 
-def publish(topic: str, payload: bytes, mid: int, retain: bool = False) -> bytes:
-    """A QoS 1 PUBLISH without properties."""
-    first = PUBLISH << 4 | 0x02 | (0x01 if retain else 0)
-    return packet(first, _utf8(topic) + _U16.pack(mid) + b"\x00" + payload)
+def publish(topic: str, payload: bytes, mid: int, retain: bool = False, qos: int = 1) -> bytes:
+    """A PUBLISH without properties, QoS 1 (``mid`` its packet id) or QoS 0 (none)."""
+    first = PUBLISH << 4 | (0x02 if qos else 0) | (0x01 if retain else 0)
+    packet_id = _U16.pack(mid) if qos else b""
+    return packet(first, _utf8(topic) + packet_id + b"\x00" + payload)
 
 
 def pubacks(mids: list[int]) -> bytes:

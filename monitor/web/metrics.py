@@ -72,6 +72,46 @@ class _StatsCollector:
             ("sparkplug_skipped_metrics", s.sparkplug_skipped_metrics, "null or unsupported"),
             ("sparkplug_stale_deaths", s.sparkplug_stale_deaths, "NDEATHs of old sessions"),
             ("sparkplug_rebirths_sent", s.sparkplug_rebirths_sent, "rebirth requests sent"),
+            (
+                "sparkplug_reordered",
+                s.sparkplug_reordered,
+                "messages that came late and filled a seq gap in time",
+            ),
+            (
+                "sparkplug_invalid_names",
+                s.sparkplug_invalid_names,
+                "metric names that are not UTF-8, skipped",
+            ),
+            (
+                "sparkplug_invalid_states",
+                s.sparkplug_invalid_states,
+                "state values that are no canonical state, skipped",
+            ),
+            (
+                "sparkplug_transient_metrics",
+                s.sparkplug_transient_metrics,
+                "is_transient metrics, not written",
+            ),
+            (
+                "sparkplug_too_old",
+                s.sparkplug_too_old,
+                "historical metrics older than ingest.max_age, dropped",
+            ),
+            (
+                "sparkplug_too_many_metrics",
+                s.sparkplug_too_many_metrics,
+                "metric definitions beyond sparkplug.max_metrics",
+            ),
+            (
+                "sparkplug_rebirths_dropped",
+                s.sparkplug_rebirths_dropped,
+                "rebirth wishes beyond sparkplug.max_nodes waiting",
+            ),
+            (
+                "sparkplug_state_reasserted",
+                s.sparkplug_state_reasserted,
+                "our own offline STATE answered while running",
+            ),
         ):
             yield CounterMetricFamily(f"monitor_{name}", doc, value=value)
         rejected = CounterMetricFamily(

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from monitor.alerting.rules import RuleBook, Threshold
+from monitor.alerting.rules import DeviceState, RuleBook, Threshold, conditions
 from monitor.config import load_config
 from monitor.model import Device
 
@@ -54,3 +54,36 @@ def test_threshold_expressions(expr: str, ok: bool) -> None:
     else:
         with pytest.raises(ValueError, match="metric"):
             Threshold.parse("t", expr, 0, "warning")
+
+
+def test_a_born_sparkplug_device_has_no_data_only_as_its_entry_or_group_says() -> None:
+    """SPEC 3.4 (issue 20.3): report by exception."""
+    from monitor.config import Config
+
+    config = Config(
+        devices=[
+            {"id": "xs-1", "kind": "xray_scanner", "site": "aktau", "area": "a"},
+            {
+                "id": "xs-2",
+                "kind": "xray_scanner",
+                "site": "aktau",
+                "area": "a",
+                "no_data_timeout": "5m",
+            },
+        ],
+        sparkplug={"enabled": True, "groups": {"g": {}, "h": {"no_data_timeout": "2m"}}},
+    )
+    book = RuleBook(config)
+    xs1 = Device("xs-1", "xray_scanner", "aktau", "a")
+    xs2 = Device("xs-2", "xray_scanner", "aktau", "a")
+    assert book(xs1).no_data_timeout == 60.0  # not born yet: as any device
+    book.by_exception(xs1, "g", True)
+    book.by_exception(xs2, "g", True)
+    assert (book(xs1).no_data_timeout, book(xs2).no_data_timeout) == (None, 300.0)
+    book.by_exception(xs1, "h", True)
+    assert book(xs1).no_data_timeout == 120.0
+    book.by_exception(xs1, "h", False)  # dead: offline says it; born again, quiet again
+    assert book(xs1).no_data_timeout == 60.0
+    ds = DeviceState(xs1, last_seen=0.0)
+    book.by_exception(xs1, "g", True)
+    assert [c.rule for c in conditions(ds, book(xs1), 0.0)] == []

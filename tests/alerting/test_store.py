@@ -4,13 +4,14 @@ of it is written and nothing is delivered twice."""
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 import pytest
 
 from monitor.alerting.engine import Alert, Window
 from monitor.alerting.rules import DeviceState
-from monitor.alerting.store import MIGRATIONS, Store
+from monitor.alerting.store import MIGRATIONS, SCHEMA, SCHEMA_VERSION, Store
 from monitor.model import Device
 from tests.helpers import ManualClock, SmallDisk
 
@@ -155,3 +156,25 @@ def test_migrating_drops_what_it_cannot_carry_and_refuses_what_it_cannot_read(
         Store(bad, ManualClock(T0))
     tables = sqlite3.connect(bad).execute("SELECT name FROM sqlite_master").fetchall()
     assert tables == [("devices",)]  # nothing of the failed step left behind
+
+
+def test_a_schema_2_store_gains_the_sparkplug_nodes_and_keeps_them(tmp_path: Path) -> None:
+    """Schema 3 (issue 20.9): the Sparkplug edge nodes, migrated into a store of schema 2."""
+    path = tmp_path / "state.db"
+    db = sqlite3.connect(path)
+    db.executescript(SCHEMA.split("CREATE TABLE IF NOT EXISTS sparkplug_nodes")[0])
+    db.execute("PRAGMA user_version = 2")
+    db.execute("INSERT INTO meta VALUES ('mqtt.subscriptions', '[]')")
+    db.commit()
+    db.close()
+    store = Store(path)
+    assert store.get("mqtt.subscriptions") == "[]"  # what it had is kept
+    assert store.sparkplug_nodes() == []
+    store.save_sparkplug_nodes([("plc", "gw-1", '{"born": true}'), ("plc", "gw-2", "{}")])
+    store.save_sparkplug_nodes([("plc", "gw-2", None)])  # forgotten
+    store.close()
+    again = Store(path)
+    assert again.sparkplug_nodes() == [("plc", "gw-1", '{"born": true}')]
+    version = sqlite3.connect(path).execute("PRAGMA user_version").fetchone()
+    assert version == (SCHEMA_VERSION,) == (3,)
+    again.close()
