@@ -55,6 +55,8 @@ def _package_of(name: str) -> str:
 
 
 def _imports(source: str) -> set[str]:
+    """What a module imports, anywhere in it (a function's import and one under
+    TYPE_CHECKING included)."""
     found: set[str] = set()
     for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.Import):
@@ -86,6 +88,60 @@ def _modules() -> list[tuple[str, Path]]:
 @pytest.mark.parametrize(("module", "path"), _modules(), ids=[m for m, _ in _modules()])
 def test_a_stage_imports_only_the_shared_ground_and_what_it_may(module: str, path: Path) -> None:
     assert not (found := crossings(module, path.read_text())), f"{module} imports {found}"
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The circles in a module graph: each a list of modules that import each other (by
+    any path), sorted (Tarjan's strongly connected components)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    found: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        for w in sorted(graph.get(v, ())):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while (w := stack.pop()) != v:
+                component.append(w)
+            if component:
+                found.append(sorted([v, *component]))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return sorted(found)
+
+
+def module_graph() -> dict[str, set[str]]:
+    """Which of the monitor's modules each imports. ``from monitor.sim import trucks``
+    depends on the module ``trucks``, not on the package that holds it (a package's
+    ``__init__`` runs first whatever imports it)."""
+    modules = dict(_modules())
+    graph: dict[str, set[str]] = {}
+    for module, path in modules.items():
+        found = {m for m in _imports(path.read_text()) if m in modules and m != module}
+        holders = {m for m in found if any(other.startswith(m + ".") for other in found)}
+        graph[module] = found - holders
+    return graph
+
+
+def test_no_modules_import_each_other_in_a_circle() -> None:
+    """A circle (``a`` imports ``b`` imports ``a``, even inside a function) makes the
+    order of imports matter and neither module readable without the other."""
+    assert cycles(module_graph()) == []
+
+
+def test_the_circle_check_sees_circles() -> None:
+    graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}, "e": {"e"}}
+    assert cycles(graph) == [["a", "b", "c"]]
 
 
 @pytest.mark.parametrize(

@@ -83,6 +83,7 @@ def simulate(
 ) -> None:
     """A customs post publishing telemetry (canonical and vendor formats), with failures."""
     from monitor.model import Device
+    from monitor.sim import equipment
     from monitor.sim import simulate as sim
 
     cfg = load(config)
@@ -96,7 +97,7 @@ def simulate(
         complain(str(e))
         raise typer.Exit(2) from None
     registry = (
-        sim.generated_devices(devices)
+        equipment.generated_devices(devices)
         if devices
         else [Device(d.id, d.kind, d.site, d.area) for d in cfg.devices]
     )
@@ -104,7 +105,7 @@ def simulate(
         complain("no devices: register some in the config or use --devices N")
         raise typer.Exit(2)
     simulation = sim.Simulation(
-        sim.build(registry, seed),
+        equipment.build(registry, seed),
         cfg.mqtt.host,
         cfg.mqtt.port,
         rate,

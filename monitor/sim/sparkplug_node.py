@@ -21,7 +21,7 @@ import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
 from monitor.schemas import sparkplug_b_pb2 as pb
-from monitor.sim.simulate import SimDevice
+from monitor.sim.equipment import SimDevice
 
 NAMESPACE = "spBv1.0"
 # Sparkplug DataType numbers

@@ -20,6 +20,7 @@ from monitor.config import load_config
 from monitor.i18n import LANGUAGES
 from monitor.model import Device
 from monitor.reports.availability import availability as availability_of
+from monitor.sim import equipment
 from monitor.sim import simulate as sim
 from monitor.sim.devservers import InfluxDB, Mosquitto, free_port
 from monitor.stats import Stats
@@ -214,7 +215,7 @@ def history(
         stop = asyncio.Event()
         monitor = asyncio.create_task(app.run(config, stop, stats=Stats()))
         simulation = sim.Simulation(
-            sim.build(devices, seed=11),
+            equipment.build(devices, seed=11),
             port=mosquitto_mod.port,
             rate=4,
             duration=22,

@@ -15,6 +15,7 @@ from monitor.config import load_config
 from monitor.model import Device
 from monitor.normalize.normalizer import Normalizer
 from monitor.normalize.reasons import Rejected
+from monitor.sim import equipment
 from monitor.sim import simulate as sim
 from monitor.sim.devservers import Mosquitto
 from tests.helpers import SHIPPED_CONFIG, Webhook, running_monitor
@@ -22,7 +23,7 @@ from tests.helpers import SHIPPED_CONFIG, Webhook, running_monitor
 REGISTRY = [Device(d.id, d.kind, d.site, d.area) for d in load_config(SHIPPED_CONFIG).devices]
 
 
-def strip_time(messages: list[sim.Message]) -> list[tuple[str, object]]:
+def strip_time(messages: list[equipment.Message]) -> list[tuple[str, object]]:
     out = []
     for topic, payload, _ in messages:
         try:
@@ -40,8 +41,8 @@ def strip_time(messages: list[sim.Message]) -> list[tuple[str, object]]:
 def run(seed: int, steps: int = 50) -> list[list[tuple[str, object]]]:
     return [
         strip_time(msgs)
-        for s in sim.build(REGISTRY, seed)
-        for msgs in sim.readings(s, steps, start_ms=1_790_000_000_000)
+        for s in equipment.build(REGISTRY, seed)
+        for msgs in equipment.readings(s, steps, start_ms=1_790_000_000_000)
     ]
 
 
@@ -52,11 +53,11 @@ def test_same_seed_same_readings_other_seed_other_readings() -> None:
 
 def test_every_format_is_spoken_and_every_message_normalizes() -> None:
     norm = Normalizer(load_config(SHIPPED_CONFIG))
-    formats = {s.fmt for s in sim.build(REGISTRY, 1)}
+    formats = {s.fmt for s in equipment.build(REGISTRY, 1)}
     assert formats == {"canonical", "vendor_x", "plc"}
     kinds_seen: dict[str, set[str]] = {}
-    for s in sim.build(REGISTRY, 1):
-        for messages in sim.readings(s, 200, start_ms=1_790_000_000_000):
+    for s in equipment.build(REGISTRY, 1):
+        for messages in equipment.readings(s, 200, start_ms=1_790_000_000_000):
             for topic, payload, retain in messages:
                 r = norm.normalize(topic, payload.encode(), 1_790_000_100_000, retain)
                 assert not isinstance(r, Rejected), (topic, payload, r)
@@ -71,14 +72,16 @@ def test_every_format_is_spoken_and_every_message_normalizes() -> None:
 
 
 def test_scanners_cycle_and_portals_rise_with_occupancy() -> None:
-    scanner = sim.SimDevice.create(Device("xs-01", "xray_scanner", "aktau", "a"), "canonical", 3)
-    states = [json.loads(m[-1][1])["state"] for m in sim.readings(scanner, 300)]
+    scanner = equipment.SimDevice.create(
+        Device("xs-01", "xray_scanner", "aktau", "a"), "canonical", 3
+    )
+    states = [json.loads(m[-1][1])["state"] for m in equipment.readings(scanner, 300)]
     assert {"ready", "busy"} <= set(states)
-    portal = sim.SimDevice.create(
+    portal = equipment.SimDevice.create(
         Device("rpm-01", "radiation_portal", "aktau", "a"), "canonical", 3
     )
     occupied, empty = [], []
-    for msgs in sim.readings(portal, 500):
+    for msgs in equipment.readings(portal, 500):
         body = json.loads(msgs[-1][1])
         (occupied if body["occupied"] else empty).append(body["gamma_cps"])
     assert sum(occupied) / len(occupied) > sum(empty) / len(empty) + 20
@@ -108,7 +111,7 @@ async def test_each_failure_mode_is_observable_through_the_monitor(
     )
     devices = [Device(i, "xray_scanner", "aktau", "inspection-1") for i in ids]
     simulation = sim.Simulation(
-        sim.build(devices, seed=5),
+        equipment.build(devices, seed=5),
         port=mosquitto.port,
         rate=4.0,
         duration=14,

@@ -11,6 +11,7 @@ import pytest
 
 from monitor.config import Config
 from monitor.model import Device
+from monitor.sim import equipment
 from monitor.sim import simulate as sim
 from monitor.sim.devservers import InfluxDB, Mosquitto
 from monitor.sim.sparkplug_node import parse
@@ -36,7 +37,7 @@ async def test_a_simulated_plc_gateway_is_a_device_and_its_death_is_offline(
     )
     devices = [Device(d.id, d.kind, d.site, d.area) for d in config.devices if d.id == "gb-05"]
     simulation = sim.Simulation(
-        sim.build(devices, seed=2),
+        equipment.build(devices, seed=2),
         port=mosquitto.port,
         rate=4,
         duration=12,

@@ -15,6 +15,7 @@ import yaml
 
 from monitor.config import load_config
 from monitor.model import Device
+from monitor.sim import equipment
 from monitor.sim import simulate as sim
 from monitor.sim.devservers import Mosquitto, free_port
 from tests.helpers import ROOT, SHIPPED_CONFIG, Webhook, running_monitor
@@ -58,7 +59,7 @@ async def test_board_turns_a_tile_red_on_failure_and_green_on_recovery(
         )
     )
     simulation = sim.Simulation(
-        sim.build([Device(i, "xray_scanner", "aktau", "inspection-1") for i in ids], seed=3),
+        equipment.build([Device(i, "xray_scanner", "aktau", "inspection-1") for i in ids], seed=3),
         port=mosquitto.port,
         rate=4.0,
         duration=40,
@@ -136,7 +137,7 @@ async def test_board_shows_todays_release_time_from_its_own_state_with_influxdb_
     assert isinstance(config, Config)
     devices = [Device(d.id, d.kind, d.site, d.area) for d in config.devices]
     simulation = sim.Simulation(
-        sim.build(devices, seed=5),
+        equipment.build(devices, seed=5),
         port=mosquitto.port,
         rate=1.0,
         duration=60,
@@ -191,7 +192,7 @@ async def test_board_switches_language_without_a_reload_and_the_words_fit(
     ids = ["xs-a", "xs-b", "xs-c"]
     config = load_config(alert_config(channels=[f"webhook:{webhook.url}"], devices=ids))
     simulation = sim.Simulation(
-        sim.build([Device(i, "xray_scanner", "aktau", "inspection-1") for i in ids], seed=3),
+        equipment.build([Device(i, "xray_scanner", "aktau", "inspection-1") for i in ids], seed=3),
         port=mosquitto.port,
         rate=4.0,
         duration=40,
