@@ -2,18 +2,21 @@
 
 Pure and synchronous: profiles and the device registry are compiled from the config once,
 and ``Normalizer.normalize`` does no I/O. A topic is routed to the decoder of the first
-profile whose pattern matches it; every way a message can be unusable is a ``Rejected``
+route whose pattern matches it; every way a message can be unusable is a ``Rejected``
 with a reason from ``REASONS``; nothing here raises on bad input.
 
-A decoder is any ``(segments, payload, retained) -> Reading`` that raises ``Reject``: the
-canonical one (``canonical.py``) and one per vendor profile (``vendor.py``). A reading keeps
-its payload's timestamp, or none: the pipeline stamps those with the receive time.
+A route is a topic pattern, a name and a decoder, made together (``Route``): the canonical
+one (``canonical.py``) and one per vendor profile (``vendor.py``). A decoder is any
+``(segments, payload, retained) -> Reading | list[Reading]`` that raises ``Reject`` for bad
+input; ``segments`` are the pattern's named levels. A reading keeps its payload's timestamp,
+or none: the pipeline stamps those with the receive time. Sparkplug B is no route: its
+topics (``spBv1.0/...``) go to its own stateful decoder, with its own rules of age.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, NamedTuple
 
 from monitor.clock import Clock
 from monitor.config import CANONICAL_ROUTE, SPARKPLUG_ROUTE, Config, SparkplugGroup
@@ -29,8 +32,17 @@ if TYPE_CHECKING:
     from monitor.normalize.sparkplug.decoder import SparkplugDecoder
 
 SPARKPLUG = "spBv1.0"  # the topic namespace of Sparkplug B (SPEC 3.4)
-Decoder = Callable[[dict[str, str], bytes, bool], Reading]
-Route = tuple[TopicPattern, Decoder]
+# (segments, payload, retained) -> one reading, or several (none: nothing to write)
+Decoder = Callable[[dict[str, str], bytes, bool], Reading | list[Reading]]
+
+
+class Route(NamedTuple):
+    """A topic pattern and the decoder of what comes on it, under one name: ``canonical``
+    or a profile's (what ``devices[].profile`` names and ``monitor decode`` says)."""
+
+    pattern: TopicPattern
+    name: str
+    decode: Decoder
 
 
 class Normalizer:
@@ -40,8 +52,6 @@ class Normalizer:
         self._max_payload = int(config.ingest.max_payload_bytes)
         self._max_age_ms = int(config.ingest.max_age * 1000)
         self._max_skew_ms = int(config.ingest.max_clock_skew * 1000)
-        patterns = [TopicPattern.compile(canonical.TOPIC)] if config.canonical else []
-        patterns += [TopicPattern.compile(p.topic) for p in config.profiles.values()]
         devices = self._devices = Devices(config.devices, config.ingest.max_devices)
         self.registry: dict[DeviceKey, Device] = devices.registry
         self.ownership = Ownership(config)
@@ -53,31 +63,49 @@ class Normalizer:
         # carry them instead: README, Scale).
         self.expected = [d for d in self.registry.values() if shares[d.key] == "all"]
         self.heard_only = [d for d in self.registry.values() if shares[d.key] == "some"]
-        decoders: list[Decoder] = []
         key = config.passages.plate_key if config.passages else None
         plates = Plates(key.get_secret_value() if key else None)  # every decoder's (SPEC 9)
-        if config.canonical:
-            decoders.append(canonical.CanonicalDecoder(devices, plates).decode)
-        decoders += [
-            VendorDecoder(n, p, devices, plates).decode for n, p in config.profiles.items()
-        ]
-        self._routes: list[Route] = list(zip(patterns, decoders, strict=True))
-        # Candidate routes by first topic level, so a message tries one or two patterns;
-        # a pattern starting with a {segment} is a candidate for every topic.
-        wildcard = [r for r in self._routes if not r[0].root]
+        self._routes: list[Route] = []
         self._by_root: dict[str, list[Route]] = {}
-        for route in self._routes:
-            if route[0].root:
-                self._by_root.setdefault(route[0].root, []).append(route)
-        for routes in self._by_root.values():
-            routes.extend(wildcard)
-        self._wildcard_routes = wildcard
+        self._wildcard_routes: list[Route] = []
+        if config.canonical:
+            decoder = canonical.CanonicalDecoder(devices, plates)
+            self.add_route(canonical.TOPIC, CANONICAL_ROUTE, decoder.decode)
+        for name, p in config.profiles.items():
+            self.add_route(p.topic, name, VendorDecoder(name, p, devices, plates).decode)
         self.sparkplug: SparkplugDecoder | None = None
         if config.sparkplug.enabled:  # protobuf is imported only by configs that speak it
             from monitor.normalize.sparkplug.decoder import SparkplugDecoder
 
             host_id = config.sparkplug.host_id or config.mqtt.client_id
             self.sparkplug = SparkplugDecoder(config.sparkplug, devices, plates, host_id, clock)
+
+    def add_route(self, topic: str, name: str, decode: Decoder) -> None:
+        """Route topics matching ``topic`` (a pattern, ``scanners/{device}/data``) to
+        ``decode``, after the routes before it: the first that matches takes a message."""
+        route = Route(TopicPattern.compile(topic), name, decode)
+        self._routes.append(route)
+        # Candidate routes by first topic level, so a message tries one or two patterns;
+        # a pattern starting with a {segment} is a candidate for every topic.
+        wildcard = [r for r in self._routes if not r.pattern.root]
+        by_root: dict[str, list[Route]] = {}
+        for r in self._routes:
+            if r.pattern.root:
+                by_root.setdefault(r.pattern.root, []).append(r)
+        for routes in by_root.values():
+            routes.extend(wildcard)
+        self._by_root, self._wildcard_routes = by_root, wildcard
+
+    def route_of(self, topic: str) -> str | None:
+        """The name of the route a message on ``topic`` goes to (``sparkplug`` for
+        Sparkplug B's), as ``normalize`` picks it; None: no route takes it."""
+        levels = topic.split("/")
+        if levels[0] == SPARKPLUG and self.sparkplug is not None:
+            return SPARKPLUG_ROUTE
+        for route in self._by_root.get(levels[0], self._wildcard_routes):
+            if route.pattern.match(levels) is not None:
+                return route.name
+        return None
 
     def owns(self, device: Device) -> bool:
         """Whether this collector's subscriptions may carry the device's data: a device
@@ -95,7 +123,7 @@ class Normalizer:
 
     @property
     def subscriptions(self) -> list[str]:
-        topics = [p.subscription for p, _ in self._routes]
+        topics = [r.pattern.subscription for r in self._routes]
         if self.sparkplug is not None:
             topics += self.sparkplug.subscriptions
         return list(dict.fromkeys(topics))
@@ -111,12 +139,18 @@ class Normalizer:
         if levels[0] == SPARKPLUG and self.sparkplug is not None:
             return self._sparkplug(levels, payload, received_ms)
         try:
-            for pattern, decode in self._by_root.get(levels[0], self._wildcard_routes):
+            for pattern, _, decode in self._by_root.get(levels[0], self._wildcard_routes):
                 segments = pattern.match(levels)
                 if segments is not None:
-                    reading = decode(segments, payload, retained)
-                    self._check_age(reading, received_ms)
-                    return reading
+                    result = decode(segments, payload, retained)
+                    if isinstance(result, list):
+                        # one message, one verdict: a reading too old rejects the message
+                        # (quarantined whole), as a single reading would (SPEC 3.3)
+                        for reading in result:
+                            self._check_age(reading, received_ms)
+                    else:
+                        self._check_age(result, received_ms)
+                    return result
         except Reject as r:
             return Rejected(r.reason, r.detail)
         return Rejected("unknown_topic", "no profile matches the topic")

@@ -240,6 +240,51 @@ def test_subscriptions_cover_every_profile(norm: Normalizer) -> None:
     assert norm.subscriptions == ["customs/+/+/+/+/+", "scanners/+/data", "plc/+/+/+"]
 
 
+@pytest.mark.parametrize(
+    ("topic", "route"),
+    [
+        ("customs/aktau/gate-in/xray_scanner/xs-01/telemetry", "canonical"),
+        ("scanners/xs-02/data", "scanner_vendor_x"),
+        ("plc/aktau/gb-03/motor_amps", "plc_gateway"),
+        ("plc/aktau/gb-03", None),
+        ("other/topic", None),
+    ],
+)
+def test_a_topic_names_its_route(norm: Normalizer, topic: str, route: str | None) -> None:
+    assert norm.route_of(topic) == route
+
+
+def _batch_decoder(segments: dict[str, str], payload: bytes, retained: bool) -> list[Reading]:
+    """A format of several samples in one message: ``{"samples": [{"ts": ..., "w": ...}]}``."""
+    device = Device(segments["device"], "weighbridge", "aktau", "gate-in")
+    return [
+        Reading(device, "telemetry", s["ts"], {"weight_kg": float(s["w"])}, retained=retained)
+        for s in json.loads(payload)["samples"]
+    ]
+
+
+def test_any_decoder_may_return_several_readings() -> None:
+    """The decoder contract (docs/architecture.md, "Where new things go"): a list from any
+    route, not only Sparkplug's, each reading checked for its age like a single one."""
+    norm = Normalizer(load_config(SHIPPED_CONFIG))
+    norm.add_route("scales/{device}/batch", "scale_batch", _batch_decoder)
+    assert norm.route_of("scales/wb-09/batch") == "scale_batch"
+    assert "scales/+/batch" in norm.subscriptions
+    samples = {"samples": [{"ts": NOW - 2000, "w": 100}, {"ts": NOW - 1000, "w": 120}]}
+    result = n(norm, "scales/wb-09/batch", samples)
+    assert isinstance(result, list)
+    assert [(r.ts_ms, r.fields) for r in result] == [
+        (NOW - 2000, {"weight_kg": 100.0}),
+        (NOW - 1000, {"weight_kg": 120.0}),
+    ]
+    assert n(norm, "scales/wb-09/batch", {"samples": []}) == []  # nothing to write
+    future = n(norm, "scales/wb-09/batch", {"samples": [{"ts": NOW + 3_600_000, "w": 1}]})
+    assert isinstance(future, list) and future[0].ts_ms is None and future[0].clock_skew
+    # one verdict per message: a sample older than max_age rejects (and quarantines) it
+    old = {"samples": [{"ts": NOW - 8 * 86_400_000, "w": 1}, {"ts": NOW, "w": 2}]}
+    assert rejected(n(norm, "scales/wb-09/batch", old)) == "too_old"
+
+
 def test_unmapped_drop_and_dotted_paths(tmp_path: Path) -> None:
     cfg = tmp_path / "c.yaml"
     cfg.write_text("""
