@@ -18,7 +18,7 @@ def main() -> None:
 
     if (plain := collector.plain_run(sys.argv[1:])) is not None:
         sys.exit(collector.run(*plain))
-    from monitor.cli import local, remote, report  # noqa: F401  (their commands register)
+    from monitor.cli import decode, local, remote, report  # noqa: F401  (their commands register)
     from monitor.cli.common import app
 
     gc.enable()

@@ -96,6 +96,11 @@ class Normalizer:
             routes.extend(wildcard)
         self._by_root, self._wildcard_routes = by_root, wildcard
 
+    @property
+    def routes(self) -> list[Route]:
+        """Every route, in the order they are tried."""
+        return list(self._routes)
+
     def route_of(self, topic: str) -> str | None:
         """The name of the route a message on ``topic`` goes to (``sparkplug`` for
         Sparkplug B's), as ``normalize`` picks it; None: no route takes it."""
