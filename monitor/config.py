@@ -38,7 +38,6 @@ from monitor import durations
 from monitor.errors import ConfigError
 from monitor.model import (
     CONVERSIONS,
-    DEFAULT_NO_DATA_TIMEOUT,
     DEVICE_ID_RE,
     KINDS,
     NAME_RE,
@@ -314,12 +313,48 @@ class ThresholdRule(Section):
         return v
 
 
-class KindRules(Section):
+class RuleOverrides(Section):
+    """The rules' settings (SPEC 5) as a kind (``alerts.kinds.<kind>``) or a device's entry
+    says them; None: not said there. Each is the field of the same name of
+    ``alerting.rules.RuleSettings``, which is built from these by name, and has its default
+    in ``RULE_DEFAULTS``: a new rule's setting is one line here and its default there."""
+
     no_data_timeout: Interval | None = None
-    fault_for: Duration = 30.0
-    offline_for: Duration = 10.0
-    severity: Severity = "critical"
-    thresholds: list[ThresholdRule] = []
+    fault_for: Duration | None = None
+    offline_for: Duration | None = None
+    severity: Severity | None = None
+    thresholds: list[ThresholdRule] = []  # a device's come on top of its kind's
+
+    def over(self, base: "RuleOverrides") -> "RuleOverrides":
+        """These settings over ``base``'s: each one said here wins; thresholds add up."""
+        said = {name: getattr(self, name) for name in RULE_SETTINGS}
+        changes: dict[str, Any] = {k: v for k, v in said.items() if v is not None}
+        changes["thresholds"] = [*base.thresholds, *self.thresholds]
+        # validated already, both of them: a copy, not a new validation
+        return RuleOverrides.model_construct(**{**dict(base), **changes})
+
+
+# The settings of RuleOverrides but its thresholds (a list that adds up, not one value).
+RULE_SETTINGS: tuple[str, ...] = tuple(n for n in RuleOverrides.model_fields if n != "thresholds")
+
+
+class KindRules(RuleOverrides):
+    """``alerts.kinds.<kind>``: the kind's settings, over its defaults (``RULE_DEFAULTS``)."""
+
+
+# SPEC 5: the default of every rule setting, per kind; the one place they are written. A
+# kind's defaults are the common ones and its own (validated as the YAML would be).
+_COMMON_DEFAULTS = {"fault_for": 30.0, "offline_for": 10.0, "severity": "critical"}
+RULE_DEFAULTS: dict[str, RuleOverrides] = {
+    kind: RuleOverrides.model_validate({**_COMMON_DEFAULTS, **own})
+    for kind, own in {
+        "xray_scanner": {"no_data_timeout": 60.0},
+        "radiation_portal": {"no_data_timeout": 30.0},
+        "gate_barrier": {"no_data_timeout": 120.0},
+        "anpr_camera": {"no_data_timeout": 60.0},
+        "weighbridge": {"no_data_timeout": 120.0},
+    }.items()
+}
 
 
 class MaintenanceWindow(Section):
@@ -349,11 +384,16 @@ class Alerts(Section):
     # the monitor's own broker outage becomes one alert after this long (SPEC 5: 30 s)
     broker_down_after: Duration = 30.0
 
+    def rules(self, kind: str) -> RuleOverrides:
+        """A kind's rule settings, every one said: its ``kinds`` entry over its defaults."""
+        defaults = RULE_DEFAULTS[kind]
+        said = self.kinds.get(kind)
+        return defaults if said is None else said.over(defaults)
+
     def no_data_timeout(self, kind: str) -> float:
-        rules = self.kinds.get(kind)
-        if rules is not None and rules.no_data_timeout is not None:
-            return rules.no_data_timeout
-        return DEFAULT_NO_DATA_TIMEOUT.get(kind, 60.0)
+        timeout = self.rules(kind).no_data_timeout
+        assert timeout is not None  # every kind's default has one (RULE_DEFAULTS)
+        return timeout
 
 
 def _check_channel(url: str) -> str:
@@ -530,7 +570,10 @@ class Sparkplug(Section):
         return v
 
 
-class DeviceEntry(Section):
+class DeviceEntry(RuleOverrides):
+    """A registered device: where it is, how it speaks, and its own rule settings (over its
+    kind's)."""
+
     id: str
     kind: Kind
     site: Name
@@ -539,11 +582,6 @@ class DeviceEntry(Section):
     # How it speaks: a profile's name, "canonical" or "sparkplug". Optional; it says which
     # collector owns the device (SPEC 8) and which entry a topic without a site means.
     profile: str | None = None
-    no_data_timeout: Interval | None = None
-    fault_for: Duration | None = None
-    offline_for: Duration | None = None
-    severity: Severity | None = None
-    thresholds: list[ThresholdRule] = []  # in addition to its kind's
 
     @field_validator("id")
     @classmethod

@@ -108,15 +108,6 @@ KINDS: dict[str, dict[str, Metric]] = {
     },
 }
 
-# SPEC 5: default no_data timeouts per kind, in seconds.
-DEFAULT_NO_DATA_TIMEOUT: dict[str, float] = {
-    "xray_scanner": 60.0,
-    "radiation_portal": 30.0,
-    "gate_barrier": 120.0,
-    "anpr_camera": 60.0,
-    "weighbridge": 120.0,
-}
-
 # Named unit conversions for vendor profiles (`convert:`). mR/h -> uSv/h uses the
 # radiation-portal rule of thumb 1 R ~ 1 rem = 10 mSv.
 CONVERSIONS: dict[str, tuple[float, float]] = {  # name -> (scale, offset): v * scale + offset

@@ -14,15 +14,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from monitor import durations
-from monitor.config import Config, ThresholdRule
-from monitor.model import (
-    DEFAULT_NO_DATA_TIMEOUT,
-    THRESHOLD_RE,
-    Device,
-    DeviceKey,
-    FieldValue,
-    State,
-)
+from monitor.config import RULE_DEFAULTS, RULE_SETTINGS, Config, RuleOverrides, ThresholdRule
+from monitor.model import THRESHOLD_RE, Device, DeviceKey, FieldValue, State
 
 NO_DATA = "no_data"
 OFFLINE = "offline"
@@ -68,6 +61,10 @@ class Threshold:
 
 @dataclass(frozen=True, slots=True)
 class RuleSettings:
+    """One device's rule settings, as the conditions read them. Built by name from the
+    config's ``RuleOverrides`` (``settings``), whose every setting is a field here; their
+    defaults are ``config.RULE_DEFAULTS``, not here."""
+
     # None: no_data does not apply (a born Sparkplug device reports by exception, SPEC 3.4)
     no_data_timeout: float | None
     fault_for: float
@@ -216,12 +213,20 @@ def silent_for(ds: DeviceState, grace_from: float, now: float) -> float:
     return now - max(ds.last_seen or grace_from, grace_from)
 
 
+def settings(rules: RuleOverrides) -> RuleSettings:
+    """The settings the conditions read, each by its name in the config: a setting there
+    without a field in ``RuleSettings`` (or the other way round) fails here, at start."""
+    said = {name: getattr(rules, name) for name in RULE_SETTINGS}
+    return RuleSettings(**said, thresholds=_thresholds(rules.thresholds))
+
+
 class RuleBook:
     """Rule settings per device, compiled from the config once: kind defaults (SPEC 5),
     the config's per-kind rules, then the registry entry's overrides."""
 
     def __init__(self, config: Config) -> None:
-        self._by_kind = {kind: self._for_kind(config, kind) for kind in DEFAULT_NO_DATA_TIMEOUT}
+        kinds = {kind: config.alerts.rules(kind) for kind in RULE_DEFAULTS}
+        self._by_kind = {kind: settings(rules) for kind, rules in kinds.items()}
         self._by_device: dict[DeviceKey, RuleSettings] = {}
         # Born Sparkplug devices (SPEC 3.4): no_data only as their entry or group sets it.
         self._quiet: dict[DeviceKey, RuleSettings] = {}
@@ -230,27 +235,8 @@ class RuleBook:
         }
         self._group_timeouts = {g: v.no_data_timeout for g, v in config.sparkplug.groups.items()}
         for entry in config.devices:
-            base = self._by_kind[entry.kind]
-            self._by_device[(entry.site, entry.id)] = RuleSettings(
-                entry.no_data_timeout
-                if entry.no_data_timeout is not None
-                else base.no_data_timeout,
-                entry.fault_for if entry.fault_for is not None else base.fault_for,
-                entry.offline_for if entry.offline_for is not None else base.offline_for,
-                entry.severity or base.severity,
-                base.thresholds + _thresholds(entry.thresholds),
-            )
-
-    @staticmethod
-    def _for_kind(config: Config, kind: str) -> RuleSettings:
-        k = config.alerts.kinds.get(kind)
-        return RuleSettings(
-            config.alerts.no_data_timeout(kind),
-            k.fault_for if k else 30.0,
-            k.offline_for if k else 10.0,
-            k.severity if k else "critical",
-            _thresholds(k.thresholds) if k else (),
-        )
+            rules = entry.over(kinds[entry.kind])
+            self._by_device[(entry.site, entry.id)] = settings(rules)
 
     def __call__(self, device: Device) -> RuleSettings:
         key = device.key

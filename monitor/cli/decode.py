@@ -168,12 +168,15 @@ def _show(normalizer: Normalizer, o: Outcome) -> None:
 def decode(
     topic: Annotated[
         list[str],
-        typer.Option(help="The message's topic (repeatable: several messages, in order)."),
+        typer.Option(
+            metavar="TOPIC", help="The message's topic (repeatable: several messages, in order)."
+        ),
     ],
     payload: Annotated[
         list[str],
         typer.Option(
-            help="@FILE (its bytes), - (standard input) or the payload as text; one per --topic."
+            metavar="PAYLOAD",
+            help="@FILE (its bytes), - (standard input) or the payload as text; one per --topic.",
         ),
     ],
     config: ConfigOption = None,

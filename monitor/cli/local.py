@@ -23,7 +23,7 @@ from monitor.cli.common import (
     styled,
     text,
 )
-from monitor.config import SparkplugGroup, mask_url
+from monitor.config import RULE_SETTINGS, SparkplugGroup, mask_url
 from monitor.model import KINDS, key_text
 from monitor.normalize.normalizer import Normalizer
 from monitor.source.canary import canary_topic
@@ -145,6 +145,13 @@ def simulate(
     console(stderr=True).print(text(f"\nsent {simulation.sent} messages"))
 
 
+def _setting(value: object) -> str:
+    """A rule setting as the config would say it: a number of seconds as a duration."""
+    if isinstance(value, float):
+        return durations.to_config(value)
+    return "-" if value is None else str(value)
+
+
 def _secret_state(value: object) -> str:
     return "set (hidden)" if value is not None else "not set"
 
@@ -192,26 +199,17 @@ def check_config(config: ConfigOption = None) -> None:
 
     by_kind = Counter(d.kind for d in cfg.devices)
     by_area = Counter(f"{d.site}/{d.area}" for d in cfg.devices)
+    # one column per rule setting (config.RULE_SETTINGS): a new rule's shows up here too
     devices = new_table(
         "kind",
         "devices",
-        "no_data timeout",
-        "fault for",
-        "offline for",
-        "severity",
+        *(name.replace("_", " ") for name in RULE_SETTINGS),
         title=f"Devices ({len(cfg.devices)} registered, in {len(by_area)} areas)",
     )
     for kind in KINDS:
-        rules = cfg.alerts.kinds.get(kind)
-        add_row(
-            devices,
-            kind,
-            str(by_kind.get(kind, 0)),
-            durations.to_config(cfg.alerts.no_data_timeout(kind)),
-            durations.to_config(rules.fault_for) if rules else "30s",
-            durations.to_config(rules.offline_for) if rules else "10s",
-            rules.severity if rules else "critical",
-        )
+        rules = cfg.alerts.rules(kind)
+        values = (_setting(getattr(rules, name)) for name in RULE_SETTINGS)
+        add_row(devices, kind, str(by_kind.get(kind, 0)), *values)
     show(devices)
     if by_area:
         say("areas     " + ", ".join(f"{a} ({n})" for a, n in sorted(by_area.items())))
