@@ -277,7 +277,7 @@ def test_template_variables_list_the_devices(
 
 @pytest.mark.integration
 def test_availability_panel_agrees_with_the_report(influxd: InfluxDB, database: str) -> None:
-    """On the scripted hour of tests/test_report.py (15 s cadence), exactly."""
+    """On the scripted hour of tests/reports/history.py (15 s cadence), exactly."""
     write_history(influxd, database)
     panels = boards()["en/availability.json"]["panels"]
     (panel,) = [p for p in panels if p["title"] == "Availability"]
