@@ -8,6 +8,7 @@ and say so, they are not skipped.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import itertools
 import json
@@ -119,6 +120,11 @@ class TahuEdge:
                 break
             time.sleep(0.01)
         raise AssertionError(f"edge node did not run {cmd}: {self.stderr()}")
+
+    async def until(self, kind: str, count: int = 1, timeout: float = 15.0) -> list[Event]:
+        """``wait`` without holding the event loop: the monitor under test (in-process)
+        must run meanwhile, for the edge node waits on what it publishes (its STATE)."""
+        return await asyncio.to_thread(self.wait, kind, count, timeout)
 
     def wait(self, kind: str, count: int = 1, timeout: float = 15.0) -> list[Event]:
         deadline = time.monotonic() + timeout

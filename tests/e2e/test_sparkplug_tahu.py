@@ -159,7 +159,7 @@ async def test_every_datatype_by_alias(
     config = config_for(alert_config, webhook, sparkplug())
     async with running_monitor(config):
         edge = born_edge(mosquitto.port, edges)
-        edge.wait("births")
+        await edge.until("births")
         values = [
             metric(None, "UInt32", 4_000_000_001, alias=2),
             metric(None, "Int8", -7, alias=5),
@@ -211,7 +211,7 @@ async def test_a_born_quiet_device_is_alive(
     config = config_for(alert_config, webhook, sparkplug())
     async with running_monitor(config) as monitor:
         edge = born_edge(mosquitto.port, edges)
-        edge.wait("births")
+        await edge.until("births")
         # quiet now, three times the kind's no_data timeout: born and not dead is alive
         await asyncio.sleep(3 * ALERT_TIMEOUT + 1)
         assert [e for e in webhook.events() if e[1] == "no_data"] == []
@@ -235,7 +235,7 @@ async def test_a_gateway_up_longer_than_max_age_dies_now(
     config = config_for(alert_config, webhook, sparkplug() + "ingest: {max_age: 2s}\n")
     async with running_monitor(config):
         edge = born_edge(mosquitto.port, edges)
-        edge.wait("births")
+        await edge.until("births")
         await asyncio.sleep(3)  # connected longer than max_age
         edge.kill()  # the socket dies: mosquitto publishes Tahu's Will, its NDEATH
         died = time.time()
@@ -263,15 +263,15 @@ async def test_store_and_forward_is_written_and_changes_nothing_live(
     config = config_for(alert_config, webhook, sparkplug(), alerts=THRESHOLD)
     async with running_monitor(config):
         edge = born_edge(mosquitto.port, edges, primary_host=HOST)
-        edge.wait("births")  # after our STATE said online
+        await edge.until("births")  # after our STATE said online
     # the monitor stopped: its STATE says offline, and the gateway keeps what it has
-    edge.wait("state", 2)
+    await edge.until("state", 2)
     kept_at = int(time.time() * 1000)
     bad = [metric(None, "String", "fault", alias=15), metric(None, "Float", 80.0, alias=4)]
     assert edge.data("xs-t1", bad) == "stored"
     await asyncio.sleep(0.2)
     async with running_monitor(config):
-        edge.wait("flushed", timeout=20)  # births (state ready), then the past as history
+        await edge.until("flushed", timeout=20)  # births (state ready), then the past as history
         q = "SELECT * FROM xray_scanner WHERE device = 'xs-t1' AND state = 'fault'"
         await wait_for(lambda: rows(influxd.url, database, q), timeout=15)
         [past] = rows(influxd.url, database, q)
@@ -292,7 +292,7 @@ async def test_a_swapped_pair_is_no_gap_and_real_gaps_are_asked_at_qos_0(
     config = config_for(alert_config, webhook, sparkplug())
     async with running_monitor(config) as monitor:
         edge = born_edge(mosquitto.port, edges)
-        edge.wait("births")
+        await edge.until("births")
 
         def ncmds() -> list[Any]:
             return sniffer.messages(lambda t: "/NCMD/" in t)
@@ -315,7 +315,7 @@ async def test_a_swapped_pair_is_no_gap_and_real_gaps_are_asked_at_qos_0(
             {"name": "Node Control/Rebirth", "type": "Boolean", "value": True}
         ]
         assert command["seq"] is None and command["timestamp"] > 0
-        edge.wait("births", 2)  # Tahu's answer: a new birth
+        await edge.until("births", 2)  # Tahu's answer: a new birth
         asked = time.monotonic()
         edge.send("skip")  # another loss, within the 3 s between requests
         edge.data("xs-t1", [metric(None, "UInt32", 5, alias=2)])
@@ -356,7 +356,7 @@ async def test_host_duties_state_session_and_no_canary_under_spbv10(
         retained.close()
         # a Tahu gateway that names us its primary host births at once
         edge = born_edge(mosquitto.port, edges, primary_host=HOST)
-        edge.wait("births")
+        await edge.until("births")
 
         # a newer offline one (an old instance's clean stop): a new session, a newer time
         newer = {"online": False, "timestamp": int(time.time() * 1000) + 500}
@@ -369,7 +369,7 @@ async def test_host_duties_state_session_and_no_canary_under_spbv10(
             ),
             timeout=10,
         )
-        edge.wait("births", 2, timeout=10)  # the gateway saw us go and come back
+        await edge.until("births", 2, timeout=10)  # the gateway saw us go and come back
         await asyncio.sleep(1.5)  # three canary intervals
         assert monitor.stats.sparkplug_state_reasserted >= 2
         stopped_at = int(time.time() * 1000)
@@ -393,7 +393,7 @@ async def test_a_death_after_a_restart_is_honoured(
     config = config_for(alert_config, webhook, sparkplug(rebirth=False))
     async with running_monitor(config):
         edge = born_edge(mosquitto.port, edges)
-        edge.wait("births")
+        await edge.until("births")
         await asyncio.sleep(1.0)  # the node saved (every status tick)
     async with running_monitor(config) as monitor:
         await asyncio.sleep(1.0)
@@ -418,7 +418,7 @@ async def test_garbage_from_thousands_of_node_ids_is_bounded(
     config = config_for(alert_config, webhook, sparkplug(max_metrics=2000))
     async with running_monitor(config) as monitor:
         edge = born_edge(mosquitto.port, edges)
-        edge.wait("births")
+        await edge.until("births")
         flood = Sniffer(mosquitto.port, "nothing")
         started = time.monotonic()
         for i in range(20_000):
