@@ -25,7 +25,7 @@ from monitor.alerting.rules import RuleBook
 from monitor.alerting.service import AlertService
 from monitor.alerting.store import Store
 from monitor.clock import Clock, Mark, SystemClock, wall_offset
-from monitor.config import Config
+from monitor.config import Config, KnownNames
 from monitor.lifecycle import supervised
 from monitor.model import Device, DeviceKey, key_text
 from monitor.normalize.normalizer import Normalizer
@@ -175,6 +175,16 @@ class Parts:
             if a.kind not in ("site", "monitor") and not self.normalizer.owns(device):
                 # its sites went to another collector: that one watches it now
                 self.service.apply_forget(device.key, UNOWNED)
+
+    def known_names(self) -> KnownNames:
+        """What a window added at run time may name (SPEC 10): the config's sites, areas
+        and devices, and the devices heard (discovered ones too) with their sites and
+        areas."""
+        known = KnownNames.of(self.config)
+        for ds in self.liveness.devices.values():
+            d = ds.device
+            known.add(d.site, d.area, d.id)
+        return known
 
     def forget(self, key: DeviceKey) -> Forgotten:
         """A device a person said is gone (SPEC 5): its open alerts resolved (reason
@@ -403,6 +413,7 @@ def build(config: Config, clock: Clock, stats: Stats) -> Parts:
         language=config.language,
         forget=lambda key: parts.forget(key),
         registered=frozenset(normalizer.registry),
+        known=lambda: parts.known_names(),
     )
     parts = Parts(
         config,

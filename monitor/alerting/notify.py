@@ -32,7 +32,7 @@ from monitor.alerting.store import OutboxItem, Store
 from monitor.alerting.texts import render
 from monitor.backoff import backoff_delay
 from monitor.clock import Clock
-from monitor.config import mask_url
+from monitor.config import expand_channel, mask_url
 from monitor.lifecycle import Resource
 from monitor.stats import Stats
 
@@ -237,9 +237,13 @@ class Notifier(Resource):
     async def _deliver(self, channel: str, item: OutboxItem) -> Failure | None:
         """None when delivered, else what went wrong and whose fault it seems."""
         try:
-            if channel.startswith("webhook:"):
-                return await self._webhook(channel[len("webhook:") :], item.data)
-            return await self._apprise(channel, item.data)
+            url = expand_channel(channel)  # its secrets, from the environment or files
+        except ValueError as e:  # says which variable or file, never a secret
+            return Failure(str(e), "channel")
+        try:
+            if url.startswith("webhook:"):
+                return await self._webhook(url[len("webhook:") :], item.data)
+            return await self._apprise(url, item.data)
         except asyncio.CancelledError:
             raise
         except Exception as e:  # a bug or a message our own code cannot render

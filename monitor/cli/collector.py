@@ -25,14 +25,17 @@ def run(config: Path | None, log_level: str) -> int:
     if log_level.lower() not in LOG_LEVELS:
         _say(f"error: --log-level must be one of {', '.join(LOG_LEVELS)}")
         return 2
+    warnings: list[str] = []
     try:
-        cfg = load_config(config)
+        cfg = load_config(config, warnings)
     except ConfigError as e:
         _say(f"invalid configuration ({len(e.problems)} problems):")
         for problem in e.problems:
             _say(f"  {problem}")
         return 2
     logs.setup(log_level)
+    for warning in warnings:  # a channel's secret in the YAML: said, never the secret
+        logs.get("monitor.config").warning("config.warning", problem=warning)
     # What start-up made lives as long as the process: out of the collector's way, so
     # a full collection scans only what runs.
     gc.freeze()

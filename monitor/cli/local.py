@@ -151,10 +151,13 @@ def _secret_state(value: object) -> str:
 @app.command("check-config")
 def check_config(config: ConfigOption = None) -> None:
     """Validate the config and summarize devices, profiles, rules and routes."""
-    cfg = load(config)
+    warnings: list[str] = []
+    cfg = load(config, warnings)
     normalizer = Normalizer(cfg)
     m, i = cfg.mqtt, cfg.influx
     show(styled("bold green", "configuration is valid"))
+    for warning in warnings:  # valid, but a secret sits in a file people share
+        show(styled("yellow", "warning   ", warning))
     say(
         f"broker    {m.host}:{m.port} client_id={m.client_id}"
         f" tls={'on' if m.tls.enabled else 'off'} user={m.username or '-'}"

@@ -32,7 +32,7 @@ from monitor.alerting.store import Store
 from monitor.alerting.texts import sentence
 from monitor.alerting.texts import summary as localized_summary
 from monitor.clock import Clock, wall_offset
-from monitor.config import HTTP, Duration
+from monitor.config import HTTP, Duration, KnownNames
 from monitor.i18n import LANGUAGES, Language, texts
 from monitor.i18n import Duration as Lasted
 from monitor.lifecycle import Resource
@@ -170,9 +170,12 @@ class Api(Resource):
         language: Language = "en",
         forget: Callable[[DeviceKey], str] | None = None,
         registered: Collection[DeviceKey] = (),
+        known: Callable[[], KnownNames] | None = None,
     ) -> None:
         self._forget = forget  # SPEC 5: the wiring's, which knows every part that keeps one
         self._registered = registered
+        # the sites, areas and devices a window may name: the config's and those heard
+        self._known = known
         self._language = language  # the board's default (config `language`)
         self._config = config
         self._release_today = release_today  # SPEC 9, when passages are on
@@ -459,6 +462,11 @@ class Api(Resource):
         # before anything is saved: a refused window changes nothing (SPEC 6)
         if problem := window_problem(body.scope, body.value, starts, ends, body.site):
             return _error(400, problem)
+        # a name nobody knows would silence nothing, and say nothing (SPEC 10)
+        if self._known is not None:
+            known = self._known()
+            if problem := known.window_problem(body.scope, body.value, body.site):
+                return _error(400, problem)
         if body.scope == "device" and body.site is None:
             known = {*self._service.liveness.devices, *self._registered}
             if len(sites := sorted(s for s, i in known if i == body.value)) > 1:
