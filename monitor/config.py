@@ -813,8 +813,8 @@ class KnownNames:
             levels = topic.split("/")
             if levels[0] == CANONICAL_ROOT and len(levels) > 1:
                 site = None if levels[1] in ("+", "#") else levels[1]
-                area = levels[2] if len(levels) > 2 and levels[2] not in ("+", "#") else None
-                known.add(site, area)
+                zone = levels[2] if len(levels) > 2 and levels[2] not in ("+", "#") else None
+                known.add(site, zone)
         return known
 
     def add(self, site: str | None, area: str | None = None, device: str | None = None) -> None:

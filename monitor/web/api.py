@@ -464,8 +464,8 @@ class Api(Resource):
             return _error(400, problem)
         # a name nobody knows would silence nothing, and say nothing (SPEC 10)
         if self._known is not None:
-            known = self._known()
-            if problem := known.window_problem(body.scope, body.value, body.site):
+            names = self._known()
+            if problem := names.window_problem(body.scope, body.value, body.site):
                 return _error(400, problem)
         if body.scope == "device" and body.site is None:
             known = {*self._service.liveness.devices, *self._registered}
