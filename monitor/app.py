@@ -324,6 +324,7 @@ def build(config: Config, clock: Clock, stats: Stats) -> Parts:
         instance,
         broker_down_after=config.alerts.broker_down_after,
     )
+    engine.link = config.http.alert_link
     liveness = Liveness(normalizer.expected, rulebook, engine.in_maintenance)
     spool = (
         Spool(config.state_dir / "spool.db", int(config.spool_max_bytes), stats, clock)

@@ -244,11 +244,32 @@ class HTTP(Section):
     port: int = Field(8080, ge=0, le=65535)
     token: SecretStr | None = None
     token_file: Path | None = None
+    # Where people reach the status board (a TLS proxy in front, say): notifications then
+    # link to the alert on it, where it can be acknowledged from a phone (SPEC 10).
+    public_url: str | None = None
 
     @model_validator(mode="after")
     def _secret(self) -> Self:
         object.__setattr__(self, "token", _read_secret(self.token, self.token_file, "token"))
         return self
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        parts = urllib.parse.urlsplit(v)
+        if parts.scheme not in ("http", "https") or not parts.netloc or re.search(r"\s", v):
+            raise ValueError("must be an http:// or https:// URL, e.g. https://monitor.example.kz")
+        if parts.query or parts.fragment or "@" in parts.netloc:
+            raise ValueError("the board's address only: no user, query or #fragment")
+        return v.rstrip("/")
+
+    def alert_link(self, alert_id: str) -> str | None:
+        """The alert on the status board (``board.js`` opens ``#alert=<id>``)."""
+        if self.public_url is None:
+            return None
+        return f"{self.public_url}/#alert={urllib.parse.quote(alert_id, safe='')}"
 
 
 class Ingest(Section):

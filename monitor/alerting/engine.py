@@ -242,6 +242,9 @@ class AlertEngine:
         self.open: dict[AlertKey, Alert] = {}
         self.windows: dict[str, Window] = {}
         self.wall_offset = 0.0  # wall clock - monotonic clock, for showing times
+        # the alert on the status board (http.public_url), for people on a phone: None
+        # without one (SPEC 10); the webhook JSON carries it as ``url``
+        self.link: Callable[[str], str | None] = lambda alert_id: None
 
     def wall(self, t: float) -> float:
         return t + self.wall_offset
@@ -257,7 +260,10 @@ class AlertEngine:
                 a.grouped_by = None  # its site alert ended meanwhile: it speaks for itself
 
     def _payload(self, alert: Alert, now: float, state: AlertState | None = None) -> dict[str, Any]:
-        return alert.payload(now, state, self.wall_offset)
+        payload = alert.payload(now, state, self.wall_offset)
+        if (url := self.link(alert.id)) is not None:
+            payload["url"] = url  # SPEC 5's JSON extended, never renamed
+        return payload
 
     @staticmethod
     def _notification(

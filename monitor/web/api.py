@@ -26,13 +26,13 @@ from pydantic import (
 
 from monitor import durations, logs
 from monitor.alerting.engine import Alert, Window, rfc3339
-from monitor.alerting.notify import Notifier
+from monitor.alerting.notify import Notifier, trial_message
 from monitor.alerting.service import AlertService
 from monitor.alerting.store import Store
 from monitor.alerting.texts import sentence
 from monitor.alerting.texts import summary as localized_summary
 from monitor.clock import Clock, wall_offset
-from monitor.config import HTTP, Duration, KnownNames
+from monitor.config import HTTP, Duration, KnownNames, mask_url
 from monitor.i18n import LANGUAGES, Language, texts
 from monitor.i18n import Duration as Lasted
 from monitor.lifecycle import Resource
@@ -102,6 +102,12 @@ class MaintenanceRequest(BaseModel):
 
 class AckRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
+    by: PlainText = Field("api", max_length=64)
+
+
+class NotifyTestRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    route: PlainText = Field(min_length=1, max_length=200)
     by: PlainText = Field("api", max_length=64)
 
 
@@ -192,6 +198,7 @@ class Api(Resource):
         self._metrics: Callable[[], bytes] | None = None  # built at the first scrape
         self.port: int | None = None
         self._faults: set[tuple[str, str]] = set()  # (route, error) already logged
+        self.public_url = config.public_url  # the board as people reach it (a reload sets it)
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[self._contained])
@@ -206,7 +213,9 @@ class Api(Resource):
         r.add_get("/api/alerts", self.alerts)
         r.add_get("/api/passages", self.passages)
         r.add_get("/api/i18n", self.i18n)
+        r.add_get("/api/alerts/{alert_id}", self.alert)
         r.add_post("/api/alerts/{alert_id}/ack", self._auth(self.ack))
+        r.add_post("/api/notify-test", self._auth(self.notify_test))
         r.add_get("/api/maintenance", self.maintenance)
         r.add_post("/api/maintenance", self._auth(self.add_maintenance))
         r.add_delete("/api/maintenance/{window_id}", self._auth(self.remove_maintenance))
@@ -436,6 +445,48 @@ class Api(Resource):
         alerts = self._store.alerts(open_only=which == "open")
         lang = self._lang(request)
         return web.json_response({"alerts": [_alert_json(a, now, offset, lang) for a in alerts]})
+
+    async def alert(self, request: web.Request) -> web.Response:
+        """One alert, open or not: what a link in a notification opens on the board."""
+        alert = self._store.alert(request.match_info["alert_id"])
+        if alert is None:
+            return _error(404, "no such alert")
+        return web.json_response(_alert_json(alert, *self._now(), self._lang(request)))
+
+    async def notify_test(self, request: web.Request) -> web.Response:
+        """A test message through a route's channels (its escalation channels too), each
+        tried once now: delivered, or why not (SPEC 10). Nothing is queued or repeated."""
+        body = await _body(request, NotifyTestRequest)
+        if isinstance(body, web.Response):
+            return body
+        engine = self._service.engine
+        route = next((r for r in engine.routes if r.name == body.route), None)
+        if route is None:
+            names = ", ".join(r.name for r in engine.routes) or "none"
+            return _error(404, f"no route {body.route!r} (routes: {names})")
+        board = None if self.public_url is None else f"{self.public_url}/"
+        message = trial_message(
+            route.name, route.language, engine.instance, body.by, self._clock.now(), board
+        )
+        channels = [(c, False) for c in route.channels]
+        channels += [(c, True) for c in route.escalate_to if c not in route.channels]
+        tried = await self._notifier.test(channels, message)
+        return web.json_response(
+            {
+                "route": route.name,
+                "channels": [
+                    {
+                        "channel": mask_url(t.channel),
+                        "escalation": t.escalation,
+                        "delivered": t.error is None,
+                        "error": t.error,
+                    }
+                    for t in tried
+                ],
+                "delivered": sum(t.error is None for t in tried),
+                "failed": sum(t.error is not None for t in tried),
+            }
+        )
 
     async def ack(self, request: web.Request) -> web.Response:
         body = await _body(request, AckRequest)
