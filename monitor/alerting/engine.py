@@ -452,7 +452,7 @@ class AlertEngine:
             timeout = self.settings_of(ds.device).no_data_timeout
             if timeout is None:
                 continue  # reports by exception: its quiet is no silence (SPEC 3.4)
-            last = ds.last_seen if ds.last_seen is not None else grace_from
+            last = ds.last_seen if ds.last_seen is not None else rules.grace_of(ds, grace_from)
             if last < began - timeout and rules.silent_for(ds, grace_from, now) >= timeout:
                 continue  # its own outage, from before this one
             on_site.append(ds)
@@ -462,7 +462,10 @@ class AlertEngine:
             return None
         # since the first of them fell silent, as their own no_data alerts say it (a
         # silence that began before a restart began then)
-        since = min(ds.last_seen if ds.last_seen is not None else grace_from for ds in silent)
+        since = min(
+            ds.last_seen if ds.last_seen is not None else rules.grace_of(ds, grace_from)
+            for ds in silent
+        )
         alert = Alert(
             self.new_id(),
             SITE_SILENT,

@@ -137,6 +137,7 @@ class Notifier(Resource):
         self.outcomes: Counter[tuple[str, str]] = Counter()  # (channel type, outcome)
         self.failing: set[str] = set()
         self._given_up: dict[str, _GivenUp] = {}  # by channel, while it is a warning
+        self._workers: asyncio.TaskGroup | None = None  # while running
 
     async def open(self) -> None:
         self._session = aiohttp.ClientSession(
@@ -183,10 +184,30 @@ class Notifier(Resource):
         ]
 
     async def run(self) -> None:
-        """One worker per channel, until cancelled."""
+        """One worker per channel, until cancelled; ``add_channels`` adds more."""
         async with asyncio.TaskGroup() as tg:
-            for channel in self._channels:
-                tg.create_task(self._worker(channel), name=f"notify:{mask_url(channel)}")
+            self._workers = tg
+            try:
+                for channel in self._channels:
+                    self._start(channel)
+                await asyncio.Event().wait()  # the workers run until cancelled
+            finally:
+                self._workers = None
+
+    def add_channels(self, channels: Iterable[str]) -> list[str]:
+        """Channels of a reloaded config (SPEC 10): a worker each from now on. A channel no
+        route names any more keeps its worker: what waits for it in the outbox is sent."""
+        new = [c for c in dict.fromkeys(channels) if c not in self._wake]
+        for channel in new:
+            self._channels.append(channel)
+            self._wake[channel] = asyncio.Event()
+            if self._workers is not None:
+                self._start(channel)
+        return new
+
+    def _start(self, channel: str) -> None:
+        assert self._workers is not None
+        self._workers.create_task(self._worker(channel), name=f"notify:{mask_url(channel)}")
 
     async def _worker(self, channel: str) -> None:
         """Sends the channel's notifications in order. A channel failure is retried with

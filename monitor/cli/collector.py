@@ -17,7 +17,8 @@ LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
 def run(config: Path | None, log_level: str) -> int:
-    """Run the collector until SIGINT/SIGTERM; the process's exit code."""
+    """Run the collector until SIGINT/SIGTERM (SIGHUP reloads the config); the process's
+    exit code."""
     from monitor import app, logs
     from monitor.config import load_config
     from monitor.errors import ConfigError, MonitorError, StateMigrationError, StateVersionError
@@ -44,7 +45,8 @@ def run(config: Path | None, log_level: str) -> int:
     async def main() -> None:
         stop = asyncio.Event()
         app.install_signal_handlers(stop, bound=cfg.stop_timeout)
-        await app.run(cfg, stop)
+        # SIGHUP: the same file read again, with the same environment (SPEC 10)
+        await app.run(cfg, stop, load=lambda warnings: load_config(config, warnings))
 
     try:
         asyncio.run(main())

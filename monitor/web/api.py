@@ -200,6 +200,19 @@ class Api(Resource):
         self._faults: set[tuple[str, str]] = set()  # (route, error) already logged
         self.public_url = config.public_url  # the board as people reach it (a reload sets it)
 
+    def reconfigure(
+        self,
+        names: dict[DeviceKey, str],
+        registered: Collection[DeviceKey],
+        language: Language,
+        public_url: str | None,
+    ) -> None:
+        """What a reloaded config changes here (SPEC 10); the server and its token stay."""
+        self._names = names
+        self._registered = registered
+        self._language = language
+        self.public_url = public_url
+
     def app(self) -> web.Application:
         app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[self._contained])
         r = app.router
