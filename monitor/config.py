@@ -808,7 +808,7 @@ class KnownNames:
     Sparkplug group's site and area; the passages' areas; a site or an area that
     ``mqtt.topics`` names in the canonical topics. A site only ever discovered (a device
     publishing on ``customs/<site>/...`` that nobody registered) is not: the config cannot
-    tell it from a typo. The API adds what liveness has heard (``add_devices``)."""
+    tell it from a typo. The API adds what liveness has heard (``Parts.known_names``)."""
 
     sites: set[str] = field(default_factory=set)
     areas: dict[str, set[str]] = field(default_factory=dict)  # area -> its sites ("" any)

@@ -65,6 +65,9 @@ async def test_a_reload_keeps_devices_edge_nodes_and_births_and_gives_a_new_devi
         assert parts.engine.settings_of(gb05).no_data_timeout is None  # born: by exception
         heard_at = clock.monotonic()
         clock.advance(30)
+        same = config(tmp_path, [GB05, XS01])  # the file unchanged: nothing to say or do
+        again = Reloader(parts, lambda warnings: same).apply(same)
+        assert again is not None and again.restart_needed == again.added == again.removed == []
 
         new = config(
             tmp_path,

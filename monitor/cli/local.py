@@ -168,7 +168,10 @@ def check_config(config: ConfigOption = None) -> None:
         f"influx    {i.url} api={i.api} {target} token={_secret_state(i.token)}"
         f" batch={i.batch_size} flush={durations.to_config(i.flush_interval)}"
     )
-    say(f"http      {cfg.http.host}:{cfg.http.port} token={_secret_state(cfg.http.token)}")
+    say(
+        f"http      {cfg.http.host}:{cfg.http.port} token={_secret_state(cfg.http.token)}"
+        f" public_url={cfg.http.public_url or '-'}"
+    )
     say(f"state_dir {cfg.state_dir}")
     subscriptions = m.topics or normalizer.subscriptions
     say(f"subscribe {', '.join(subscriptions)}")
