@@ -1017,6 +1017,7 @@ _HOST_SCHEMES = frozenset(
 
 def mask_url(url: str) -> str:
     """A channel URL safe to print: no user, password, token, path or query."""
+    url = SECRET_PLACEHOLDER.sub("secret", url)  # {file:/a/b} would split the authority
     prefix = ""
     if url.startswith("webhook:"):
         prefix, url = "webhook:", url[len("webhook:") :]

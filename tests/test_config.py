@@ -296,6 +296,7 @@ def test_a_window_of_366_days_in_the_config_is_taken(tmp_path: Path) -> None:
         ("tgram://123456:ABCDEF/987", "tgram://***"),  # the bot token is the "host"
         ("slack://TokenA/TokenB/TokenC/#chan", "slack://***"),
         ("webhook:http://127.0.0.1:9000/alerts?key=abc", "webhook:http://127.0.0.1:9000/***"),
+        ("mailto://crew:{file:/run/secrets/smtp}@smtp.kz?to=a@b.kz", "mailto://***@smtp.kz/***"),
     ],
 )
 def test_channel_urls_are_masked(url: str, masked: str) -> None:
