@@ -14,18 +14,18 @@ import os
 import signal
 import threading
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Literal
 
 from monitor import logs
-from monitor.alerting.engine import FORGOTTEN, UNOWNED, AlertEngine, Route, Window
+from monitor.alerting.engine import FORGOTTEN, UNOWNED, AlertEngine, Route
 from monitor.alerting.liveness import Liveness
 from monitor.alerting.notify import Notifier
 from monitor.alerting.rules import RuleBook
 from monitor.alerting.service import AlertService
 from monitor.alerting.store import Store
 from monitor.clock import Clock, Mark, SystemClock, wall_offset
-from monitor.config import Config
+from monitor.config import Config, KnownNames
 from monitor.lifecycle import supervised
 from monitor.model import Device, DeviceKey, key_text
 from monitor.normalize.normalizer import Normalizer
@@ -33,6 +33,13 @@ from monitor.normalize.quarantine import Quarantine
 from monitor.passages.store import PassageStore
 from monitor.passages.tracker import PassageTracker
 from monitor.pipeline import Ingest, Points
+from monitor.reload import (
+    REGISTRY_KEY,
+    Reloader,
+    channels_of,
+    config_windows,
+    remember_registry,
+)
 from monitor.sink.batcher import Batcher
 from monitor.sink.influx import InfluxWriter
 from monitor.sink.spool import Spool, SpoolingWriter
@@ -62,22 +69,6 @@ WINDOWS_KEPT_S = 7 * 86400.0  # maintenance windows added at run time, after the
 Forgotten = Literal["forgotten", "registered", "unknown"]
 
 
-def config_windows(config: Config) -> list[Window]:
-    return [
-        Window(
-            f"config-{i}",
-            w.scope,
-            w.value,
-            w.starts.timestamp(),
-            w.ends.timestamp(),
-            w.reason,
-            "config",
-            w.site,
-        )
-        for i, w in enumerate(config.alerts.maintenance)
-    ]
-
-
 def resume_clock(clock: Clock, store: Store) -> None:
     """The monotonic clock carried on from the last run, so that the times in the store
     keep their meaning whatever the wall clock says at this start (SPEC 5, clock.py)."""
@@ -101,6 +92,15 @@ def resume_clock(clock: Clock, store: Store) -> None:
     store.put(CLOCK_KEY, clock.mark().to_json())
 
 
+def previous_registry(store: Store) -> set[DeviceKey]:
+    """The registered devices of the config the last run had (``remember_registry``)."""
+    try:
+        keys = json.loads(store.get(REGISTRY_KEY) or "[]")
+        return {(str(site), str(device)) for site, device in keys}
+    except (ValueError, TypeError):  # not what we wrote: forget nobody
+        return set()
+
+
 def mark_clock(clock: Clock, store: Store) -> None:
     """The last moment this run was known alive, for the next start (``resume_clock``)."""
     if isinstance(clock, SystemClock):
@@ -121,12 +121,6 @@ def latest_stored(store: Store) -> float | None:
         if a.acked_at is not None:
             times.append(a.acked_at)
     return max(times, default=None)
-
-
-def channels_of(config: Config) -> list[str]:
-    return list(
-        dict.fromkeys(c for r in config.notify.routes for c in (*r.channels, *r.escalate_to))
-    )
 
 
 @dataclass
@@ -153,6 +147,9 @@ class Parts:
     api: Api
     passages: PassageTracker | None = None
     sparkplug: HostApplication | None = None  # SPEC 3.4, when enabled
+    # what the connections subscribe to (a reload cannot change it: SPEC 10)
+    subscriptions: list[str] = field(default_factory=list)
+    reloader: Reloader | None = None  # SIGHUP (SPEC 10), when the config came from a file
 
     def restore(self) -> None:
         """Open alerts, maintenance windows and last-seen times from before a restart, of
@@ -161,7 +158,14 @@ class Parts:
         nodes as they were (SPEC 3.4: a death after the restart is honoured)."""
         if self.normalizer.sparkplug is not None:
             self.normalizer.sparkplug.restore(self.store.sparkplug_nodes())
-        saved = [ds for ds in self.store.devices() if self.normalizer.owns(ds.device)]
+        # registered by the last run, not by this config: removed from it while the monitor
+        # was down, forgotten as a reload forgets it (SPEC 10), not taken for discovered
+        gone = previous_registry(self.store) - set(self.normalizer.registry)
+        saved = [
+            ds
+            for ds in self.store.devices()
+            if self.normalizer.owns(ds.device) and ds.device.key not in gone
+        ]
         saved.sort(key=lambda ds: ds.last_seen or 0.0, reverse=True)  # the newest first
         self.normalizer.remember(ds.device for ds in saved)
         self.engine.restore(
@@ -172,9 +176,26 @@ class Parts:
         self.liveness.grace_from = self.clock.monotonic()
         for a in list(self.engine.open.values()):
             device = Device(a.device, a.kind, a.site, a.area)
-            if a.kind not in ("site", "monitor") and not self.normalizer.owns(device):
+            if a.kind in ("site", "monitor"):
+                continue
+            if device.key in gone:
+                self.service.apply_forget(device.key, FORGOTTEN)
+            elif not self.normalizer.owns(device):
                 # its sites went to another collector: that one watches it now
                 self.service.apply_forget(device.key, UNOWNED)
+        for key in gone:
+            self.store.forget_device(key)
+        remember_registry(self.store, self.normalizer.registry)
+
+    def known_names(self) -> KnownNames:
+        """What a window added at run time may name (SPEC 10): the config's sites, areas
+        and devices, and the devices heard (discovered ones too) with their sites and
+        areas."""
+        known = KnownNames.of(self.config)
+        for ds in self.liveness.devices.values():
+            d = ds.device
+            known.add(d.site, d.area, d.id)
+        return known
 
     def forget(self, key: DeviceKey) -> Forgotten:
         """A device a person said is gone (SPEC 5): its open alerts resolved (reason
@@ -314,6 +335,7 @@ def build(config: Config, clock: Clock, stats: Stats) -> Parts:
         instance,
         broker_down_after=config.alerts.broker_down_after,
     )
+    engine.link = config.http.alert_link
     liveness = Liveness(normalizer.expected, rulebook, engine.in_maintenance)
     spool = (
         Spool(config.state_dir / "spool.db", int(config.spool_max_bytes), stats, clock)
@@ -329,6 +351,7 @@ def build(config: Config, clock: Clock, stats: Stats) -> Parts:
     sink = SpoolingWriter(writer, spool, stats, retry_max=config.influx.retry.max)
     notifier = Notifier(store, stats, clock, channels_of(config))
     topics = config.mqtt.topics or normalizer.subscriptions
+    subscriptions = list(topics)
     # Sparkplug's topics go to the host's own clean session, the rest to the persistent one
     sparkplug_topics = [t for t in topics if t.split("/")[0] == SPARKPLUG]
     source = MqttSource(
@@ -403,6 +426,7 @@ def build(config: Config, clock: Clock, stats: Stats) -> Parts:
         language=config.language,
         forget=lambda key: parts.forget(key),
         registered=frozenset(normalizer.registry),
+        known=lambda: parts.known_names(),
     )
     parts = Parts(
         config,
@@ -425,6 +449,7 @@ def build(config: Config, clock: Clock, stats: Stats) -> Parts:
         api,
         passages,
         host,
+        subscriptions,
     )
     source.on_change = parts.connection_changed
     return parts
@@ -475,6 +500,8 @@ def start_tasks(tg: asyncio.TaskGroup, p: Parts) -> Tasks:
     if (passages := p.passages) is not None:
         expire = lambda: p.points.passages(passages.expire())  # noqa: E731
         background.append(task("passages", lambda: _every(PASSAGES_EXPIRE_S, expire)))
+    if (reloader := p.reloader) is not None:
+        background.append(task("config-reload", reloader.run))
     consuming = task("ingest", p.ingest.consume, on_failure=p.source.drop)
     connection = task("mqtt-connection", p.source.run)
     return Tasks(consuming, background, flushing, connection)
@@ -542,10 +569,16 @@ async def run(
     clock: Clock | None = None,
     stats: Stats | None = None,
     on_api: Callable[[Api], None] | None = None,
+    load: Callable[[list[str]], Config] | None = None,
 ) -> Stats:
-    """Run until ``stop`` is set; then drain, write, ack and return the final counters."""
+    """Run until ``stop`` is set; then drain, write, ack and return the final counters.
+    ``load``: the config read again (its warnings into the list) on SIGHUP (SPEC 10)."""
     stats = stats if stats is not None else Stats()
     parts = build(config, clock or SystemClock(), stats)
+    if load is not None:
+        parts.reloader = Reloader(parts, load)
+        with contextlib.suppress(NotImplementedError):  # on the loop: reloads run there
+            asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, parts.reloader.wanted.set)
     log.info(
         "monitor.starting",
         instance=config.instance_name,

@@ -9,7 +9,9 @@ import ipaddress
 import os
 import re
 import urllib.parse
+from collections.abc import Iterable
 from contextvars import ContextVar
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
@@ -241,11 +243,32 @@ class HTTP(Section):
     port: int = Field(8080, ge=0, le=65535)
     token: SecretStr | None = None
     token_file: Path | None = None
+    # Where people reach the status board (a TLS proxy in front, say): notifications then
+    # link to the alert on it, where it can be acknowledged from a phone (SPEC 10).
+    public_url: str | None = None
 
     @model_validator(mode="after")
     def _secret(self) -> Self:
         object.__setattr__(self, "token", _read_secret(self.token, self.token_file, "token"))
         return self
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        parts = urllib.parse.urlsplit(v)
+        if parts.scheme not in ("http", "https") or not parts.netloc or re.search(r"\s", v):
+            raise ValueError("must be an http:// or https:// URL, e.g. https://monitor.example.kz")
+        if parts.query or parts.fragment or "@" in parts.netloc:
+            raise ValueError("the board's address only: no user, query or #fragment")
+        return v.rstrip("/")
+
+    def alert_link(self, alert_id: str) -> str | None:
+        """The alert on the status board (``board.js`` opens ``#alert=<id>``)."""
+        if self.public_url is None:
+            return None
+        return f"{self.public_url}/#alert={urllib.parse.quote(alert_id, safe='')}"
 
 
 class Ingest(Section):
@@ -396,13 +419,105 @@ class Alerts(Section):
         return timeout
 
 
+# A channel's secret kept out of the YAML (SPEC 10): ``{env:TELEGRAM_TOKEN}`` or
+# ``{file:/run/secrets/smtp_password}`` in its URL, put in only when a message is sent.
+SECRET_PLACEHOLDER = re.compile(r"\{(env|file):([^{}\s]+)\}")
+ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def expand_channel(url: str) -> str:
+    """The channel URL with its secrets put in, from the environment or their files, as
+    they are now (a rotated file is read anew). ``ValueError`` names what is missing,
+    never a secret. The result is for the channel alone: never logged, never stored."""
+
+    def secret(m: re.Match[str]) -> str:
+        source, name = m.groups()
+        if source == "env":
+            if not ENV_NAME.match(name):
+                raise ValueError(f"{{env:{name}}}: not an environment variable name")
+            value = os.environ.get(name)
+            if value is None:
+                raise ValueError(f"{{env:{name}}}: the environment variable is not set")
+            return value.strip()
+        try:
+            return Path(name).read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as e:
+            why = e.strerror if isinstance(e, OSError) else "not UTF-8 text"
+            raise ValueError(f"{{file:{name}}}: cannot read the file: {why}") from None
+
+    return SECRET_PLACEHOLDER.sub(secret, url)
+
+
 def _check_channel(url: str) -> str:
-    if url.startswith("webhook:"):
-        if not re.match(r"^webhook:https?://\S+$", url):
+    # The shape is checked with each secret's place standing for it; the secrets are read
+    # now (a missing variable or file is refused at load) but kept out of the URL kept.
+    expand_channel(url)
+    shape = SECRET_PLACEHOLDER.sub("secret", url)
+    if shape.startswith("webhook:"):
+        if not re.match(r"^webhook:https?://\S+$", shape):
             raise ValueError("webhook channel must be webhook:http(s)://...")
-    elif not re.match(r"^[a-z][a-z0-9+.-]*://\S*$", url):
+    elif not re.match(r"^[a-z][a-z0-9+.-]*://\S*$", shape):
         raise ValueError(f"channel {mask_url(url)!r} is neither an Apprise URL nor webhook:<url>")
     return url
+
+
+# Where a channel URL written in the YAML carries a secret (SPEC 10: check-config warns).
+# Apprise services whose URL's first part is a token (tgram://BOTTOKEN/CHAT_ID) rather
+# than a server's name; a query parameter of these names; a password in the authority.
+TOKEN_SCHEMES = {
+    "tgram": "a Telegram bot token",
+    "discord": "a Discord webhook",
+    "slack": "Slack tokens",
+    "msteams": "an MS Teams webhook",
+    "pbul": "a Pushbullet token",
+    "pover": "Pushover keys",
+    "ifttt": "an IFTTT key",
+    "join": "a Join API key",
+    "signal": "a Signal account",
+}
+SECRET_PARAMETERS = frozenset(
+    {"pass", "password", "pwd", "token", "key", "apikey", "api_key", "secret", "access_token"}
+)
+
+
+def channel_secret(url: str) -> str | None:
+    """What secret a channel URL carries as written (a placeholder carries none), or None."""
+    literal = SECRET_PLACEHOLDER.sub("", url).removeprefix("webhook:")
+    m = re.match(r"^([a-z][a-z0-9+.-]*)://([^/?#]*)[^?#]*(?:\?([^#]*))?", literal, re.I)
+    if m is None:
+        return None
+    scheme, authority, query = m.group(1).lower(), m.group(2), m.group(3) or ""
+    userinfo = authority.rpartition("@")[0]
+    if userinfo.partition(":")[2]:
+        return "a password"
+    for name, value in urllib.parse.parse_qsl(query, keep_blank_values=True):
+        if name.lower() in SECRET_PARAMETERS and value:
+            return f"a {name.lower()}"
+    service = scheme if scheme in TOKEN_SCHEMES else scheme.removesuffix("s")  # slacks://
+    if service in TOKEN_SCHEMES and authority:
+        return TOKEN_SCHEMES[service]
+    return None
+
+
+def yaml_channel_secrets(raw: Any) -> list[str]:
+    """Warnings, by path, for channel URLs written in the YAML with a secret in them: the
+    secret is in a file people share, copy and commit (SPEC 10)."""
+    notify = raw.get("notify") if isinstance(raw, dict) else None
+    routes = notify.get("routes") if isinstance(notify, dict) else None
+    warnings: list[str] = []
+    for i, route in enumerate(routes if isinstance(routes, list) else []):
+        if not isinstance(route, dict):
+            continue
+        for key in ("channels", "escalate_to"):
+            urls = route.get(key)
+            for j, url in enumerate(urls if isinstance(urls, list) else []):
+                if isinstance(url, str) and (what := channel_secret(url)) is not None:
+                    warnings.append(
+                        f"notify.routes[{i}].{key}[{j}]: {what} written in the config file;"
+                        " put it in the environment or a file and write {env:NAME} or"
+                        " {file:/path} in its place"
+                    )
+    return warnings
 
 
 class ChannelURL(str):
@@ -638,7 +753,7 @@ class Config(BaseSettings):
 
     @model_validator(mode="after")
     def _registry(self) -> Self:
-        if problems := registry_problems(self):
+        if problems := registry_problems(self) + scope_problems(self):
             raise ValueError("\n".join(problems))
         return self
 
@@ -717,6 +832,133 @@ def registry_problems(config: Config) -> list[str]:
     return problems
 
 
+# Kinds a route may match besides the equipment's: the monitor's own alerts and a site's.
+ALERT_KINDS = ("monitor", "site")
+CANONICAL_ROOT = "customs"  # customs/{site}/{area}/...: a filter may name a site, an area
+SHOWN_KNOWN = 12  # names listed in a refusal (a registry of thousands is not printed)
+
+
+@dataclass
+class KnownNames:
+    """The sites, areas and devices a config knows by name (SPEC 10): a route's ``match``
+    or a window's scope naming anything else would silently match nothing, so it is
+    refused. Known: the registry's devices, their sites and areas; a profile's or a
+    Sparkplug group's site and area; the passages' areas; a site or an area that
+    ``mqtt.topics`` names in the canonical topics. A site only ever discovered (a device
+    publishing on ``customs/<site>/...`` that nobody registered) is not: the config cannot
+    tell it from a typo. The API adds what liveness has heard (``Parts.known_names``)."""
+
+    sites: set[str] = field(default_factory=set)
+    areas: dict[str, set[str]] = field(default_factory=dict)  # area -> its sites ("" any)
+    devices: dict[str, set[str]] = field(default_factory=dict)  # id -> its sites
+
+    @classmethod
+    def of(cls, config: Config) -> Self:
+        known = cls()
+        for d in config.devices:
+            known.add(d.site, d.area, d.id)
+        for p in config.profiles.values():
+            known.add(p.site, p.area)
+        for g in config.sparkplug.groups.values():
+            known.add(g.site, g.area)
+        if (ps := config.passages) is not None:
+            for area in (
+                *ps.entry_areas,
+                *ps.exit_areas,
+                *(a for v in ps.stages.values() for a in v),
+            ):
+                known.add(None, area)
+        for topic in config.mqtt.topics or ():
+            levels = topic.split("/")
+            if levels[0] == CANONICAL_ROOT and len(levels) > 1:
+                site = None if levels[1] in ("+", "#") else levels[1]
+                zone = levels[2] if len(levels) > 2 and levels[2] not in ("+", "#") else None
+                known.add(site, zone)
+        return known
+
+    def add(self, site: str | None, area: str | None = None, device: str | None = None) -> None:
+        if site is not None:
+            self.sites.add(site)
+        if area is not None:
+            self.areas.setdefault(area, set()).add(site or "")
+        if device is not None and site is not None:
+            self.devices.setdefault(device, set()).add(site)
+
+    def route_problems(self, match: RouteMatch) -> list[str]:
+        """``match.<key>: why`` for each value the registry does not know."""
+        problems = [
+            f"kind: unknown kind {k!r} (known: {', '.join([*KINDS, *ALERT_KINDS])})"
+            for k in match.kind or ()
+            if k not in KINDS and k not in ALERT_KINDS
+        ]
+        problems += [
+            f"site: {why}" for s in match.site or () if (why := self.site_problem(s)) is not None
+        ]
+        problems += [
+            f"area: {why}" for a in match.area or () if (why := self.area_problem(a)) is not None
+        ]
+        return problems
+
+    def window_problem(self, scope: str, value: str, site: str | None) -> str | None:
+        """Why a maintenance window's scope names nothing the registry knows; None if it
+        does (its shape and times are ``model.window_problem``'s)."""
+        if site is not None and (why := self.site_problem(site)) is not None:
+            return why
+        if scope == "site":
+            return self.site_problem(value)
+        if scope == "area":
+            return self.area_problem(value, site)
+        if scope == "device":
+            sites = self.devices.get(value, set())
+            if site is None and sites:
+                return None
+            if site in sites:
+                return None
+            where = f" at {site}" if site is not None else ""
+            known = f" (it is at {', '.join(sorted(sites))})" if sites else ""
+            return f"no device {value!r}{where} is known{known}"
+        return None
+
+    def site_problem(self, site: str) -> str | None:
+        if site in self.sites:
+            return None
+        return (
+            f"unknown site {site!r} (known: {_listed(self.sites)}); a site is known by a"
+            " device registered there"
+        )
+
+    def area_problem(self, area: str, site: str | None = None) -> str | None:
+        sites = self.areas.get(area)
+        if sites is not None and (site is None or site in sites or "" in sites):
+            return None
+        if sites is None:
+            return f"unknown area {area!r} (known: {_listed(self.areas)})"
+        at = ", ".join(sorted(s for s in sites if s))
+        return f"area {area!r} is not known at {site} (it is at {at})"
+
+
+def _listed(names: Iterable[str]) -> str:
+    shown = sorted(names)
+    more = f", ... ({len(shown) - SHOWN_KNOWN} more)" if len(shown) > SHOWN_KNOWN else ""
+    return (", ".join(shown[:SHOWN_KNOWN]) or "none") + more
+
+
+def scope_problems(config: Config) -> list[str]:
+    """Routes and windows that name what the registry does not know (SPEC 10): refused,
+    instead of matching nothing (a typo in a route's site would hide every alert)."""
+    known = KnownNames.of(config)
+    problems = [
+        f"notify.routes[{i}].match.{why}"
+        for i, r in enumerate(config.notify.routes)
+        for why in known.route_problems(r.match)
+    ]
+    for i, w in enumerate(config.alerts.maintenance):
+        if (why := known.window_problem(w.scope, w.value, w.site)) is not None:
+            what = "site" if w.site is not None and known.site_problem(w.site) else "value"
+            problems.append(f"alerts.maintenance[{i}].{what}: {why}")
+    return problems
+
+
 def _cannot_speak(config: Config, dev: DeviceEntry, routes: set[str]) -> str | None:
     """Why an entry cannot speak the profile it names (no collector would then own it)."""
     assert dev.profile is not None
@@ -778,8 +1020,9 @@ def _secrets_in_yaml(raw: Any) -> list[str]:
     return problems
 
 
-def load_config(path: Path | str | None = None) -> Config:
-    """Load and validate; raises ConfigError listing every problem by its path."""
+def load_config(path: Path | str | None = None, warnings: list[str] | None = None) -> Config:
+    """Load and validate; raises ConfigError listing every problem by its path. What is
+    valid but unwise (a channel's secret written in the YAML) is added to ``warnings``."""
     path = Path(path or os.environ.get("MONITOR_CONFIG") or DEFAULT_CONFIG_PATH)
     if not path.is_file():
         raise ConfigError([f"{path}: config file not found"])
@@ -791,6 +1034,8 @@ def load_config(path: Path | str | None = None) -> Config:
         raise ConfigError([f"{path}: the top level must be a mapping"])
     if problems := _secrets_in_yaml(raw):
         raise ConfigError(problems)
+    if warnings is not None:
+        warnings.extend(yaml_channel_secrets(raw))
 
     token = _from_yaml.set(raw or {})
     try:
@@ -810,6 +1055,7 @@ _HOST_SCHEMES = frozenset(
 
 def mask_url(url: str) -> str:
     """A channel URL safe to print: no user, password, token, path or query."""
+    url = SECRET_PLACEHOLDER.sub("secret", url)  # {file:/a/b} would split the authority
     prefix = ""
     if url.startswith("webhook:"):
         prefix, url = "webhook:", url[len("webhook:") :]

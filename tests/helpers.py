@@ -270,10 +270,11 @@ def alerting_config(
     severity: tuple[str, ...] = ("critical",),
     escalate_after: str | None = None,
     extra: str = "",
+    match: dict[str, list[str]] | None = None,
 ) -> Path:
     """A config file of X-ray scanners in aktau/inspection-1 with ALERT_TIMEOUT, one route
-    for alerts of ``severity`` to ``channels`` (escalated to them too after
-    ``escalate_after``, if given), and the monitor's outage alert after 3 s."""
+    for alerts of ``severity`` (or as ``match`` says) to ``channels`` (escalated to them
+    too after ``escalate_after``, if given), and the monitor's outage alert after 3 s."""
     devs = "\n".join(
         f"  - {{id: {d}, kind: xray_scanner, site: aktau, area: inspection-1}}" for d in devices
     )
@@ -299,7 +300,7 @@ alerts:
 notify:
   routes:
     - name: crew
-      match: {{severity: {json.dumps(list(severity))}}}
+      match: {json.dumps(match or {"severity": list(severity)})}
       channels: {json.dumps(channels)}
       repeat_interval: {repeat}
 {escalation}devices:

@@ -193,6 +193,7 @@ def english_words(text: str, allowed: Iterable[str] = ()) -> list[str]:
     ``allowed`` (names of sites and areas, rule ids, codes), ``LATIN_ALLOWED`` or a command."""
     for command in COMMANDS:
         text = text.replace(command, " ")
+    text = re.sub(r"https?://\S+", " ", text)  # a link is an address, as an id is
     ok = LATIN_ALLOWED | set(allowed)
     words = re.findall(r"[A-Za-z0-9_.:/<>*-]*[A-Za-z][A-Za-z0-9_.:/<>*-]*", text)
     return [

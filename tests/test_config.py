@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from monitor.config import Influx, load_config, mask_url
+from monitor.config import Influx, channel_secret, expand_channel, load_config, mask_url
 from monitor.durations import parse as parse_duration
 from monitor.errors import ConfigError
 from monitor.model import KINDS
@@ -254,7 +254,8 @@ def test_absurd_durations_are_refused_with_a_reason(
 
 def _window(**fields: str) -> str:
     w = {"scope": "device", "value": "xs-01", "starts": "2026-11-22T08:00:00+05:00"} | fields
-    return "alerts: {maintenance: [{" + ", ".join(f"{k}: '{v}'" for k, v in w.items()) + "}]}"
+    window = "alerts: {maintenance: [{" + ", ".join(f"{k}: '{v}'" for k, v in w.items()) + "}]}"
+    return window + "\ndevices: [{id: xs-01, kind: xray_scanner, site: aktau, area: inspection-1}]"
 
 
 # The config's maintenance windows have the limits of the API's (SPEC 6).
@@ -295,6 +296,7 @@ def test_a_window_of_366_days_in_the_config_is_taken(tmp_path: Path) -> None:
         ("tgram://123456:ABCDEF/987", "tgram://***"),  # the bot token is the "host"
         ("slack://TokenA/TokenB/TokenC/#chan", "slack://***"),
         ("webhook:http://127.0.0.1:9000/alerts?key=abc", "webhook:http://127.0.0.1:9000/***"),
+        ("mailto://crew:{file:/run/secrets/smtp}@smtp.kz?to=a@b.kz", "mailto://***@smtp.kz/***"),
     ],
 )
 def test_channel_urls_are_masked(url: str, masked: str) -> None:
@@ -438,3 +440,143 @@ def test_ownership_that_could_not_be_decided_is_refused(
     collectors (SPEC 8), is a config error, not a silent gap (review of issue 19)."""
     found = problems(write(tmp_path, text))
     assert len(found) == 1 and found[0].startswith(problem), found
+
+
+# -- routes and scopes named in the registry; channels' secrets (issue 22) ----------------
+
+REGISTRY = """
+devices:
+  - {id: xs-01, kind: xray_scanner, site: aktau, area: inspection-1}
+  - {id: gb-01, kind: gate_barrier, site: aktau, area: gate-in}
+  - {id: kxs-01, kind: xray_scanner, site: kuryk, area: inspection-1}
+"""
+TIMES = "starts: '2026-11-22T08:00:00+05:00', ends: '2026-11-22T10:00:00+05:00'"
+
+
+def route(match: str, channels: str = "['webhook:http://127.0.0.1:9/a']") -> str:
+    return f"notify: {{routes: [{{name: crew, match: {match}, channels: {channels}}}]}}\n"
+
+
+def window(scope: str) -> str:
+    return f"alerts: {{maintenance: [{{{scope}, {TIMES}}}]}}\n"
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        (route("{site: [aktua]}"), "notify.routes[0].match.site: unknown site 'aktua' (known:"),
+        (route("{area: [gate-inn]}"), "notify.routes[0].match.area: unknown area 'gate-inn'"),
+        (route("{kind: [scaner]}"), "notify.routes[0].match.kind: unknown kind 'scaner'"),
+        (window("scope: site, value: aktua"), "alerts.maintenance[0].value: unknown site"),
+        (window("scope: area, value: gate-inn"), "alerts.maintenance[0].value: unknown area"),
+        (
+            window("scope: area, value: gate-in, site: kuryk"),
+            "alerts.maintenance[0].value: area 'gate-in' is not known at kuryk (it is at aktau)",
+        ),
+        (window("scope: device, value: xs-09"), "alerts.maintenance[0].value: no device 'xs-09'"),
+        (
+            window("scope: device, value: xs-01, site: kuryk"),
+            "alerts.maintenance[0].value: no device 'xs-01' at kuryk is known (it is at aktau)",
+        ),
+        (
+            window("scope: kind, value: xray_scanner, site: aktua"),
+            "alerts.maintenance[0].site: unknown",
+        ),
+    ],
+)
+def test_a_route_or_window_naming_what_the_registry_does_not_know_is_refused(
+    tmp_path: Path, text: str, problem: str
+) -> None:
+    """A typo would match nothing: no notification, no silence, and nobody told why."""
+    found = problems(write(tmp_path, text + REGISTRY))
+    assert len(found) == 1 and found[0].startswith(problem), found
+
+
+def test_names_are_known_from_the_registry_profiles_groups_topics_and_passages(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MONITOR_PASSAGES__PLATE_KEY", "a-plate-key-of-16-chars")
+    text = (
+        route(
+            "{site: [aktau, kuryk, aqtobe, atyrau, khorgos], area: [gate-in, rail-gate,"
+            " berth-2, weigh-in, exit-9], kind: [xray_scanner, monitor, site]}"
+        )
+        + window("scope: area, value: gate-in, site: aktau")
+        + "profiles: {x: {topic: 'x/{device}', kind: weighbridge, site: aqtobe, area: weigh-in}}\n"
+        + "sparkplug: {enabled: true, groups: {g: {site: atyrau, area: rail-gate}}}\n"
+        + "mqtt: {topics: ['customs/khorgos/berth-2/#', 'customs/aktau/#', 'x/#', 'spBv1.0/#']}\n"
+        + "passages: {entry_areas: [gate-in], exit_areas: [exit-9]}\n"
+        + REGISTRY
+    )
+    cfg = load_config(write(tmp_path, text))
+    assert cfg.notify.routes[0].match.site == ["aktau", "kuryk", "aqtobe", "atyrau", "khorgos"]
+
+
+def test_a_channels_secret_comes_from_the_environment_or_a_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    channels = "['tgram://{env:CREW_TG_TOKEN}/-100123', 'mailto://crew:{file:%s}@smtp.kz']"
+    secret = tmp_path / "smtp_password"
+    text = route("{severity: [critical]}", channels % secret)
+    assert problems(write(tmp_path, text)) == [
+        "notify.routes[0].channels[0]: {env:CREW_TG_TOKEN}: the environment variable is not set",
+        f"notify.routes[0].channels[1]: {{file:{secret}}}: cannot read the file: No such file"
+        " or directory",
+    ]
+    monkeypatch.setenv("CREW_TG_TOKEN", "123456:ABC-token")
+    secret.write_text("hunter2\n")
+    cfg = load_config(write(tmp_path, text))
+    # the URL kept is the one written: the secrets are put in when a message is sent
+    assert cfg.notify.routes[0].channels == [
+        "tgram://{env:CREW_TG_TOKEN}/-100123",
+        f"mailto://crew:{{file:{secret}}}@smtp.kz",
+    ]
+    assert expand_channel(cfg.notify.routes[0].channels[1]) == "mailto://crew:hunter2@smtp.kz"
+
+
+@pytest.mark.parametrize(
+    ("url", "what"),
+    [
+        ("mailto://crew:hunter2@smtp.example.kz?to=a@b.kz", "a password"),
+        ("tgram://123456:ABCDEF/-100123", "a Telegram bot token"),
+        ("slack://TokenA/TokenB/TokenC/#chan", "Slack tokens"),
+        ("webhook:https://hooks.example.kz/alerts?token=abc", "a token"),
+        ("json://ops.example.kz/notify?apikey=abc", "a apikey"),
+        ("mailto://crew:{env:SMTP_PASSWORD}@smtp.example.kz", None),
+        ("tgram://{file:/run/secrets/tg}/-100123", None),
+        ("webhook:https://hooks.example.kz/alerts", None),
+        ("mailto://smtp.example.kz?to=a@b.kz", None),
+        ("json://127.0.0.1:9000/notify", None),
+    ],
+)
+def test_what_secret_a_channel_written_in_the_yaml_carries(url: str, what: str | None) -> None:
+    assert channel_secret(url) == what
+
+
+def test_check_config_refuses_an_unknown_site_and_warns_of_a_secret_in_the_yaml(
+    tmp_path: Path,
+) -> None:
+    def check(text: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "monitor", "check-config", "-c", str(write(tmp_path, text))],
+            capture_output=True,
+            text=True,
+            env={"PATH": "/usr/bin:/bin", "COLUMNS": "200"},
+            cwd=ROOT,
+            check=False,
+        )
+
+    refused = check(route("{site: [aktua]}") + REGISTRY)
+    assert refused.returncode == 2, refused.stdout
+    assert "notify.routes[0].match.site: unknown site 'aktua' (known: aktau, kuryk)" in (
+        refused.stderr
+    )
+    warned = check(
+        route("{site: [aktau]}", "['tgram://123456:ABCDEF-bot-token/-100123']") + REGISTRY
+    )
+    assert warned.returncode == 0, warned.stderr
+    assert (
+        "notify.routes[0].channels[0]: a Telegram bot token written in the config file"
+        in " ".join(warned.stdout.split())
+    )
+    assert "ABCDEF-bot-token" not in warned.stdout + warned.stderr

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from monitor.alerting.notify import trial_message
 from monitor.alerting.texts import render, sentence
 from monitor.cli.remote import _ago, alerts_table, devices_table, maintenance_table
 from monitor.cli.report import availability_table, release_table
@@ -41,6 +42,8 @@ IDS = {
     "fault",
     "site_silent",
     "threshold:hot",
+    "monitor-aktau-1",
+    "maintenance-crew",
 }
 
 
@@ -80,10 +83,14 @@ def alerts(seconds: float, count: int) -> Iterator[tuple[dict[str, Any], dict[st
         yield payload("site_silent", seconds, "site"), {"silent": count, "devices": devices}
 
 
+BOARD = "https://monitor.aktau.example.kz/#alert=a1b2c3"  # http.public_url's link
+
+
 def notifications(lang: Language, seconds: float, count: int) -> Iterator[str]:
     for p, facts in alerts(seconds, count):
-        for event in EVENTS:
-            data = {"event": event, "payload": p, "language": lang, "facts": facts}
+        for event, url in itertools.product(EVENTS, (None, BOARD)):
+            linked = p if url is None else {**p, "url": url}
+            data = {"event": event, "payload": linked, "language": lang, "facts": facts}
             title, body = render({**data, "acked_by": "Айгерим"}, ZONE)
             yield title
             yield body
@@ -103,6 +110,18 @@ def test_every_notification_reads_right_with_every_number(lang: Language, unit: 
                 if said := problems(lang, line):
                     found.setdefault(line, said)
     assert not found, "\n".join(f"{line}\n    {said}" for line, said in list(found.items())[:20])
+
+
+@pytest.mark.parametrize("lang", SHIPPED)
+def test_a_test_message_reads_right(lang: Language) -> None:
+    """``monitor notify-test``'s message through a chat (issue 22)."""
+    for board in (None, "https://monitor.aktau.example.kz/"):
+        data = trial_message("maintenance-crew", lang, "monitor-aktau-1", "Айгерим", 0.0, board)
+        title, body = render(data, ZONE)
+        for line in (title, *body.splitlines()):
+            assert not problems(lang, line), (line, problems(lang, line))
+        assert "maintenance-crew" in title and "Айгерим" in body
+        assert board is None or body.endswith(board)
 
 
 @pytest.mark.parametrize("lang", SHIPPED)

@@ -35,6 +35,8 @@ BROKER_DOWN_AFTER_S = 30.0
 SITE_SILENT_RATIO = 0.8
 SITE_SILENT_MIN_DEVICES = 3
 MONITOR_SITE = "*"  # the site of the monitor's own alerts: its troubles are every site's
+MONITOR_KIND = "monitor"  # the kind of the monitor's own alerts
+SITE_KIND = "site"  # the kind of a site_silent alert: the site speaks for its devices
 # Why an alert was resolved other than by its device recovering: a person said the device
 # is gone (SPEC 5), or its sites went to another collector (SPEC 8).
 FORGOTTEN = "forgotten"
@@ -171,13 +173,19 @@ class Route:
         )
 
     def matches(self, a: Alert) -> bool:
+        """Whether an alert of this severity, kind, site and area is the route's, by its
+        ``match`` alone (``AlertEngine.routed`` says who hears the monitor's own and a
+        site's alerts)."""
+        return self.takes(a.severity, a.kind, a.site, a.area)
+
+    def takes(self, severity: str, kind: str, site: str, area: str) -> bool:
         return all(
             allowed is None or value in allowed
             for allowed, value in (
-                (self.severity, a.severity),
-                (self.kind, a.kind),
-                (self.site, a.site),
-                (self.area, a.area),
+                (self.severity, severity),
+                (self.kind, kind),
+                (self.site, site),
+                (self.area, area),
             )
         )
 
@@ -234,6 +242,9 @@ class AlertEngine:
         self.open: dict[AlertKey, Alert] = {}
         self.windows: dict[str, Window] = {}
         self.wall_offset = 0.0  # wall clock - monotonic clock, for showing times
+        # the alert on the status board (http.public_url), for people on a phone: None
+        # without one (SPEC 10); the webhook JSON carries it as ``url``
+        self.link: Callable[[str], str | None] = lambda alert_id: None
 
     def wall(self, t: float) -> float:
         return t + self.wall_offset
@@ -249,7 +260,10 @@ class AlertEngine:
                 a.grouped_by = None  # its site alert ended meanwhile: it speaks for itself
 
     def _payload(self, alert: Alert, now: float, state: AlertState | None = None) -> dict[str, Any]:
-        return alert.payload(now, state, self.wall_offset)
+        payload = alert.payload(now, state, self.wall_offset)
+        if (url := self.link(alert.id)) is not None:
+            payload["url"] = url  # SPEC 5's JSON extended, never renamed
+        return payload
 
     @staticmethod
     def _notification(
@@ -322,7 +336,7 @@ class AlertEngine:
             rule,
             MONITOR_SITE,
             "*",
-            "monitor",
+            MONITOR_KIND,
             self.instance,
             severity,
             summary,
@@ -340,7 +354,7 @@ class AlertEngine:
         new_no_data: list[Alert] = []
         open_by_device: dict[DeviceKey, list[Alert]] = {}
         for a in self.open.values():
-            if a.kind not in ("site", "monitor"):
+            if a.kind not in (SITE_KIND, MONITOR_KIND):
                 open_by_device.setdefault((a.site, a.device), []).append(a)
         for key, ds in devices.items():
             d = ds.device
@@ -438,7 +452,7 @@ class AlertEngine:
             timeout = self.settings_of(ds.device).no_data_timeout
             if timeout is None:
                 continue  # reports by exception: its quiet is no silence (SPEC 3.4)
-            last = ds.last_seen if ds.last_seen is not None else grace_from
+            last = ds.last_seen if ds.last_seen is not None else rules.grace_of(ds, grace_from)
             if last < began - timeout and rules.silent_for(ds, grace_from, now) >= timeout:
                 continue  # its own outage, from before this one
             on_site.append(ds)
@@ -448,13 +462,16 @@ class AlertEngine:
             return None
         # since the first of them fell silent, as their own no_data alerts say it (a
         # silence that began before a restart began then)
-        since = min(ds.last_seen if ds.last_seen is not None else grace_from for ds in silent)
+        since = min(
+            ds.last_seen if ds.last_seen is not None else rules.grace_of(ds, grace_from)
+            for ds in silent
+        )
         alert = Alert(
             self.new_id(),
             SITE_SILENT,
             site,
             "*",
-            "site",
+            SITE_KIND,
             site,
             "critical",
             f"site {site}: {len(silent)} of {len(on_site)} devices went silent together"
@@ -474,7 +491,7 @@ class AlertEngine:
         out = Outcome()
         site, device_id = key
         for alert in [a for a in self.open.values() if (a.site, a.device) == key]:
-            if alert.kind in ("site", "monitor"):
+            if alert.kind in (SITE_KIND, MONITOR_KIND):
                 continue
             alert.facts = {**alert.facts, "resolution": resolution}
             self._resolve(out, alert, now)
@@ -550,12 +567,33 @@ class AlertEngine:
             return False
         return ds.state == State.MAINTENANCE or self.in_maintenance(ds.device, now)
 
+    def routed(self, route: Route, alert: Alert, devices: Mapping[DeviceKey, DeviceState]) -> bool:
+        """Whether a route hears this alert (SPEC 10). The monitor's own troubles are every
+        site's and every kind's (site and area ``*``): a route by site, area or kind would
+        never match them, so severity alone decides. A ``site_silent`` alert speaks for its
+        devices' alerts, which it holds back: it reaches every route that would have
+        received one of them (a route by area, kind or a device's severity)."""
+        if alert.kind == MONITOR_KIND:
+            return route.severity is None or alert.severity in route.severity
+        if route.matches(alert):
+            return True
+        if alert.rule != SITE_SILENT:
+            return False
+        for member in alert.members:
+            ds = devices.get((alert.site, member))
+            if ds is None:
+                continue
+            d = ds.device  # its own alert: its no_data, with its rules' severity
+            if route.takes(self.settings_of(d).severity, d.kind, d.site, d.area):
+                return True
+        return False
+
     def _notify(self, out: Outcome, devices: Mapping[DeviceKey, DeviceState], now: float) -> None:
         for alert in self.open.values():
             if self.suppressed(alert, devices, now):
                 continue
             for route in self.routes:
-                if not route.matches(alert):
+                if not self.routed(route, alert, devices):
                     continue
                 last = alert.notified.get(route.name)
                 if last is None:

@@ -10,7 +10,14 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import NamedTuple
 
-from monitor.alerting.rules import NO_DATA, DeviceState, RuleSettings, conditions
+from monitor.alerting.rules import (
+    NO_DATA,
+    DeviceState,
+    RuleSettings,
+    conditions,
+    grace_of,
+    silent_for,
+)
 from monitor.model import Device, DeviceKey, Reading, State
 
 Status = tuple[bool, str, str]  # (up, state, reason)
@@ -30,6 +37,7 @@ def device_status(
     ds: DeviceState, rules: RuleSettings, grace_from: float, now: float, in_maintenance: bool
 ) -> Status | None:
     """(up, state, reason); None while a never-seen device is still within its grace."""
+    grace_from = grace_of(ds, grace_from)
     if in_maintenance or ds.state == State.MAINTENANCE:
         return False, State.MAINTENANCE.value, "maintenance"
     if ds.online is False or ds.state == State.OFFLINE:
@@ -73,6 +81,25 @@ class Liveness:
                 ds.device = current.device
             self.devices[ds.device.key] = ds
 
+    def expect(self, registry: Iterable[Device], now: float) -> list[Device]:
+        """The registry of a reloaded config (SPEC 10): a device known already keeps all
+        that is known of it (last seen, state, timers: no fresh grace), with its entry's
+        site, area and kind; a new one is expected from ``now`` on (its own grace). Returns
+        the new ones."""
+        added = []
+        for d in registry:
+            ds = self.devices.get(d.key)
+            if ds is None:
+                self.devices[d.key] = DeviceState(d, expected_from=now)
+                added.append(d)
+            elif ds.device != d:
+                ds.device = d
+        return added
+
+    def use_rules(self, rules_of: Callable[[Device], RuleSettings]) -> None:
+        """The rule settings of a reloaded config."""
+        self._rules_of = rules_of
+
     def forget(self, key: DeviceKey) -> bool:
         """A device a person said is gone (SPEC 5): False if there was none."""
         self._written.pop(key, None)
@@ -84,7 +111,7 @@ class Liveness:
         device's timers stand still as long, as during a broker outage, so that what waits
         in the socket is read before anything counts as silence."""
         for ds in self.devices.values():
-            for name in ("last_seen", "state_since", "offline_since"):
+            for name in ("last_seen", "state_since", "offline_since", "expected_from"):
                 t = getattr(ds, name)
                 if t is not None:
                     setattr(ds, name, min(now, t + seconds))
@@ -175,7 +202,7 @@ class Liveness:
         `for`, or a silence past half the no_data timeout (the board shows these amber)."""
         ds = self.devices[key]
         rules = self._rules_of(ds.device)
-        silent = now - max(ds.last_seen or self.grace_from, self.grace_from)
+        silent = silent_for(ds, self.grace_from, now)
         half = (rules.no_data_timeout or 0.0) / 2
         return [
             c.rule

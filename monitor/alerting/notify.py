@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import random
 import re
+import uuid
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -27,12 +28,12 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import aiohttp
 
 from monitor import durations, logs
-from monitor.alerting.engine import Notification
+from monitor.alerting.engine import Notification, rfc3339
 from monitor.alerting.store import OutboxItem, Store
 from monitor.alerting.texts import render
 from monitor.backoff import backoff_delay
 from monitor.clock import Clock
-from monitor.config import mask_url
+from monitor.config import expand_channel, mask_url
 from monitor.lifecycle import Resource
 from monitor.stats import Stats
 
@@ -44,6 +45,8 @@ MAX_REFUSED = 3  # SPEC 5: tries of a notification refused for its content, then
 # notification gets through seconds later, so "until a delivery succeeds" would hide it.
 GIVEN_UP_WARNING_S = 24 * 3600.0
 WEBHOOK_TIMEOUT_S = 10.0
+TEST_TIMEOUT_S = 30.0  # a test message's try on one channel (an SMTP server may be slow)
+TEST_EVENT = "test"  # X-Monitor-Event and ``state`` of a test message
 
 # Whose fault a failed try was: "content" (the channel refused this message: HTTP 4xx but
 # 408/429), "channel" (down, slow, overloaded: 5xx, 408, 429, no connection) or "unclear".
@@ -54,6 +57,50 @@ Blame = Literal["content", "channel", "unclear"]
 class Failure:
     error: str  # what went wrong, without secrets or message text
     blame: Blame
+
+
+@dataclass(frozen=True)
+class Tried:
+    """A test message through one channel: delivered (``error`` None) or why not."""
+
+    channel: str  # as configured: its secrets' places, never the secrets
+    escalation: bool  # one of the route's escalate_to channels
+    error: str | None
+
+
+def trial_message(
+    route: str, language: str | None, instance: str, by: str, at: float, board: str | None
+) -> dict[str, Any]:
+    """What ``Notifier.test`` sends (SPEC 10): for a webhook, SPEC 5's JSON with every key
+    (a receiver that reads them does not choke), ``state`` and the header ``test``, and
+    ``test: true``; for a chat, a title and body that say it is no alert."""
+    payload = {
+        "alert_id": f"test-{uuid.uuid4().hex[:8]}",
+        "state": TEST_EVENT,
+        "rule": "notify_test",
+        "severity": "info",
+        "site": "*",
+        "area": "*",
+        "kind": "monitor",
+        "device": instance,
+        "started_at": rfc3339(at),
+        "resolved_at": None,
+        "duration_s": 0.0,
+        "summary": f"test message through route {route}, asked by {by}: not an alert",
+        "test": True,
+        "route": route,
+        **({"url": board} if board is not None else {}),
+    }
+    return {
+        "alert_id": payload["alert_id"],
+        "event": TEST_EVENT,
+        "route": route,
+        "payload": payload,
+        "language": language,
+        "facts": {},
+        "by": by,
+        "instance": instance,
+    }
 
 
 @dataclass
@@ -90,6 +137,7 @@ class Notifier(Resource):
         self.outcomes: Counter[tuple[str, str]] = Counter()  # (channel type, outcome)
         self.failing: set[str] = set()
         self._given_up: dict[str, _GivenUp] = {}  # by channel, while it is a warning
+        self._workers: asyncio.TaskGroup | None = None  # while running
 
     async def open(self) -> None:
         self._session = aiohttp.ClientSession(
@@ -136,10 +184,30 @@ class Notifier(Resource):
         ]
 
     async def run(self) -> None:
-        """One worker per channel, until cancelled."""
+        """One worker per channel, until cancelled; ``add_channels`` adds more."""
         async with asyncio.TaskGroup() as tg:
-            for channel in self._channels:
-                tg.create_task(self._worker(channel), name=f"notify:{mask_url(channel)}")
+            self._workers = tg
+            try:
+                for channel in self._channels:
+                    self._start(channel)
+                await asyncio.Event().wait()  # the workers run until cancelled
+            finally:
+                self._workers = None
+
+    def add_channels(self, channels: Iterable[str]) -> list[str]:
+        """Channels of a reloaded config (SPEC 10): a worker each from now on. A channel no
+        route names any more keeps its worker: what waits for it in the outbox is sent."""
+        new = [c for c in dict.fromkeys(channels) if c not in self._wake]
+        for channel in new:
+            self._channels.append(channel)
+            self._wake[channel] = asyncio.Event()
+            if self._workers is not None:
+                self._start(channel)
+        return new
+
+    def _start(self, channel: str) -> None:
+        assert self._workers is not None
+        self._workers.create_task(self._worker(channel), name=f"notify:{mask_url(channel)}")
 
     async def _worker(self, channel: str) -> None:
         """Sends the channel's notifications in order. A channel failure is retried with
@@ -186,7 +254,7 @@ class Notifier(Resource):
 
     async def _try(self, channel: str, item: OutboxItem) -> Failure | None:
         """One delivery, its outcome counted and recorded; None when delivered."""
-        failure = await self._deliver(channel, item)
+        failure = await self._deliver(channel, item.data)
         kind = _channel_type(channel)
         if failure is None:
             self._store.outbox_done(item, self._clock.monotonic(), True, None)
@@ -234,12 +302,40 @@ class Notifier(Resource):
             why=why,
         )
 
-    async def _deliver(self, channel: str, item: OutboxItem) -> Failure | None:
+    async def test(self, channels: Iterable[tuple[str, bool]], data: dict[str, Any]) -> list[Tried]:
+        """A test message (``trial_message``) through each channel at once, tried once, not
+        queued: whether each delivered it, or why not (SPEC 10, ``monitor notify-test``).
+        ``channels``: (channel, whether it is an escalation channel)."""
+
+        async def one(channel: str, escalation: bool) -> Tried:
+            try:
+                async with asyncio.timeout(TEST_TIMEOUT_S):
+                    failure = await self._deliver(channel, data)
+            except TimeoutError:
+                failure = Failure(f"no answer within {TEST_TIMEOUT_S:g} s", "channel")
+            error = None if failure is None else failure.error
+            log.info(
+                "notify.test",
+                route=data["route"],
+                channel=mask_url(channel),
+                delivered=error is None,
+                error=error,
+                by=data.get("by"),
+            )
+            return Tried(channel, escalation, error)
+
+        return list(await asyncio.gather(*(one(c, e) for c, e in channels)))
+
+    async def _deliver(self, channel: str, data: dict[str, Any]) -> Failure | None:
         """None when delivered, else what went wrong and whose fault it seems."""
         try:
-            if channel.startswith("webhook:"):
-                return await self._webhook(channel[len("webhook:") :], item.data)
-            return await self._apprise(channel, item.data)
+            url = expand_channel(channel)  # its secrets, from the environment or files
+        except ValueError as e:  # says which variable or file, never a secret
+            return Failure(str(e), "channel")
+        try:
+            if url.startswith("webhook:"):
+                return await self._webhook(url[len("webhook:") :], data)
+            return await self._apprise(url, data)
         except asyncio.CancelledError:
             raise
         except Exception as e:  # a bug or a message our own code cannot render

@@ -86,6 +86,9 @@ class DeviceState:
     code: str | None = None  # the vendor's status code, for the fault summary
     metrics: dict[str, FieldValue] = field(default_factory=dict)
     threshold_since: dict[str, float] = field(default_factory=dict)
+    # Expected since (a device a reload registered, SPEC 10): its grace counts from then,
+    # not from the run's start, which may be long past. None: the run's grace.
+    expected_from: float | None = None
 
     def observe_metrics(
         self, fields: dict[str, FieldValue], at: float, thresholds: tuple[Threshold, ...]
@@ -132,8 +135,17 @@ def _offline(ds: DeviceState) -> tuple[float, str, str] | None:
     return None
 
 
+def grace_of(ds: DeviceState, grace_from: float) -> float:
+    """Since when this device's silence counts at the most: the run's grace (start-up, a
+    reconnect), or later for a device expected only since (``expected_from``)."""
+    if ds.expected_from is None:
+        return grace_from
+    return max(grace_from, ds.expected_from)
+
+
 def conditions(ds: DeviceState, rules: RuleSettings, grace_from: float) -> list[Condition]:
     """Every condition that holds for this device, firing or still pending."""
+    grace_from = grace_of(ds, grace_from)
     d = ds.device
     out = []
     if (offline := _offline(ds)) is not None:
@@ -210,6 +222,7 @@ def next_deadline(
 
 
 def silent_for(ds: DeviceState, grace_from: float, now: float) -> float:
+    grace_from = grace_of(ds, grace_from)
     return now - max(ds.last_seen or grace_from, grace_from)
 
 
@@ -230,6 +243,7 @@ class RuleBook:
         self._by_device: dict[DeviceKey, RuleSettings] = {}
         # Born Sparkplug devices (SPEC 3.4): no_data only as their entry or group sets it.
         self._quiet: dict[DeviceKey, RuleSettings] = {}
+        self._born: dict[DeviceKey, tuple[Device, str]] = {}  # their group, for a reload
         self._explicit = {
             (e.site, e.id): e.no_data_timeout for e in config.devices if e.no_data_timeout
         }
@@ -249,11 +263,19 @@ class RuleBook:
         key = device.key
         if not born:
             self._quiet.pop(key, None)
+            self._born.pop(key, None)
             return
+        self._born[key] = (device, group)
         base = self._by_device.get(key) or self._by_kind[device.kind]
         explicit = self._explicit.get(key)
         timeout = explicit if explicit is not None else self._group_timeouts.get(group)
         self._quiet[key] = replace(base, no_data_timeout=timeout)
+
+    def carry_over(self, old: RuleBook) -> None:
+        """This book replaces ``old`` (a reload, SPEC 10): the Sparkplug devices born
+        meanwhile report by exception here too, with this book's settings."""
+        for device, group in old._born.values():
+            self.by_exception(device, group, born=True)
 
 
 def _thresholds(entries: list[ThresholdRule]) -> tuple[Threshold, ...]:

@@ -14,7 +14,7 @@ from __future__ import annotations
 from datetime import datetime, tzinfo
 from typing import Any
 
-from monitor.i18n import ZONE, Count, Duration, Language, texts
+from monitor.i18n import ZONE, Count, Duration, Language, Texts, texts
 
 ICONS = {
     "firing": "🔴",
@@ -23,6 +23,7 @@ ICONS = {
     "acknowledged": "👷",
     "resolved": "✅",
     "closed": "☑️",
+    "test": "🧪",
 }
 
 
@@ -102,6 +103,8 @@ def render(data: dict[str, Any], zone: tzinfo = ZONE) -> tuple[str, str]:
     language: Language = data.get("language") or "en"
     t = texts(language)
     p, event = data["payload"], data["event"]
+    if event == "test":
+        return _test(t, p, data)
     facts = data.get("facts") or {}
     resolution = p.get("resolution") or facts.get("resolution")
     closed = event == "resolved" and resolution in ("forgotten", "unowned")
@@ -177,8 +180,33 @@ def render(data: dict[str, Any], zone: tzinfo = ZONE) -> tuple[str, str]:
             id=p["alert_id"],
         )
     )
+    url = p.get("url")  # the alert on the status board (http.public_url), if there is one
     if event in ("firing", "repeat", "escalation"):
-        lines.append(t.fill(t.gettext("Acknowledge: monitor ack %(id)s"), id=p["alert_id"]))
+        if url:  # a link a crew member on a phone can follow, and acknowledge there
+            lines.append(t.fill(t.gettext("Acknowledge on the status board: %(url)s"), url=url))
+        else:  # without a board people can reach: the command, for whoever has a terminal
+            lines.append(t.fill(t.gettext("Acknowledge: monitor ack %(id)s"), id=p["alert_id"]))
+    elif url:
+        lines.append(t.fill(t.gettext("On the status board: %(url)s"), url=url))
+    return title, "\n".join(lines)
+
+
+def _test(t: Texts, p: dict[str, Any], data: dict[str, Any]) -> tuple[str, str]:
+    """A test message through a route (``monitor notify-test``, SPEC 10): no alert."""
+    route = t.fill(t.gettext("route %(route)s"), route=p["route"])
+    headline = t.pgettext("headline", "TEST")
+    title = f"{ICONS['test']} {headline}: {route}"
+    lines = [
+        t.gettext("This is a test message, not an alert: no equipment is down."),
+        t.fill(
+            t.gettext("Monitor %(instance)s, route %(route)s, asked by %(who)s."),
+            instance=data.get("instance") or p["device"],
+            route=p["route"],
+            who=data.get("by") or "?",
+        ),
+    ]
+    if p.get("url"):
+        lines.append(t.fill(t.gettext("The status board: %(url)s"), url=p["url"]))
     return title, "\n".join(lines)
 
 

@@ -17,7 +17,8 @@ LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
 def run(config: Path | None, log_level: str) -> int:
-    """Run the collector until SIGINT/SIGTERM; the process's exit code."""
+    """Run the collector until SIGINT/SIGTERM (SIGHUP reloads the config); the process's
+    exit code."""
     from monitor import app, logs
     from monitor.config import load_config
     from monitor.errors import ConfigError, MonitorError, StateMigrationError, StateVersionError
@@ -25,14 +26,17 @@ def run(config: Path | None, log_level: str) -> int:
     if log_level.lower() not in LOG_LEVELS:
         _say(f"error: --log-level must be one of {', '.join(LOG_LEVELS)}")
         return 2
+    warnings: list[str] = []
     try:
-        cfg = load_config(config)
+        cfg = load_config(config, warnings)
     except ConfigError as e:
         _say(f"invalid configuration ({len(e.problems)} problems):")
         for problem in e.problems:
             _say(f"  {problem}")
         return 2
     logs.setup(log_level)
+    for warning in warnings:  # a channel's secret in the YAML: said, never the secret
+        logs.get("monitor.config").warning("config.warning", problem=warning)
     # What start-up made lives as long as the process: out of the collector's way, so
     # a full collection scans only what runs.
     gc.freeze()
@@ -41,7 +45,8 @@ def run(config: Path | None, log_level: str) -> int:
     async def main() -> None:
         stop = asyncio.Event()
         app.install_signal_handlers(stop, bound=cfg.stop_timeout)
-        await app.run(cfg, stop)
+        # SIGHUP: the same file read again, with the same environment (SPEC 10)
+        await app.run(cfg, stop, load=lambda warnings: load_config(config, warnings))
 
     try:
         asyncio.run(main())

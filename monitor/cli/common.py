@@ -126,10 +126,11 @@ def add_row(table: Table, *cells: Part) -> None:
     table.add_row(*(text(c) for c in cells))
 
 
-def load(path: Path | None) -> Config:
-    """The config, or every problem with it printed and exit code 2."""
+def load(path: Path | None, warnings: list[str] | None = None) -> Config:
+    """The config, or every problem with it printed and exit code 2; what is valid but
+    unwise is added to ``warnings``."""
     try:
-        return load_config(path)
+        return load_config(path, warnings)
     except ConfigError as e:
         complain("invalid configuration", f" ({len(e.problems)} problems):")
         for problem in e.problems:

@@ -159,10 +159,13 @@ def _secret_state(value: object) -> str:
 @app.command("check-config")
 def check_config(config: ConfigOption = None) -> None:
     """Validate the config and summarize devices, profiles, rules and routes."""
-    cfg = load(config)
+    warnings: list[str] = []
+    cfg = load(config, warnings)
     normalizer = Normalizer(cfg)
     m, i = cfg.mqtt, cfg.influx
     show(styled("bold green", "configuration is valid"))
+    for warning in warnings:  # valid, but a secret sits in a file people share
+        show(styled("yellow", "warning   ", warning))
     say(
         f"broker    {m.host}:{m.port} client_id={m.client_id}"
         f" tls={'on' if m.tls.enabled else 'off'} user={m.username or '-'}"
@@ -173,7 +176,10 @@ def check_config(config: ConfigOption = None) -> None:
         f"influx    {i.url} api={i.api} {target} token={_secret_state(i.token)}"
         f" batch={i.batch_size} flush={durations.to_config(i.flush_interval)}"
     )
-    say(f"http      {cfg.http.host}:{cfg.http.port} token={_secret_state(cfg.http.token)}")
+    say(
+        f"http      {cfg.http.host}:{cfg.http.port} token={_secret_state(cfg.http.token)}"
+        f" public_url={cfg.http.public_url or '-'}"
+    )
     say(f"state_dir {cfg.state_dir}")
     subscriptions = m.topics or normalizer.subscriptions
     say(f"subscribe {', '.join(subscriptions)}")

@@ -67,6 +67,7 @@ class _Client:
         path: str,
         body: dict[str, Any] | None = None,
         refusals: dict[int, str] | None = None,
+        timeout: float = 10.0,
     ) -> Any:
         """The API's answer; a refusal ends the command (exit 1), said in the reader's
         language (``refusals``: what a status means for this command; the API's own reason,
@@ -78,7 +79,7 @@ class _Client:
         if self.token:
             req.add_header("Authorization", f"Bearer {self.token}")
         try:
-            with urllib.request.urlopen(req, timeout=10) as resp:
+            with urllib.request.urlopen(req, timeout=timeout) as resp:
                 return json.load(resp)
         except urllib.error.HTTPError as e:
             try:
@@ -337,6 +338,38 @@ def ack(
     a = _Client(config, url, chosen).call("POST", path, {"by": by}, refusals={404: missing})
     summary = a.get("summary_text") or a["summary"]
     say(t.fill(t.gettext("acknowledged %(id)s: %(summary)s"), id=a["alert_id"], summary=summary))
+
+
+@app.command("notify-test")
+def notify_test(
+    route: Annotated[str, typer.Option("--route", help="The route's name (notify.routes).")],
+    config: ConfigOption = None,
+    url: UrlOption = None,
+    by: Annotated[str, typer.Option(help="Who asks (shown in the message).")] = os.environ.get(
+        "USER", "cli"
+    ),
+    lang: LangOption = None,
+) -> None:
+    """Send a test message through a route's channels (escalation channels too) and say,
+    per channel, delivered or why not; exit 1 if any was not (needs MONITOR_HTTP__TOKEN)."""
+    chosen = language(lang, config)
+    t = texts(chosen)
+    missing = t.fill(t.gettext("the running monitor has no route %(route)s"), route=route)
+    # each channel is tried at once, an SMTP server may take its time: the API waits for all
+    answer = _Client(config, url, chosen).call(
+        "POST", "/api/notify-test", {"route": route, "by": by}, {404: missing}, timeout=90
+    )
+    say(t.fill(t.gettext("Test message through route %(route)s:"), route=answer["route"]))
+    escalation = t.pgettext("channel", "escalation")
+    for c in answer["channels"]:
+        channel = c["channel"] + (f" ({escalation})" if c["escalation"] else "")
+        if c["delivered"]:
+            say("  ", styled("green", t.pgettext("notify-test", "delivered")), "  ", channel)
+        else:
+            said = t.fill(t.gettext("not delivered: %(error)s"), error=c["error"])
+            say("  ", styled("red", said), "  ", channel)
+    if answer["failed"]:
+        raise typer.Exit(1)
 
 
 maintenance_app = typer.Typer(

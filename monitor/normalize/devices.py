@@ -135,6 +135,11 @@ class Devices:
         """A discovered device a person said is gone: it is found anew if it speaks."""
         self._discovered.pop(key, None)
 
+    @property
+    def discovered(self) -> list[Device]:
+        """The devices found on topics (not registered), for a reloaded registry."""
+        return list(self._discovered.values())
+
 
 def _device_id(value: str) -> str:
     if not DEVICE_ID_RE.match(value):

@@ -48,7 +48,14 @@ class Route(NamedTuple):
 class Normalizer:
     """Compiled from a Config once; ``normalize`` is pure and never raises on input."""
 
-    def __init__(self, config: Config, clock: Clock | None = None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        clock: Clock | None = None,
+        sparkplug: SparkplugDecoder | None = None,
+    ) -> None:
+        """``sparkplug``: the decoder of the normalizer this one replaces (a reload keeps
+        the edge nodes; ``take_over`` gives it this registry)."""
         self._max_payload = int(config.ingest.max_payload_bytes)
         self._max_age_ms = int(config.ingest.max_age * 1000)
         self._max_skew_ms = int(config.ingest.max_clock_skew * 1000)
@@ -74,7 +81,9 @@ class Normalizer:
         for name, p in config.profiles.items():
             self.add_route(p.topic, name, VendorDecoder(name, p, devices, plates).decode)
         self.sparkplug: SparkplugDecoder | None = None
-        if config.sparkplug.enabled:  # protobuf is imported only by configs that speak it
+        if config.sparkplug.enabled and sparkplug is not None:
+            self.sparkplug = sparkplug
+        elif config.sparkplug.enabled:  # protobuf is imported only by configs that speak it
             from monitor.normalize.sparkplug.decoder import SparkplugDecoder
 
             host_id = config.sparkplug.host_id or config.mqtt.client_id
@@ -125,6 +134,17 @@ class Normalizer:
     def forget(self, key: DeviceKey) -> None:
         """A discovered device a person said is gone (SPEC 5)."""
         self._devices.forget(key)
+
+    @property
+    def discovered(self) -> list[Device]:
+        """The devices found on topics, not registered."""
+        return self._devices.discovered
+
+    def take_over(self) -> None:
+        """This normalizer replaces another (a reload, SPEC 10): the Sparkplug decoder it
+        was given resolves devices in this registry from now on."""
+        if self.sparkplug is not None:
+            self.sparkplug.use_devices(self._devices)
 
     @property
     def subscriptions(self) -> list[str]:

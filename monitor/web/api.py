@@ -26,13 +26,13 @@ from pydantic import (
 
 from monitor import durations, logs
 from monitor.alerting.engine import Alert, Window, rfc3339
-from monitor.alerting.notify import Notifier
+from monitor.alerting.notify import Notifier, trial_message
 from monitor.alerting.service import AlertService
 from monitor.alerting.store import Store
 from monitor.alerting.texts import sentence
 from monitor.alerting.texts import summary as localized_summary
 from monitor.clock import Clock, wall_offset
-from monitor.config import HTTP, Duration
+from monitor.config import HTTP, Duration, KnownNames, mask_url
 from monitor.i18n import LANGUAGES, Language, texts
 from monitor.i18n import Duration as Lasted
 from monitor.lifecycle import Resource
@@ -105,6 +105,12 @@ class AckRequest(BaseModel):
     by: PlainText = Field("api", max_length=64)
 
 
+class NotifyTestRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    route: PlainText = Field(min_length=1, max_length=200)
+    by: PlainText = Field("api", max_length=64)
+
+
 def _shown(t: float | None, offset: float) -> str | None:
     """A monotonic time as the wall clock says it (RFC 3339)."""
     return rfc3339(None if t is None else t + offset)
@@ -170,9 +176,12 @@ class Api(Resource):
         language: Language = "en",
         forget: Callable[[DeviceKey], str] | None = None,
         registered: Collection[DeviceKey] = (),
+        known: Callable[[], KnownNames] | None = None,
     ) -> None:
         self._forget = forget  # SPEC 5: the wiring's, which knows every part that keeps one
         self._registered = registered
+        # the sites, areas and devices a window may name: the config's and those heard
+        self._known = known
         self._language = language  # the board's default (config `language`)
         self._config = config
         self._release_today = release_today  # SPEC 9, when passages are on
@@ -189,6 +198,20 @@ class Api(Resource):
         self._metrics: Callable[[], bytes] | None = None  # built at the first scrape
         self.port: int | None = None
         self._faults: set[tuple[str, str]] = set()  # (route, error) already logged
+        self.public_url = config.public_url  # the board as people reach it (a reload sets it)
+
+    def reconfigure(
+        self,
+        names: dict[DeviceKey, str],
+        registered: Collection[DeviceKey],
+        language: Language,
+        public_url: str | None,
+    ) -> None:
+        """What a reloaded config changes here (SPEC 10); the server and its token stay."""
+        self._names = names
+        self._registered = registered
+        self._language = language
+        self.public_url = public_url
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[self._contained])
@@ -203,7 +226,9 @@ class Api(Resource):
         r.add_get("/api/alerts", self.alerts)
         r.add_get("/api/passages", self.passages)
         r.add_get("/api/i18n", self.i18n)
+        r.add_get("/api/alerts/{alert_id}", self.alert)
         r.add_post("/api/alerts/{alert_id}/ack", self._auth(self.ack))
+        r.add_post("/api/notify-test", self._auth(self.notify_test))
         r.add_get("/api/maintenance", self.maintenance)
         r.add_post("/api/maintenance", self._auth(self.add_maintenance))
         r.add_delete("/api/maintenance/{window_id}", self._auth(self.remove_maintenance))
@@ -434,6 +459,48 @@ class Api(Resource):
         lang = self._lang(request)
         return web.json_response({"alerts": [_alert_json(a, now, offset, lang) for a in alerts]})
 
+    async def alert(self, request: web.Request) -> web.Response:
+        """One alert, open or not: what a link in a notification opens on the board."""
+        alert = self._store.alert(request.match_info["alert_id"])
+        if alert is None:
+            return _error(404, "no such alert")
+        return web.json_response(_alert_json(alert, *self._now(), self._lang(request)))
+
+    async def notify_test(self, request: web.Request) -> web.Response:
+        """A test message through a route's channels (its escalation channels too), each
+        tried once now: delivered, or why not (SPEC 10). Nothing is queued or repeated."""
+        body = await _body(request, NotifyTestRequest)
+        if isinstance(body, web.Response):
+            return body
+        engine = self._service.engine
+        route = next((r for r in engine.routes if r.name == body.route), None)
+        if route is None:
+            names = ", ".join(r.name for r in engine.routes) or "none"
+            return _error(404, f"no route {body.route!r} (routes: {names})")
+        board = None if self.public_url is None else f"{self.public_url}/"
+        message = trial_message(
+            route.name, route.language, engine.instance, body.by, self._clock.now(), board
+        )
+        channels = [(c, False) for c in route.channels]
+        channels += [(c, True) for c in route.escalate_to if c not in route.channels]
+        tried = await self._notifier.test(channels, message)
+        return web.json_response(
+            {
+                "route": route.name,
+                "channels": [
+                    {
+                        "channel": mask_url(t.channel),
+                        "escalation": t.escalation,
+                        "delivered": t.error is None,
+                        "error": t.error,
+                    }
+                    for t in tried
+                ],
+                "delivered": sum(t.error is None for t in tried),
+                "failed": sum(t.error is not None for t in tried),
+            }
+        )
+
     async def ack(self, request: web.Request) -> web.Response:
         body = await _body(request, AckRequest)
         if isinstance(body, web.Response):
@@ -459,6 +526,11 @@ class Api(Resource):
         # before anything is saved: a refused window changes nothing (SPEC 6)
         if problem := window_problem(body.scope, body.value, starts, ends, body.site):
             return _error(400, problem)
+        # a name nobody knows would silence nothing, and say nothing (SPEC 10)
+        if self._known is not None:
+            names = self._known()
+            if problem := names.window_problem(body.scope, body.value, body.site):
+                return _error(400, problem)
         if body.scope == "device" and body.site is None:
             known = {*self._service.liveness.devices, *self._registered}
             if len(sites := sorted(s for s, i in known if i == body.value)) > 1:

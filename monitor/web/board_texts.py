@@ -29,8 +29,9 @@ WORDS = {
     "p90_release": N_("release time of 9 trucks in 10"),
     "inside": N_("inside the post now"),
     "language": N_("Language"),
+    "linked_alert": N_("Alert from the link"),
 }
-# board.js fills %(n)s, %(who)s, %(time)s with the value; nothing else.
+# board.js fills %(n)s, %(who)s, %(time)s, %(id)s with the value; nothing else.
 TEMPLATES = {
     "n_up": N_("%(n)s up"),
     "n_down": N_("%(n)s down"),
@@ -38,6 +39,7 @@ TEMPLATES = {
     "acknowledged_by": N_("acknowledged by %(who)s"),
     "updated": N_("updated %(time)s"),
     "unreachable": N_("monitor unreachable, trying again in a few seconds"),
+    "linked_unknown": N_("This monitor knows no alert %(id)s"),
 }
 REASONS = {
     "no_data": N_("no data"),

@@ -210,6 +210,61 @@ def test_routes_match_severity_kind_site_area() -> None:
     assert w2.at(60).notifications == []
 
 
+def route(name: str, **match: set[str]) -> Route:
+    return Route(
+        name,
+        (f"webhook:http://{name}",),
+        (),
+        3600,
+        900,
+        **{k: frozenset(v) for k, v in match.items()},  # type: ignore[arg-type]
+    )
+
+
+def test_the_monitors_own_alerts_reach_every_route_whose_severity_matches() -> None:
+    """Issue 22: their site and area are ``*``, their kind ``monitor``: a route by site,
+    area or kind is still told that the monitor hears nothing of its equipment."""
+    routes = (
+        route("aktau-scanners", site={"aktau"}, kind={"xray_scanner"}, area={"inspection-1"}),
+        route("kuryk", site={"kuryk"}, severity={"critical"}),
+        route("info-only", severity={"info"}),
+    )
+    w = World(routes=routes)
+    w.broker_down_since = T0
+    out = w.at(31)
+    assert sorted((n.route, n.payload["rule"]) for n in out.notifications) == [
+        ("aktau-scanners", "monitor_broker_down"),
+        ("kuryk", "monitor_broker_down"),
+    ]
+
+
+def test_a_site_silent_reaches_the_routes_of_the_alerts_it_holds_back() -> None:
+    """Issue 22: kind ``site`` and area ``*``, so a route by area or kind would get nothing
+    during a site outage; it gets the site alert if it would have got one of its devices'.
+    A route of another area, kind, site or severity gets nothing."""
+    routes = (
+        route("inspection", area={"inspection-1"}),
+        route("scanners", kind={"xray_scanner"}, severity={"critical"}),
+        route("everyone"),
+        route("gates", area={"gate-in"}),
+        route("kuryk", site={"kuryk"}),
+        route("radiation", kind={"radiation_portal"}),
+        route("warnings", severity={"warning"}),
+    )
+    w = World(n=5, routes=routes)
+    out = w.at(60)
+    assert events(out) == [("site_silent", "aktau", "firing")] * 3
+    assert sorted(n.route for n in out.notifications) == ["everyone", "inspection", "scanners"]
+    w.now = T0 + 61
+    w.seen("xs-1")
+    out = w.at(61)  # the site speaks: the same routes hear it is back
+    assert sorted(n.route for n in out.notifications if n.event == "resolved") == [
+        "everyone",
+        "inspection",
+        "scanners",
+    ]
+
+
 def test_maintenance_window_suppresses_notifications_until_it_ends() -> None:
     w = World()
     w.engine.windows["m1"] = Window("m1", "device", "xs-1", T0 + 30, T0 + 600, "tube")

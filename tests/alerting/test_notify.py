@@ -71,10 +71,12 @@ class Receiver:
         self.answer = answer
         self.requests: list[tuple[float, str, int]] = []
         self.bodies: list[dict[str, Any]] = []
+        self.paths: list[str] = []
         self._runner: web.AppRunner | None = None
 
     async def handle(self, request: web.Request) -> web.Response:
         body = await request.json()
+        self.paths.append(request.path)
         status, reply = self.answer(request.path, body)
         self.bodies.append(body)
         key = body.get("alert_id") or body.get("text", "")
@@ -301,6 +303,36 @@ async def test_device_text_reaches_telegram_as_text_not_html(
     assert "code &lt;E1&gt;" in text
     assert '&lt;a href="http://evil.example"&gt;here&lt;/a&gt;' in text
     assert "<E1>" not in text and "<a " not in text
+
+
+async def test_a_bot_token_from_the_environment_is_put_in_only_to_send(
+    tmp_path: Path, bot_api: Callable[[Receiver], str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 22: ``tgram://{env:NAME}/chat``: the token reaches the Bot API, and neither
+    the outbox nor the worker's name holds it; a variable gone by the time of sending is
+    a failing channel, named, not a crash."""
+    clock = ManualClock(T0)
+    stats = Stats()
+    store = Store(tmp_path / "state.db", clock)
+    monkeypatch.setenv("CREW_TG_TOKEN", TOKEN)
+    async with receiving(Receiver(telegram())) as api:
+        bot_api(api)
+        channel = "tgram://{env:CREW_TG_TOKEN}/-100123/"
+        notifier = Notifier(store, stats, clock, [channel])
+        async with notifying(notifier):
+            notifier.submit([note("a1", channel)])
+            await wait_for(lambda: api.requests, timeout=10)
+            assert api.paths == [f"/bot{TOKEN}/sendMessage"]
+            monkeypatch.delenv("CREW_TG_TOKEN")
+            notifier.submit([note("a2", channel)])
+            await wait_for(lambda: notifier.failing, timeout=10)
+    assert stats.notifications_sent == 1 and len(api.requests) == 1
+    store.close()
+    with sqlite3.connect(tmp_path / "state.db") as db:
+        rows = [*db.execute("SELECT * FROM outbox"), *db.execute("SELECT * FROM deliveries")]
+    kept = " ".join(str(v) for row in rows for v in row)
+    assert kept.count("{env:CREW_TG_TOKEN}") == 2  # the sent one, the one still waiting
+    assert TOKEN not in kept and "AAHdq" not in kept
 
 
 async def test_a_message_telegram_refuses_is_given_up_and_the_next_one_sent(

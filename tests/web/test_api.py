@@ -100,6 +100,29 @@ async def test_api_token_ack_and_maintenance(
         async with http.post("/api/maintenance", headers=auth, json={"scope": "planet"}) as r:
             assert r.status == 400
             assert any(p.startswith("scope:") for p in (await r.json())["problems"])
+        # a name nobody knows would silence nothing: refused (issue 22); a device only
+        # heard (discovered on its topic) is known
+        pub.publish("customs/kuryk/berth-2/xray_scanner/xs-z/telemetry", '{"scans_total": 1}')
+        for _ in range(100):  # until it is heard
+            async with http.get("/api/devices") as r:
+                if "xs-z" in {d["device"] for d in (await r.json())["devices"]}:
+                    break
+            await asyncio.sleep(0.1)
+        for scope, value, site, refusal in (
+            ("area", "inspection-2", None, "unknown area 'inspection-2' (known: berth-2, insp"),
+            ("area", "inspection-1", "kuryk", "area 'inspection-1' is not known at kuryk"),
+            ("site", "aktua", None, "unknown site 'aktua' (known: aktau"),
+            ("device", "xs-q", None, "no device 'xs-q' is known"),
+            ("area", "berth-2", "kuryk", None),
+        ):
+            body = {"scope": scope, "value": value, "site": site, "duration": "1h"}
+            async with http.post("/api/maintenance", headers=auth, json=body) as r:
+                said = await r.json()
+                if refusal is None:
+                    assert r.status == 201, said
+                    await http.delete(f"/api/maintenance/{said['id']}", headers=auth)
+                else:
+                    assert r.status == 400 and said["error"].startswith(refusal), said
         async with http.delete(f"/api/maintenance/{window['id']}", headers=auth) as r:
             assert r.status == 200
         # out of maintenance and still silent: now the crew is told

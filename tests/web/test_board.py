@@ -85,29 +85,40 @@ async def test_board_turns_a_tile_red_on_failure_and_green_on_recovery(
             assert "xs-a" in await page.locator("#alert-list").inner_text()
             await page.screenshot(path=str(ARTIFACTS / "board-down.png"))
 
-            # Acknowledge from the board: token and name are asked once, then kept
+            # From a phone, by the notification's link (http.public_url, issue 22): the
+            # alert on top, acknowledged there; token and name are asked once, then kept
+            alert_id = await page.locator("#alert-list li").first.get_attribute("data-alert")
+            assert alert_id is not None
+            phone = await browser.new_page(viewport={"width": 390, "height": 844})
             answers = iter(["board-token", "Dana (night shift)"])
 
             async def answer(dialog: Dialog) -> None:
                 await dialog.accept(next(answers))
 
-            page.on("dialog", answer)
-            await page.locator("#alert-list button.ack").click()
+            phone.on("dialog", answer)
+            await phone.goto(f"http://127.0.0.1:{monitor.api.port}/#alert={alert_id}")
+            linked = phone.locator(f'#focus:not([hidden]) li[data-alert="{alert_id}"]')
+            await linked.locator("button.ack").wait_for(timeout=10_000)
+            assert "xs-a" in await linked.inner_text()
+            await phone.screenshot(path=str(ARTIFACTS / "board-phone.png"), full_page=True)
+            await linked.locator("button.ack").click()
+            await linked.locator(".acked").wait_for(timeout=10_000)
+            # and the wall screen shows it taken
             await page.wait_for_selector("#alert-list .acked", timeout=10_000)
             assert (
                 "acknowledged by Dana (night shift)"
                 in await page.locator("#alert-list").inner_text()
             )
             assert ("xs-a", "no_data", "acknowledged") in webhook.events()
-            phone = await browser.new_page(viewport={"width": 390, "height": 844})
-            await phone.goto(f"http://127.0.0.1:{monitor.api.port}/")
             await phone.wait_for_selector('.tile[data-device="xs-a"][data-status="down"]')
-            await phone.screenshot(path=str(ARTIFACTS / "board-phone.png"), full_page=True)
             await page.wait_for_selector(
                 '.tile[data-device="xs-a"][data-status="up"]', timeout=15_000
             )
             await page.wait_for_selector("#alerts[hidden]", state="attached", timeout=10_000)
             await page.screenshot(path=str(ARTIFACTS / "board-recovered.png"))
+            # the link still opens it, resolved, with nothing to acknowledge
+            await linked.locator(".state", has_text="closed").wait_for(timeout=10_000)
+            assert await linked.locator("button.ack").count() == 0
             # the colours a person sees, not just the class names
             green = await tile.evaluate("e => getComputedStyle(e).backgroundColor")
             assert green == "rgb(31, 122, 58)"

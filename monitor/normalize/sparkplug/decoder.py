@@ -623,6 +623,15 @@ class SparkplugDecoder:
                 return None
             raise
 
+    def use_devices(self, devices: Devices) -> None:
+        """The registry of a reloaded config (SPEC 10): the edge nodes, their births and
+        aliases stay (no rebirth needed); where each metric goes is worked out anew (a
+        device's registered kind may have changed)."""
+        self._devices = devices
+        for node in self.nodes.values():
+            for known in node.metrics.values():
+                known.target = None
+
     # -- what survives a restart --
 
     def snapshots(self) -> Iterable[tuple[str, str, str | None]]:

@@ -80,24 +80,55 @@ function renderDevices(devices) {
   document.getElementById("site").textContent = sites.length === 1 ? `— ${sites[0]}` : "";
 }
 
+// One alert as a line: severity, what, how long; acknowledged by whom, or the button.
+function alertItem(a) {
+  const li = el("li");
+  li.dataset.alert = a.alert_id;
+  li.append(el("span", `sev ${a.severity}`, T.severities[a.severity] || a.severity),
+            el("span", "what", `${a.summary_text || a.summary} — ${a.duration_phrase || a.duration_text}`));
+  if (a.state === "acknowledged") {
+    li.append(el("span", "acked", fill("acknowledged_by", "acknowledged by %(who)s", { who: a.acknowledged_by || "?" })));
+  } else if (a.state === "firing") {
+    const b = el("button", "ack", w("acknowledge", "Acknowledge"));
+    b.addEventListener("click", () => acknowledge(a.alert_id));
+    li.append(b);
+  } else {
+    li.append(el("span", "state", T.alert_states[a.state] || a.state));
+  }
+  return li;
+}
+
 function renderAlerts(alerts) {
   const box = document.getElementById("alerts");
   const list = document.getElementById("alert-list");
   box.hidden = alerts.length === 0;
   list.replaceChildren(...alerts.map((a) => {
-    const li = el("li");
-    li.dataset.alert = a.alert_id;
-    li.append(el("span", `sev ${a.severity}`, T.severities[a.severity] || a.severity),
-              el("span", "what", `${a.summary_text || a.summary} — ${a.duration_phrase || a.duration_text}`));
-    if (a.state === "acknowledged") {
-      li.append(el("span", "acked", fill("acknowledged_by", "acknowledged by %(who)s", { who: a.acknowledged_by || "?" })));
-    } else {
-      const b = el("button", "ack", w("acknowledge", "Acknowledge"));
-      b.addEventListener("click", () => acknowledge(a.alert_id));
-      li.append(b);
-    }
+    const li = alertItem(a);
+    if (a.alert_id === linked()) li.classList.add("focus");
     return li;
   }));
+}
+
+// A notification's link opens the board at #alert=<id> (http.public_url): that alert on
+// top, open or not, with its Acknowledge button while it fires.
+function linked() {
+  const m = /^#alert=([^&]+)$/.exec(location.hash);
+  return m ? decodeURIComponent(m[1]) : null;
+}
+
+async function renderLinked(q) {
+  const box = document.getElementById("focus");
+  const id = linked();
+  box.hidden = id === null;
+  if (id === null) return;
+  const list = document.getElementById("focus-list");
+  const r = await fetch(`api/alerts/${encodeURIComponent(id)}?${q}`);
+  if (r.status === 404) {
+    list.replaceChildren(el("li", "", fill("linked_unknown", "This monitor knows no alert %(id)s", { id })));
+    return;
+  }
+  if (!r.ok) throw new Error(`HTTP ${r.status}`);
+  list.replaceChildren(alertItem(await r.json()));
 }
 
 function renderRelease(body) {
@@ -125,7 +156,7 @@ async function acknowledge(alertId) {
   if (!t) return;
   const by = localStorage.getItem("monitorName") || prompt(w("ask_name", "Your name:")) || "status board";
   localStorage.setItem("monitorName", by);
-  const r = await fetch(`/api/alerts/${encodeURIComponent(alertId)}/ack`, {
+  const r = await fetch(`api/alerts/${encodeURIComponent(alertId)}/ack`, {
     method: "POST", headers: { "Authorization": `Bearer ${t}`, "Content-Type": "application/json" },
     body: JSON.stringify({ by }),
   });
@@ -141,11 +172,12 @@ async function refresh() {
   try {
     const q = `lang=${encodeURIComponent(T.language)}`;
     const [d, a, p] = await Promise.all(
-      [fetch(`/api/devices?${q}`), fetch(`/api/alerts?state=open&${q}`), fetch(`/api/passages?${q}`)]);
+      [fetch(`api/devices?${q}`), fetch(`api/alerts?state=open&${q}`), fetch(`api/passages?${q}`)]);
     if (!d.ok || !a.ok || !p.ok) throw new Error(`HTTP ${d.status}/${a.status}/${p.status}`);
     renderDevices((await d.json()).devices);
     renderAlerts((await a.json()).alerts);
     renderRelease(await p.json());
+    await renderLinked(q);
     link.classList.remove("lost");
     const updated = document.getElementById("updated");
     updated.textContent = fill("updated", "updated %(time)s", { time: clockText() });
@@ -160,7 +192,7 @@ async function refresh() {
 
 async function loadTexts(chosen) {
   // the server's default language (config `language`) unless this browser chose one
-  const r = await fetch(chosen ? `/api/i18n?lang=${encodeURIComponent(chosen)}` : "/api/i18n");
+  const r = await fetch(chosen ? `api/i18n?lang=${encodeURIComponent(chosen)}` : "api/i18n");
   if (!r.ok) return;
   T = await r.json();
   document.documentElement.lang = T.language;
@@ -192,6 +224,11 @@ document.getElementById("lang").addEventListener("change", async (ev) => {
   tick();
   refresh();
 });
+document.getElementById("focus-close").addEventListener("click", () => {
+  history.replaceState(null, "", location.pathname + location.search);
+  refresh();
+});
+window.addEventListener("hashchange", refresh);
 loadTexts(lang).then(() => { tick(); refresh(); });
 setInterval(tick, 1000);
 setInterval(refresh, REFRESH_MS);
