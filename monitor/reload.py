@@ -30,19 +30,39 @@ import asyncio
 import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 from monitor import logs
-from monitor.alerting.engine import FORGOTTEN, UNOWNED, Route, Window
+from monitor.alerting.engine import FORGOTTEN, UNOWNED, AlertEngine, Route, Window
+from monitor.alerting.liveness import Liveness
+from monitor.alerting.notify import Notifier
 from monitor.alerting.rules import RuleBook
+from monitor.alerting.service import AlertService
 from monitor.alerting.store import Store
+from monitor.clock import Clock
 from monitor.config import Config
 from monitor.errors import ConfigError
 from monitor.model import DeviceKey, key_text
 from monitor.normalize.normalizer import Normalizer
+from monitor.pipeline import Ingest
+from monitor.web.api import Api
 
-if TYPE_CHECKING:
-    from monitor.app import Parts
+
+class Parts(Protocol):
+    """What a reload reads and replaces of the running monitor (``app.Parts`` has it):
+    named here so that this module needs nothing of the wiring that uses it."""
+
+    config: Config
+    clock: Clock
+    normalizer: Normalizer
+    liveness: Liveness
+    engine: AlertEngine
+    service: AlertService
+    store: Store
+    notifier: Notifier
+    ingest: Ingest[Any]
+    api: Api
+    subscriptions: list[str]
 
 log = logs.get(__name__)
 
