@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Literal
 
-from monitor import logs
+from monitor import logs, statedir
 from monitor.alerting.engine import FORGOTTEN, UNOWNED, AlertEngine, Route, Window
 from monitor.alerting.liveness import Liveness
 from monitor.alerting.notify import Notifier
@@ -545,6 +545,17 @@ async def run(
 ) -> Stats:
     """Run until ``stop`` is set; then drain, write, ack and return the final counters."""
     stats = stats if stats is not None else Stats()
+    with statedir.locked(config.state_dir):  # one monitor per state_dir; restore waits
+        return await _run(config, stop, clock, stats, on_api)
+
+
+async def _run(
+    config: Config,
+    stop: asyncio.Event,
+    clock: Clock | None,
+    stats: Stats,
+    on_api: Callable[[Api], None] | None,
+) -> Stats:
     parts = build(config, clock or SystemClock(), stats)
     log.info(
         "monitor.starting",
