@@ -83,12 +83,14 @@ def reachable(port: int) -> bool:
     return False
 
 
-def cli(cfg: Path, state_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def cli(
+    cfg: Path, state_dir: Path, *args: str, **more: str
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "monitor", *args, "-c", str(cfg)],
         capture_output=True,
         text=True,
-        env={**os.environ, "MONITOR_STATE_DIR": str(state_dir), "COLUMNS": "200"},
+        env={**os.environ, "MONITOR_STATE_DIR": str(state_dir), "COLUMNS": "200", **more},
         cwd=ROOT,
         timeout=120,
         check=False,
@@ -183,6 +185,10 @@ async def test_a_backup_under_load_restores_the_same_state(
         busy = await asyncio.to_thread(cli, cfg, first, "restore", str(copy), "--replace")
         assert busy.returncode == 2
         assert "a monitor is running with state_dir" in busy.stderr
+        # nor does a second monitor run on it
+        second = await asyncio.to_thread(cli, cfg, first, "run", **env(first, free_port()))
+        assert second.returncode == 2
+        assert f"a monitor is running with state_dir {first} (pid {a.proc.pid})" in second.stderr
         assert state(port_a) == before  # nothing changed meanwhile that the copy lacks
     finally:
         talking.cancel()
