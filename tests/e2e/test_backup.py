@@ -83,9 +83,7 @@ def reachable(port: int) -> bool:
     return False
 
 
-def cli(
-    cfg: Path, state_dir: Path, *args: str, **more: str
-) -> subprocess.CompletedProcess[str]:
+def cli(cfg: Path, state_dir: Path, *args: str, **more: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "monitor", *args, "-c", str(cfg)],
         capture_output=True,
