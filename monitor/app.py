@@ -562,6 +562,7 @@ async def _run(
         instance=config.instance_name,
         broker=f"{config.mqtt.host}:{config.mqtt.port}",
         influx=config.influx.url,
+        state_dir=str(config.state_dir.absolute()),  # a relative one lands in the cwd
         api=config.influx.api,
         devices=len(parts.normalizer.registry),
         expected=len(parts.normalizer.expected),
