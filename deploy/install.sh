@@ -58,6 +58,8 @@ fi
 # The state directory (systemd's StateDirectory= makes it too): here already, so a backup
 # can be restored before the first start.
 install -d -m 0750 -o "$USER_NAME" -g "$USER_NAME" "$STATE"
+# Where `monitor backup` (run as the service user) puts its copies
+install -d -m 0750 -o "$USER_NAME" -g "$USER_NAME" "${BACKUPS:-/var/backups/customs-monitor}"
 
 install -m 0644 "$here/customs-monitor.service" "$UNITS/customs-monitor.service"
 if [ -d /run/systemd/system ]; then

@@ -49,6 +49,7 @@ STORES = {
     "spool.db": spool_store.SCHEMA_VERSION,
 }
 QUARANTINE = "quarantine"
+FILE_MODE = 0o640  # a backup holds alerts and plate hashes: the service's group at most
 
 
 class StateDirBusy(MonitorError):
@@ -159,7 +160,7 @@ def backup(state_dir: Path, dest: Path, version: str) -> list[Copied]:
         raise BackupError(f"{state_dir} holds no state.db: not a monitor's state_dir")
     if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
         raise BackupError(f"{dest} exists and is not empty: give a new directory")
-    dest.mkdir(parents=True, exist_ok=True)
+    dest.mkdir(mode=0o750, parents=True, exist_ok=True)
     copied: list[Copied] = []
     try:
         for name in STORES:
@@ -168,7 +169,7 @@ def backup(state_dir: Path, dest: Path, version: str) -> list[Copied]:
                 copied.append(Copied(name, schema, *_summary(dest / name)))
         quarantine = state_dir / QUARANTINE
         if quarantine.is_dir():
-            (dest / QUARANTINE).mkdir()
+            (dest / QUARANTINE).mkdir(mode=0o750)
             for path in sorted(quarantine.glob("*.jsonl")):
                 name = f"{QUARANTINE}/{path.name}"
                 _copy_lines(path, dest / name)
@@ -188,6 +189,7 @@ def backup(state_dir: Path, dest: Path, version: str) -> list[Copied]:
 
 
 def _summary(path: Path) -> tuple[int, str]:
+    path.chmod(FILE_MODE)
     with open(path, "rb") as f:
         os.fsync(f.fileno())
     return path.stat().st_size, _sha256(path)
@@ -195,7 +197,7 @@ def _summary(path: Path) -> tuple[int, str]:
 
 def _write_durably(path: Path, data: bytes) -> None:
     partial = path.with_name(path.name + ".partial")
-    with open(partial, "wb") as f:
+    with open(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE), "wb") as f:
         f.write(data)
         f.flush()
         os.fsync(f.fileno())
@@ -277,9 +279,10 @@ def restore(source: Path, state_dir: Path, replace: bool) -> tuple[list[str], Pa
         owner = state_dir.stat()
         for name in files:
             target = state_dir / name
-            target.parent.mkdir(exist_ok=True)
+            target.parent.mkdir(mode=0o750, exist_ok=True)
             partial = target.with_name(target.name + ".restoring")
             shutil.copyfile(source / name, partial)
+            partial.chmod(FILE_MODE)
             with open(partial, "rb") as f:
                 os.fsync(f.fileno())
             if os.geteuid() == 0 and owner.st_uid != 0:  # root restoring for the service
