@@ -83,6 +83,10 @@ def test_the_wheel_and_the_lock_install_into_a_fresh_venv_the_unit_runs(
     checked = run(monitor, "check-config", "-c", ROOT / "config" / "monitor.yaml", env=env)
     assert checked.returncode == 0, checked.stderr
     assert "configuration is valid" in checked.stdout
+    imported = run(
+        prefix / "bin" / "python", "-c", "import monitor.app", env=env
+    )  # all `run` needs
+    assert imported.returncode == 0, imported.stderr
     # nothing of the tests came with it: the service's lock only
     listed = run(prefix / "bin" / "pip", "list", "--format=freeze", env=env).stdout.lower()
     for tool in ("pytest", "mypy", "playwright", "grpcio-tools", "ruff"):
