@@ -1,15 +1,19 @@
 # make test : everything a fresh Debian/Ubuntu machine needs, then the whole test suite
 # make demo : the local demo (broker, InfluxDB, simulator, monitor, status page)
 # make lint : ruff + mypy
+# make install : the production install on this machine (docs/deploy.md), as root
 # make lock : refresh requirements.lock / requirements-dev.lock from pyproject.toml's ranges
 
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-DEBS   := mosquitto mosquitto-clients influxdb influxdb-client victoria-metrics chromium docker-compose openssl faketime
+DEBS   := python3-venv mosquitto mosquitto-clients influxdb influxdb-client victoria-metrics chromium docker-compose openssl faketime systemd
+# Of DEBS, those whose packages start a service on install: tests and the demo run their
+# own, on other ports, so Debian's are neither started nor enabled (deps, below)
+DAEMONS := mosquitto influxdb victoria-metrics
 
-.PHONY: test lint deps venv demo bench soak clean mqtt-passwords lock proto i18n
+.PHONY: test lint deps venv demo bench soak clean mqtt-passwords lock proto i18n install wheel
 
 # Installs are reproducible: exact versions and hashes from the lock files; pyproject.toml
 # keeps the ranges (what the code supports), the locks what was tested.
@@ -51,18 +55,36 @@ i18n: venv
 	$(BIN)/pybabel -q update -i $(I18N)/monitor.pot -d $(I18N)/locale -D monitor --no-fuzzy-matching --ignore-obsolete
 	$(BIN)/pybabel -q compile -d $(I18N)/locale -D monitor --statistics
 
-# Debian's mosquitto and influxdb, installed only when missing. No service is started:
-# tests and the demo run private servers on loopback. Node.js and npm (Debian's nodejs and
+# Debian's mosquitto and influxdb, installed only when missing, and never left running:
+# tests and the demo run private servers on loopback (the packages' own would hold :1883
+# and :8086). While installing, a policy-rc.d refuses every service start (one that is there
+# already is left alone); afterwards the services of the packages installed here are
+# disabled, so a reboot does not start them either. Node.js and npm (Debian's nodejs and
 # npm, unless a node and an npm are there already) for the Eclipse Tahu edge node the
 # Sparkplug tests drive (tests/tahu: npm ci from its lock, again only when the lock changed).
 TAHU := tests/tahu
+POLICY := /usr/sbin/policy-rc.d
 deps: $(TAHU)/node_modules/.installed
 	@missing=""; \
 	for p in $(DEBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 		echo "installing:$$missing"; \
+		own_policy=""; \
+		if [ ! -e $(POLICY) ]; then \
+			printf '#!/bin/sh\nexit 101\n' | $(SUDO) tee $(POLICY) >/dev/null && \
+			$(SUDO) chmod 755 $(POLICY) && own_policy=1; \
+		fi; \
 		$(SUDO) apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
+		status=$$?; \
+		if [ -n "$$own_policy" ]; then $(SUDO) rm -f $(POLICY); fi; \
+		[ $$status = 0 ] || exit $$status; \
+		for d in $(DAEMONS); do \
+			case " $$missing " in *" $$d "*) \
+				$(SUDO) systemctl disable --quiet $$d 2>/dev/null || \
+				$(SUDO) update-rc.d $$d disable >/dev/null 2>&1 || true;; \
+			esac; \
+		done; \
 	fi
 
 $(TAHU)/node_modules/.installed: $(TAHU)/package.json $(TAHU)/package-lock.json
@@ -101,13 +123,34 @@ bench: deps venv
 	$(BIN)/python -m compileall -q monitor
 	$(BIN)/python -m bench
 
-# config/mosquitto/passwords for the compose stack, from the passwords in .env
-mqtt-passwords: deps
-	@set -a; . ./.env; set +a; \
-	rm -f config/mosquitto/passwords; touch config/mosquitto/passwords; \
-	mosquitto_passwd -b config/mosquitto/passwords monitor-aktau-1 "$$MONITOR_MQTT_PASSWORD"; \
-	mosquitto_passwd -b config/mosquitto/passwords simulator "$$SIMULATOR_MQTT_PASSWORD"; \
-	chmod 644 config/mosquitto/passwords; echo "wrote config/mosquitto/passwords"
+# config/mosquitto/passwords for the compose stack, from the passwords in .env: each account
+# added or updated, every other one (the devices') kept. mosquitto_passwd from this machine
+# (Debian's mosquitto package) or else from the stack's mosquitto image; nothing installed
+# or started here. The broker reads the file again on SIGHUP.
+MQTT_ACCOUNTS := monitor-aktau-1:MONITOR_MQTT__PASSWORD plc-gateway-aktau:PLC_GATEWAY_MQTT_PASSWORD simulator:SIMULATOR_MQTT_PASSWORD
+mqtt-passwords:
+	@set -eu; set -a; . ./.env; set +a; file=config/mosquitto/passwords; \
+	if command -v mosquitto_passwd >/dev/null; then passwd() { mosquitto_passwd "$$@"; }; dir=config/mosquitto; \
+	else passwd() { docker-compose run --rm --no-deps -v "$$PWD/config/mosquitto:/work" --entrypoint mosquitto_passwd mosquitto "$$@"; }; dir=/work; fi; \
+	[ -e $$file ] || { touch $$file; chmod 644 $$file; }; \
+	for account in $(MQTT_ACCOUNTS); do \
+		user=$${account%%:*}; var=$${account#*:}; eval "secret=\$${$$var:-}"; \
+		if [ -n "$$secret" ]; then passwd -b $$dir/passwords "$$user" "$$secret"; echo "$$file: $$user"; \
+		else echo "$$file: $$user left as it is ($$var not set in .env)"; fi; \
+	done; \
+	echo "the broker reads it on SIGHUP: docker-compose kill -s HUP mosquitto"
+
+# The monitor's wheel (dist/), built in a venv of its own: Debian's python3 has no pip.
+wheel:
+	rm -rf dist
+	$(PYTHON) -m venv .venv-build
+	.venv-build/bin/pip wheel --quiet --disable-pip-version-check --no-deps --wheel-dir dist .
+
+# The production install on this machine (docs/deploy.md): the wheel into a venv at
+# /opt/customs-monitor from requirements.lock (no test tools), the service user, the
+# config and secrets in /etc/customs-monitor (kept if there), the systemd unit.
+install: wheel
+	$(SUDO) deploy/install.sh dist/*.whl
 
 clean:
-	rm -rf $(VENV) .venv-lock var .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .venv-lock .venv-build dist var .pytest_cache .mypy_cache .ruff_cache

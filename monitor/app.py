@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Literal
 
-from monitor import logs
+from monitor import logs, statedir
 from monitor.alerting.engine import FORGOTTEN, UNOWNED, AlertEngine, Route
 from monitor.alerting.liveness import Liveness
 from monitor.alerting.notify import Notifier
@@ -574,6 +574,18 @@ async def run(
     """Run until ``stop`` is set; then drain, write, ack and return the final counters.
     ``load``: the config read again (its warnings into the list) on SIGHUP (SPEC 10)."""
     stats = stats if stats is not None else Stats()
+    with statedir.locked(config.state_dir):  # one monitor per state_dir; restore waits
+        return await _run(config, stop, clock, stats, on_api, load)
+
+
+async def _run(
+    config: Config,
+    stop: asyncio.Event,
+    clock: Clock | None,
+    stats: Stats,
+    on_api: Callable[[Api], None] | None,
+    load: Callable[[list[str]], Config] | None,
+) -> Stats:
     parts = build(config, clock or SystemClock(), stats)
     if load is not None:
         parts.reloader = Reloader(parts, load)
@@ -584,6 +596,7 @@ async def run(
         instance=config.instance_name,
         broker=f"{config.mqtt.host}:{config.mqtt.port}",
         influx=config.influx.url,
+        state_dir=str(config.state_dir.absolute()),  # a relative one lands in the cwd
         api=config.influx.api,
         devices=len(parts.normalizer.registry),
         expected=len(parts.normalizer.expected),

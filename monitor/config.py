@@ -8,6 +8,7 @@ password, InfluxDB token/password, API token) come only from the environment or 
 import ipaddress
 import os
 import re
+import ssl
 import urllib.parse
 from collections.abc import Iterable
 from contextvars import ContextVar
@@ -37,7 +38,7 @@ from pydantic_settings import (
 )
 
 from monitor import durations
-from monitor.errors import ConfigError
+from monitor.errors import ConfigError, MonitorError
 from monitor.model import (
     CONVERSIONS,
     DEVICE_ID_RE,
@@ -201,6 +202,8 @@ class Influx(Section):
             return True
 
     url: str = "http://127.0.0.1:8086"
+    # https: the CA bundle that signed InfluxDB's certificate (default: the system's CAs)
+    ca_file: Path | None = None
     api: Literal["v1", "v2"] = "v1"
     database: str = "customs"
     retention_policy: str | None = None
@@ -229,6 +232,8 @@ class Influx(Section):
 
     @model_validator(mode="after")
     def _api_fields(self) -> Self:
+        if self.ca_file is not None and not self.ca_file.is_file():
+            raise ValueError(f"ca_file {str(self.ca_file)!r} does not exist")
         object.__setattr__(self, "token", _read_secret(self.token, self.token_file, "token"))
         object.__setattr__(
             self, "password", _read_secret(self.password, self.password_file, "password")
@@ -236,6 +241,16 @@ class Influx(Section):
         if self.api == "v2" and not (self.org and self.bucket):
             raise ValueError("api v2 needs org and bucket")
         return self
+
+
+def tls_context(ca_file: Path | None) -> ssl.SSLContext | None:
+    """Verification of an HTTPS server by ``ca_file``'s CAs; None: the system's."""
+    if ca_file is None:
+        return None
+    try:
+        return ssl.create_default_context(cafile=str(ca_file))
+    except (ssl.SSLError, OSError) as e:
+        raise MonitorError(f"influx.ca_file {str(ca_file)!r}: {e}") from None
 
 
 class HTTP(Section):

@@ -64,6 +64,7 @@ class Parts(Protocol):
     api: Api
     subscriptions: list[str]
 
+
 log = logs.get(__name__)
 
 # Sections a running monitor cannot take without a restart: their running values stay.

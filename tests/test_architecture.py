@@ -24,6 +24,7 @@ SHARED = {
     "monitor.lifecycle",
     "monitor.logs",
     "monitor.model",
+    "monitor.schema_version",
     "monitor.schemas",
     "monitor.stats",
 }

@@ -22,7 +22,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from monitor import logs
+from monitor import logs, schema_version
 from monitor.alerting.engine import Alert, Window
 from monitor.alerting.rules import DeviceState
 from monitor.clock import Clock, SystemClock
@@ -61,12 +61,8 @@ CREATE TABLE IF NOT EXISTS sparkplug_nodes (
 SCHEMA_VERSION = 3
 
 
-def _columns(db: sqlite3.Connection, table: str) -> set[str]:
-    return {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
-
-
 def _devices_by_site(db: sqlite3.Connection) -> None:
-    if "id" in (columns := _columns(db, "devices")) and "site" not in columns:
+    if "id" in (columns := schema_version.columns(db, "devices")) and "site" not in columns:
         db.execute("ALTER TABLE devices RENAME TO devices_by_id")
         db.execute(
             "CREATE TABLE devices (site TEXT NOT NULL, id TEXT NOT NULL, data TEXT NOT NULL,"
@@ -87,7 +83,7 @@ def _devices_by_site(db: sqlite3.Connection) -> None:
 
 
 def _outbox_refusals(db: sqlite3.Connection) -> None:
-    if (columns := _columns(db, "outbox")) and "refused" not in columns:
+    if (columns := schema_version.columns(db, "outbox")) and "refused" not in columns:
         db.execute("ALTER TABLE outbox ADD COLUMN refused INTEGER NOT NULL DEFAULT 0")
 
 
@@ -158,9 +154,10 @@ class Store(Resource):
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            # the version first: a newer store is left exactly as it was, header and all
+            schema_version.migrate(db, str(self.path), SCHEMA, SCHEMA_VERSION, MIGRATIONS)
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
-            _migrate(db, str(self.path))
         except (StateVersionError, StateMigrationError):
             if db is not None:
                 db.close()
@@ -541,33 +538,6 @@ class Store(Resource):
             )
         except sqlite3.Error as e:
             self._failed("cannot prune", e)
-
-
-def _migrate(db: sqlite3.Connection, path: str) -> None:
-    """The schema, created or brought up to SCHEMA_VERSION in one transaction each step."""
-    version = int(db.execute("PRAGMA user_version").fetchone()[0])
-    if version > SCHEMA_VERSION:
-        raise StateVersionError(path, version, SCHEMA_VERSION)
-    if not db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table'").fetchone():
-        db.executescript(SCHEMA + f"PRAGMA user_version = {SCHEMA_VERSION};")  # a new store
-        return
-    for step in range(version + 1, SCHEMA_VERSION + 1):
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            MIGRATIONS[step](db)
-            db.execute(f"PRAGMA user_version = {step}")
-            db.execute("COMMIT")
-        except sqlite3.OperationalError:  # the disk (full, failing): run degraded, retry
-            db.execute("ROLLBACK")
-            raise
-        except sqlite3.Error as e:  # the rows themselves: retrying cannot help
-            db.execute("ROLLBACK")
-            raise StateMigrationError(path, step, str(e)) from None
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        log.info("store.migrated", path=path, schema=step)
-    db.executescript(SCHEMA)  # tables an older store did not have yet (IF NOT EXISTS)
 
 
 _WINDOW_TEXTS = ("id", "scope", "value", "reason", "created_by")

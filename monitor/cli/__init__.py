@@ -11,6 +11,11 @@ import sys
 
 
 def main() -> None:
+    if sys.argv[1:] == ["--version"]:  # nothing else loaded: an upgrade script asks this
+        import monitor
+
+        print(f"{monitor.DIST} {monitor.__version__}")
+        return
     # Imports and config build long-lived objects, hardly any garbage: collecting while
     # they are made costs an eighth of the start-up (see collector.run for the re-enable).
     gc.disable()
@@ -18,7 +23,7 @@ def main() -> None:
 
     if (plain := collector.plain_run(sys.argv[1:])) is not None:
         sys.exit(collector.run(*plain))
-    from monitor.cli import decode, local, remote, report  # noqa: F401  (their commands register)
+    from monitor.cli import decode, local, remote, report, state  # noqa: F401  (their commands register)
     from monitor.cli.common import app
 
     gc.enable()

@@ -22,6 +22,7 @@ def run(config: Path | None, log_level: str) -> int:
     from monitor import app, logs
     from monitor.config import load_config
     from monitor.errors import ConfigError, MonitorError, StateMigrationError, StateVersionError
+    from monitor.statedir import StateDirBusy
 
     if log_level.lower() not in LOG_LEVELS:
         _say(f"error: --log-level must be one of {', '.join(LOG_LEVELS)}")
@@ -50,7 +51,8 @@ def run(config: Path | None, log_level: str) -> int:
 
     try:
         asyncio.run(main())
-    except (StateVersionError, StateMigrationError) as e:  # refused like a bad config
+    except (StateVersionError, StateMigrationError, StateDirBusy) as e:  # like a bad config:
+        # a restart cannot help (the unit's RestartPreventExitStatus=2)
         _say(f"error: {e}")
         return 2
     except MonitorError as e:  # e.g. unusable TLS files: one clear line, not a traceback

@@ -32,6 +32,21 @@ app = typer.Typer(
 )
 
 
+@app.callback()
+def _options(
+    version: Annotated[
+        bool, typer.Option("--version", help="Print the version and exit.", is_eager=True)
+    ] = False,
+) -> None:
+    # ``monitor --version`` alone is answered before typer loads (monitor.cli.main); this
+    # lists it in --help and answers it beside other words.
+    if version:
+        import monitor
+
+        print(f"{monitor.DIST} {monitor.__version__}")
+        raise typer.Exit(0)
+
+
 @functools.cache
 def console(stderr: bool = False) -> Console:
     from rich.console import Console

@@ -180,7 +180,7 @@ def check_config(config: ConfigOption = None) -> None:
         f"http      {cfg.http.host}:{cfg.http.port} token={_secret_state(cfg.http.token)}"
         f" public_url={cfg.http.public_url or '-'}"
     )
-    say(f"state_dir {cfg.state_dir}")
+    say(f"state_dir {cfg.state_dir.absolute()}")  # where it lands from here
     subscriptions = m.topics or normalizer.subscriptions
     say(f"subscribe {', '.join(subscriptions)}")
     canaries = [t for t in (canary_topic(f) for f in subscriptions) if t]

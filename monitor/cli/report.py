@@ -26,7 +26,7 @@ from monitor.cli.common import (
     styled,
 )
 from monitor.config import Config
-from monitor.errors import QueryError
+from monitor.errors import MonitorError
 from monitor.i18n import N_, Language, texts
 from monitor.reports.availability import Availability, report
 from monitor.reports.influxql import InfluxQuery
@@ -158,7 +158,7 @@ def _queried(cfg: Config, run: Callable[[InfluxQuery], T]) -> T:
     """A report's rows from InfluxDB; a failing query ends the command (exit 1), said once."""
     try:
         return run(InfluxQuery(cfg.influx))
-    except (OSError, QueryError) as e:
+    except (OSError, MonitorError) as e:  # also an unusable influx.ca_file
         complain(f"cannot query InfluxDB at {cfg.influx.url}: ", str(e))
         raise typer.Exit(1) from None
 

@@ -13,7 +13,7 @@ import json
 import sqlite3
 from pathlib import Path
 
-from monitor import logs
+from monitor import logs, schema_version
 from monitor.passages.matcher import Changes, OpenKey, OpenPassage, Passage, ReadKey
 
 log = logs.get(__name__)
@@ -35,6 +35,13 @@ CREATE TABLE IF NOT EXISTS released (
 CREATE INDEX IF NOT EXISTS released_exit ON released (exit_ms);
 """
 
+# PRAGMA user_version of passages.db: 0, a monitor before versions (issue 22); 1, the same
+# tables, versioned. A store newer than this monitor is refused, not overwritten.
+SCHEMA_VERSION = 1
+MIGRATIONS: dict[int, schema_version.Step] = {
+    1: lambda db: None,  # the tables are what schema 0 had: only the version is new
+}
+
 Released = tuple[str, str, int, float, bool]  # site, plate hash, exit ms, dwell s, inspected
 
 
@@ -49,15 +56,23 @@ class PassageStore:
         self._open()
 
     def _open(self) -> None:
+        db = None
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             db = sqlite3.connect(self.path, isolation_level=None)
+            # the version first: a newer store is left exactly as it was, header and all
+            schema_version.migrate(db, str(self.path), SCHEMA, SCHEMA_VERSION, MIGRATIONS)
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
-            db.executescript(SCHEMA)
         except (sqlite3.Error, OSError) as e:
+            if db is not None:
+                db.close()
             self._failed("cannot open", e)
             return
+        except BaseException:  # a newer store (exit 2), or one that defeats its migration
+            if db is not None:
+                db.close()
+            raise
         self._db = db
 
     def _failed(self, doing: str, e: Exception) -> None:

@@ -10,7 +10,7 @@ import urllib.request
 from collections.abc import Callable
 from typing import Any
 
-from monitor.config import Influx
+from monitor.config import Influx, tls_context
 from monitor.errors import QueryError
 
 # A query function: InfluxQL in, the result's series out (raises QueryError or OSError).
@@ -38,7 +38,7 @@ class InfluxQuery:
         elif cfg.username and cfg.password is not None:
             creds = f"{cfg.username}:{cfg.password.get_secret_value()}".encode()
             req.add_header("Authorization", "Basic " + base64.b64encode(creds).decode())
-        with urllib.request.urlopen(req, timeout=60) as resp:
+        with urllib.request.urlopen(req, timeout=60, context=tls_context(cfg.ca_file)) as resp:
             body = json.load(resp)
         result = body["results"][0]
         if "error" in result:

@@ -226,8 +226,9 @@ def run(base: Path, duration: float | None, silent_at: float, recover_at: float)
 {BOLD}The incident:{RESET} {INCIDENT_DEVICE} (container scanner, inspection-1) goes silent at
 {silent_at:g} s, is alerted 20 s later (its no_data timeout), and recovers at {recover_at:g} s.
 {BOLD}Trucks:{RESET} the past {BACKFILL} are replayed first, with {INCIDENT_DEVICE} down from
-{PAST_OUTAGE[0]} to {PAST_OUTAGE[1]} h ago (inspected trucks waited); release time per site:
-  .venv/bin/monitor report release-time --since 24h
+{PAST_OUTAGE[0]} to {PAST_OUTAGE[1]} h ago (inspected trucks waited); release time per site
+(from the demo's InfluxDB, not the config's):
+  MONITOR_INFLUX__URL={influx.url} .venv/bin/monitor report release-time --since 24h
 Press Ctrl-C to stop everything.
 """)
     try:

@@ -13,6 +13,7 @@ import random
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import time
 import urllib.error
@@ -147,7 +148,14 @@ log_type notice
 
 @dataclass
 class InfluxDB(_Server):
-    """A private influxd 1.x with its HTTP API and backup port on loopback."""
+    """A private influxd 1.x with its HTTP API and backup port on loopback; with ``tls``
+    (certificate, key) the API is HTTPS."""
+
+    tls: tuple[Path, Path] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"{'https' if self.tls else 'http'}://{self.host}:{self.port}"
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -158,6 +166,12 @@ class InfluxDB(_Server):
     def write_conf(self) -> Path:
         d = self.workdir
         conf = d / "influxdb.conf"
+        https = (
+            ""
+            if self.tls is None
+            else f'  https-enabled = true\n  https-certificate = "{self.tls[0]}"\n'
+            f'  https-private-key = "{self.tls[1]}"\n'
+        )
         conf.write_text(
             f"""
 reporting-disabled = true
@@ -179,7 +193,7 @@ bind-address = "{self.host}:{self.backup_port}"
   enabled = true
   bind-address = "{self.host}:{self.port}"
   log-enabled = false
-[continuous_queries]
+{https}[continuous_queries]
   enabled = false
 [logging]
   level = "warn"
@@ -194,12 +208,21 @@ bind-address = "{self.host}:{self.backup_port}"
         while time.monotonic() < deadline:
             with (
                 contextlib.suppress(OSError, urllib.error.URLError),
-                urllib.request.urlopen(f"{self.url}/ping", timeout=1) as r,
+                urllib.request.urlopen(f"{self.url}/ping", timeout=1, context=self._ca()) as r,
             ):
                 if r.status == 204:
                     return
             time.sleep(0.05)
         raise TimeoutError("influxd did not answer /ping")
+
+    def _ca(self) -> ssl.SSLContext | None:
+        """The client side of a TLS test rig: its own certificate, unverified."""
+        if self.tls is None:
+            return None
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        return ctx
 
 
 @dataclass

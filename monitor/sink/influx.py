@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import gzip
 import random
+import ssl as ssl_
 import time
 from collections.abc import Callable
 from typing import Literal
@@ -28,7 +29,7 @@ import aiohttp
 from monitor import logs
 from monitor.backoff import backoff_delay
 from monitor.clock import Clock
-from monitor.config import Influx
+from monitor.config import Influx, tls_context
 from monitor.errors import InfluxUnavailable, LineProtocolError, WriteError
 from monitor.lifecycle import Resource
 from monitor.sink import lineproto, schema
@@ -106,9 +107,10 @@ class InfluxWriter(Resource):
         return f"{cfg.url}/write", params
 
     async def open(self) -> None:
+        ssl: ssl_.SSLContext | bool = tls_context(self._config.ca_file) or True
         self._session = aiohttp.ClientSession(
             timeout=aiohttp.ClientTimeout(total=self._config.timeout),
-            connector=aiohttp.TCPConnector(limit=4),
+            connector=aiohttp.TCPConnector(limit=4, ssl=ssl),
         )
         # Beside the MQTT connection, not before it: the first write waits for it, and the
         # first message for the field types.

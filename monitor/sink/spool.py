@@ -17,7 +17,7 @@ import sqlite3
 import zlib
 from pathlib import Path
 
-from monitor import logs
+from monitor import logs, schema_version
 from monitor.backoff import backoff_delay
 from monitor.clock import Clock, SystemClock
 from monitor.errors import InfluxUnavailable
@@ -30,6 +30,24 @@ log = logs.get(__name__)
 # enough to ride out a blip, short enough that acks (and the broker's window) keep moving.
 LIVE_GIVE_UP_S = 2.0
 RETRY_S = 5.0  # a spool the disk refused is tried again at most this often
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS batches (id INTEGER PRIMARY KEY AUTOINCREMENT,
+    points INTEGER NOT NULL, data BLOB NOT NULL, precision TEXT NOT NULL);
+"""
+
+
+def _precision(db: sqlite3.Connection) -> None:
+    columns = schema_version.columns(db, "batches")
+    if columns and "precision" not in columns:  # spooled by a version that wrote milliseconds
+        db.execute("ALTER TABLE batches ADD COLUMN precision TEXT NOT NULL DEFAULT 'ms'")
+
+
+# PRAGMA user_version of spool.db: 0, a monitor before versions (issue 22), its batches
+# with or without their precision (before: milliseconds); 1, each batch with its precision.
+# A spool newer than this monitor is refused, not replayed wrongly.
+SCHEMA_VERSION = 1
+MIGRATIONS: dict[int, schema_version.Step] = {1: _precision}
 
 
 class Spool:
@@ -51,15 +69,10 @@ class Spool:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            # the version first: a newer store is left exactly as it was, header and all
+            schema_version.migrate(db, str(self.path), SCHEMA, SCHEMA_VERSION, MIGRATIONS)
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=FULL")
-            db.execute(
-                "CREATE TABLE IF NOT EXISTS batches (id INTEGER PRIMARY KEY AUTOINCREMENT,"
-                " points INTEGER NOT NULL, data BLOB NOT NULL, precision TEXT NOT NULL)"
-            )
-            columns = {row[1] for row in db.execute("PRAGMA table_info(batches)")}
-            if "precision" not in columns:  # spooled by a version that wrote milliseconds
-                db.execute("ALTER TABLE batches ADD COLUMN precision TEXT NOT NULL DEFAULT 'ms'")
             row = db.execute(
                 "SELECT COALESCE(SUM(LENGTH(data)), 0), COUNT(*), COALESCE(SUM(points), 0)"
                 " FROM batches"
@@ -69,6 +82,10 @@ class Spool:
                 db.close()
             self._failed("cannot open", e)
             return False
+        except BaseException:  # a newer store (exit 2), or one that defeats its migration
+            if db is not None:
+                db.close()
+            raise
         self._db = db
         self.bytes, self.batches, self.points = int(row[0]), int(row[1]), int(row[2])
         self._publish()

@@ -86,3 +86,23 @@ def test_run_does_not_import_what_only_other_commands_need() -> None:
     )
     assert res.returncode == 0, res.stderr
     assert res.stdout.strip() == ""
+
+
+def test_version_is_the_package_metadata_and_loads_nothing_else() -> None:
+    """`monitor --version` answers from the distribution's metadata (pyproject.toml's
+    version), before typer, rich, pydantic or the config are loaded."""
+    from importlib import metadata
+
+    probe = (
+        "import sys; sys.argv = ['monitor', '--version']\n"
+        "from monitor.cli import main; main()\n"
+        "print(sorted(m for m in ('typer', 'rich', 'pydantic', 'aiohttp', 'monitor.config')"
+        " if m in sys.modules))"
+    )
+    res = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT, timeout=60
+    )
+    assert res.returncode == 0, res.stderr
+    expected = metadata.version("customs-telemetry-monitor")
+    assert res.stdout == f"customs-telemetry-monitor {expected}\n[]\n"
+    assert _monitor("--version").stdout == f"customs-telemetry-monitor {expected}\n"

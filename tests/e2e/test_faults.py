@@ -273,7 +273,7 @@ async def test_spool_full_holds_acks_and_the_broker_keeps_the_rest(
     monkeypatch.setenv("MONITOR_SPOOL_MAX_BYTES", "64KiB")
     mon = MonitorProcess(tmp_path / "monitor.log")
     await mon.wait_log("event=mqtt.connected")
-    await wait_for(lambda: stored(influxd, database) == 0 and "spool" not in mon.log())
+    await wait_for(lambda: stored(influxd, database) == 0 and "event=spool." not in mon.log())
     influxd.stop()
     stream = Stream(mosquitto.port, 20_000, rate=2000).start()
     await stream.done()

@@ -6,10 +6,14 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import shutil
 import socket
+import ssl
 import subprocess
 import sys
+import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
@@ -147,6 +151,65 @@ async def test_tls_with_ca_verification_and_client_certificate(
             dev.loop_stop()
     finally:
         broker.stop()
+
+
+def https_rows(influx: InfluxDB, pki: Path, database: str, q: str) -> list[object]:
+    params = urllib.parse.urlencode({"db": database, "q": q})
+    ctx = ssl.create_default_context(cafile=str(pki / "ca.crt"))
+    try:
+        with urllib.request.urlopen(f"{influx.url}/query?{params}", context=ctx) as r:
+            series = json.load(r)["results"][0].get("series", [])
+    except urllib.error.HTTPError:
+        return []
+    return [v for s in series for v in s["values"]]
+
+
+async def test_influxdb_over_https_verified_by_its_ca(
+    monkeypatch: pytest.MonkeyPatch, mosquitto: Mosquitto, database: str, tmp_path: Path, pki: Path
+) -> None:
+    """influx.ca_file: the monitor and its reports trust the CA that signed InfluxDB's
+    certificate; without it (the system's CAs) the writes fail, and /health says so."""
+    influx = InfluxDB(tmp_path / "influxd", tls=(pki / "server.crt", pki / "server.key"))
+    influx.start()
+    try:
+        common = dict(
+            mqtt_port=mosquitto.port,
+            influx_url=influx.url,
+            database=database,
+            state_dir=tmp_path / "state",
+        )
+        untrusted = monitor_config(monkeypatch, **common)
+        async with running_monitor(untrusted) as mon:
+            await wait_for(lambda: mon.stats.write_errors > 0, timeout=15)
+            assert "InfluxDB writes failing" in mon.api._health().reasons
+        config = monitor_config(monkeypatch, MONITOR_INFLUX__CA_FILE=str(pki / "ca.crt"), **common)
+        assert config.influx.url.startswith("https://")
+        async with running_monitor(config):
+            pub = paho.Client(callback_api_version=CallbackAPIVersion.VERSION2)
+            pub.connect("127.0.0.1", mosquitto.port)
+            pub.loop_start()
+            pub.publish(
+                "customs/aktau/inspection-1/xray_scanner/xs-01/telemetry",
+                '{"scans_total": 5}',
+                qos=1,
+            ).wait_for_publish(5)
+            q = "SELECT scans_total FROM xray_scanner"
+            await wait_for(lambda: https_rows(influx, pki, database, q), timeout=20)
+            pub.loop_stop()
+            pub.disconnect()
+        report = subprocess.run(
+            [sys.executable, "-m", "monitor", "report", "availability", "--since", "1h"],
+            capture_output=True,
+            text=True,
+            env={**os.environ},  # monitor_config's MONITOR_* with the CA
+            cwd=ROOT,
+            timeout=60,
+            check=False,
+        )
+        assert report.returncode == 0, report.stderr
+        assert "xs-01" in report.stdout
+    finally:
+        influx.stop()
 
 
 @pytest.mark.parametrize(

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import http.server
 import json
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,6 +22,33 @@ REPORT = [sys.executable, "-m", "monitor", "report", "release-time"]
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
+class _NotTheDemos(http.server.BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        self.send_error(503, "Debian's own influxd, not the demo's")
+
+    do_POST = do_GET
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def system_influxd() -> Iterator[None]:
+    """Something on :8086, as Debian's influxd is where its package started it: the demo's
+    InfluxDB goes to another port, and what it prints must say which."""
+    try:
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 8086), _NotTheDemos)
+    except OSError:  # something is there already
+        yield
+        return
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.mark.usefixtures("system_influxd")
 def test_demo_runs_the_incident_and_stops_cleanly(tmp_path: Path) -> None:
     proc = subprocess.Popen(
         [
@@ -85,6 +115,23 @@ def test_demo_runs_the_incident_and_stops_cleanly(tmp_path: Path) -> None:
                     for r in json.loads(out.stdout)["sites"]:
                         if (r["site"], r["inspected"]) == ("aktau", "yes"):
                             inspected_median[window] = r["median_s"]
+                printed = next(x for x in lines if "report release-time" in x).strip()
+                # as a person pastes it: a shell, no MONITOR_* of ours, the config's InfluxDB
+                # elsewhere (the demo's servers are on ports of their own)
+                pasted = subprocess.run(
+                    [
+                        "bash",
+                        "-c",
+                        printed.replace(".venv/bin/monitor", f"{sys.executable} -m monitor"),
+                    ],
+                    capture_output=True,
+                    text=True,
+                    cwd=ROOT,
+                    env={k: v for k, v in os.environ.items() if not k.startswith("MONITOR_")},
+                    check=False,
+                )
+                assert pasted.returncode == 0, printed + pasted.stderr
+                assert "aktau" in pasted.stdout
             if time.monotonic() > deadline:
                 break
         assert proc.wait(30) == 0, "".join(lines)
