@@ -700,7 +700,7 @@ def health(w: Words) -> Board:
         w,
         "customs-monitor-health",
         _("Monitor health"),
-        _("The collector itself: throughput, rejections, writes, spool, broker, notifications."),
+        _("The monitor itself: throughput, rejections, writes, spool, broker, notifications."),
         [],
         time_from="now-6h",
     )
@@ -769,8 +769,9 @@ def health(w: Words) -> Board:
                 {
                     "type": "value",
                     "options": {
-                        "1": {"text": _("connected"), "color": GREEN},
-                        "0": {"text": _("DOWN"), "color": RED},
+                        # the connection's words, not a device's (up / DOWN)
+                        "1": {"text": w.t.pgettext("broker", "connected"), "color": GREEN},
+                        "0": {"text": w.t.pgettext("broker", "DOWN"), "color": RED},
                     },
                 }
             ],
@@ -788,7 +789,8 @@ def health(w: Words) -> Board:
         h=8,
         defaults={"unit": "short"},
         description=_(
-            "Per minute; fields rejected_<reason>. The quarantine file has the messages."
+            "Messages rejected per minute, by reason (fields rejected_<reason>). The"
+            " quarantine file has the messages."
         ),
     )
     b.panel(

@@ -18,10 +18,10 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Literal
 
 from monitor import logs, statedir
-from monitor.alerting.engine import FORGOTTEN, UNOWNED, AlertEngine, Route
+from monitor.alerting.engine import FORGOTTEN, UNOWNED, AlertEngine, Route, Trouble
 from monitor.alerting.liveness import Liveness
 from monitor.alerting.notify import Notifier
-from monitor.alerting.rules import RuleBook
+from monitor.alerting.rules import SPOOL_HIGH, STATE_DIR, RuleBook
 from monitor.alerting.service import AlertService
 from monitor.alerting.store import Store
 from monitor.clock import Clock, Mark, SystemClock, wall_offset
@@ -237,20 +237,21 @@ class Parts:
         ]
         return [p.problem for p in parts if p is not None and p.problem is not None]
 
-    def monitor_conditions(self) -> dict[str, str | None]:
-        """The monitor's own troubles that are alerts: a summary while each holds."""
+    def monitor_conditions(self) -> dict[str, Trouble | None]:
+        """The monitor's own troubles that are alerts: what each is while it holds."""
         instance = self.config.instance_name
         spool = self.spool
         high = spool is not None and spool.fill >= SPOOL_ALERT_FILL
         problems = self.state_dir_problems()
         return {
-            "monitor_spool_high": (
+            SPOOL_HIGH: Trouble(
                 f"monitor {instance}: the disk spool is {spool.fill:.0%} full"
-                f" ({spool.points} points waiting for InfluxDB); at 100% acks stop"
+                f" ({spool.points} points waiting for InfluxDB); at 100% acks stop",
+                {"fill": spool.fill},
             )
             if high and spool is not None
             else None,
-            "monitor_state_dir": (
+            STATE_DIR: Trouble(
                 f"monitor {instance} cannot write to its state_dir ({'; '.join(problems)}):"
                 " alerts, acknowledgements and windows are kept in memory until it can"
             )
@@ -280,7 +281,7 @@ class Parts:
         if not connected:
             reasons.append("MQTT broker not connected")
         elif (outage := source.outage()) is not None:
-            reasons.append(f"MQTT: the monitor {outage[1]}")
+            reasons.append(f"MQTT: the monitor {outage.why}")
         reasons.extend(f"MQTT subscription {t} refused: {r}" for t, r in source.refused.items())
         if (host := source.host) is not None:
             if not host.connected:

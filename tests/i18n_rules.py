@@ -177,7 +177,7 @@ def digit_suffixes(text: str) -> list[str]:
 
 # What may stay in Latin letters: units, protocol names and abbreviations the crews use as
 # they are, and the commands they type.
-LATIN_ALLOWED = {"API", "HTTP", "MTTR", "MTBF", "MQTT"}
+LATIN_ALLOWED = {"API", "HTTP", "MTTR", "MTBF", "MQTT", "InfluxDB"}
 COMMANDS = (
     "monitor ack",
     "monitor report availability",

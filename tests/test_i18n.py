@@ -163,3 +163,25 @@ def test_kinds_states_severities_and_alert_states_have_names() -> None:
     assert texts("ru").severity("critical") == "критический"
     assert texts("kk").alert_state("acknowledged") == "қабылданған"
     assert texts("ru").alert_state("firing") == "не принят в работу"
+
+
+@pytest.mark.parametrize(
+    ("lang", "just_now", "five"),
+    [
+        ("ru", "только что", ("уже 5 секунд", "5 секунд назад")),
+        ("kk", "жаңа ғана", ("5 секунд бойы", "5 секунд бұрын")),
+        ("en", "just now", ("for 5 seconds", "5 s ago")),
+    ],
+)
+def test_a_moment_ago_is_just_now_on_the_board_and_in_the_cli(
+    lang: str, just_now: str, five: tuple[str, str]
+) -> None:
+    """Review of issue 21, item 20: a tile or an alert that has just changed, a device
+    heard a second ago: never "уже 0 секунд", "0 секунд назад", "0 секунд бұрын"."""
+    from monitor.cli.remote import _ago
+    from monitor.web.api import _for
+
+    for seconds in (0.0, 1.0, 4.4):
+        assert _for(seconds, lang) == just_now  # type: ignore[arg-type]
+        assert _ago(seconds, lang) == just_now  # type: ignore[arg-type]
+    assert (_for(5.0, lang), _ago(5.0, lang)) == five  # type: ignore[arg-type]

@@ -22,6 +22,7 @@ from monitor.reports.availability import Availability
 from monitor.reports.release_time import ReleaseTime
 from monitor.web.api import _for
 from monitor.web.board_texts import board_texts
+from tests.helpers import ROOT
 from tests.i18n_rules import digit_suffixes, english_words, kazakh_problems, russian_problems
 
 SHIPPED: list[Language] = ["ru", "kk"]
@@ -44,6 +45,9 @@ IDS = {
     "threshold:hot",
     "monitor-aktau-1",
     "maintenance-crew",
+    "monitor_broker_down",
+    "monitor_spool_high",
+    "monitor_state_dir",
 }
 
 
@@ -53,15 +57,16 @@ def problems(lang: Language, text: str) -> list[str]:
 
 
 def payload(rule: str, duration_s: float, kind: str = "xray_scanner") -> dict[str, Any]:
+    device = {"site": "aktau", "monitor": "monitor-aktau-1"}.get(kind, "xs-01")
     return {
         "alert_id": "a1b2c3",
         "state": "firing",
         "rule": rule,
         "severity": "critical",
-        "site": "aktau",
-        "area": "inspection-1" if kind != "site" else "*",
+        "site": "*" if kind == "monitor" else "aktau",
+        "area": "inspection-1" if kind not in ("site", "monitor") else "*",
         "kind": kind,
-        "device": "xs-01" if kind != "site" else "aktau",
+        "device": device,
         "started_at": "2026-11-26T13:33:20+00:00",
         "resolved_at": "2026-11-26T13:54:20+00:00",
         "duration_s": duration_s,
@@ -77,10 +82,20 @@ def alerts(seconds: float, count: int) -> Iterator[tuple[dict[str, Any], dict[st
     yield payload("offline", seconds), {"how": "state"}
     yield payload("fault", seconds), {"code": "E42"}
     yield payload("fault", seconds), {"code": None}
-    threshold = {"metric": "detector_temp_c", "value": 61.5, "op": ">", "limit": 55.0}
-    yield payload("threshold:hot", seconds), {**threshold, "for_s": seconds}
+    for op in (">", "<"):
+        threshold = {"metric": "detector_temp_c", "value": 61.5, "op": op, "limit": 55.0}
+        yield payload("threshold:hot", seconds), {**threshold, "for_s": seconds}
     for devices in sorted({count, max(count, 125), 1002}):
         yield payload("site_silent", seconds, "site"), {"silent": count, "devices": devices}
+    yield from own_alerts(seconds, count)
+
+
+def own_alerts(seconds: float, count: int = 83) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
+    """The monitor's own alerts (SPEC 5), their facts as the engine keeps them."""
+    for connected in (False, True):
+        yield payload("monitor_broker_down", seconds, "monitor"), {"connected": connected}
+    yield payload("monitor_spool_high", seconds, "monitor"), {"fill": min(count, 100) / 100}
+    yield payload("monitor_state_dir", seconds, "monitor"), {}
 
 
 BOARD = "https://monitor.aktau.example.kz/#alert=a1b2c3"  # http.public_url's link
@@ -315,7 +330,7 @@ def test_the_same_alert_in_three_languages() -> None:
         "Принять в работу: monitor ack a1b2c3",
     )
     assert said["kk"][0][1].splitlines()[:2] == [
-        "xs-01 (Рентгендік сканер, inspection-1): 1 минуттан астам деректер жоқ",
+        "xs-01 (Рентгендік сканер, inspection-1): 1 минуттан астам уақыт бойы деректер жоқ",
         "Басталуы: 26 қар., 18:33 (21 минут бұрын).",
     ]
     assert said["en"][0][1].splitlines()[:2] == [
@@ -330,9 +345,32 @@ def test_the_same_alert_in_three_languages() -> None:
         "aktau алаңы: бір мезетте 21 құрылғыдан деректер келмей қалды, алаңда барлығы"
         " 21 құрылғы (байланыс арнасы не коммутатор істен шықты ма?)"
     )
+    assert said["ru"][2][1].splitlines()[0] == (
+        "Причина: xs-01 (Рентгеновский сканер, inspection-1): нет данных более 1 минуты"
+    )
     assert said["ru"][2][1].splitlines()[1] == (
         "Восстановлено: 26 нояб., 18:54. Простой: 21 минута (с 26 нояб., 18:33)."
     )
     assert said["kk"][2][1].splitlines()[1] == (
         "Қалпына келді: 26 қар., 18:54. Тоқтау ұзақтығы: 21 минут (басталуы: 26 қар., 18:33)."
     )
+
+
+def test_the_closing_notes_example_is_what_render_says() -> None:
+    """docs/i18n-issue-21.md, "After": the same notifications as rendered now, so the note
+    cannot fall behind the catalogs (it did once: the review's fixes)."""
+    no_data = payload("no_data", 21 * 60)
+    site = payload("site_silent", 21 * 60, "site")
+    lines = []
+    for lang in ("en", "ru", "kk"):
+        lines.append(f"--- {lang}")
+        for event, p, facts in (
+            ("firing", no_data, {"timeout_s": 60.0}),
+            ("firing", site, {"silent": 21, "devices": 21}),
+            ("resolved", no_data, {"timeout_s": 60.0}),
+        ):
+            data = {"event": event, "payload": p, "language": lang, "facts": facts}
+            lines.extend([*render(data, ZONE), ""])
+    note = (ROOT / "docs" / "i18n-issue-21.md").read_text()
+    after = note.split("## After\n\n```\n", 1)[1].split("```", 1)[0]
+    assert after == "\n".join(lines) + "\n"

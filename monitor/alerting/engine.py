@@ -20,7 +20,15 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from monitor.alerting import rules
-from monitor.alerting.rules import BROKER_DOWN, NO_DATA, SITE_SILENT, DeviceState, RuleSettings
+from monitor.alerting.rules import (
+    BROKER_DOWN,
+    MONITOR_KIND,
+    NO_DATA,
+    SITE_KIND,
+    SITE_SILENT,
+    DeviceState,
+    RuleSettings,
+)
 from monitor.alerting.texts import summary as localized_summary
 from monitor.config import Route as RouteConfig
 from monitor.i18n import Language
@@ -35,8 +43,6 @@ BROKER_DOWN_AFTER_S = 30.0
 SITE_SILENT_RATIO = 0.8
 SITE_SILENT_MIN_DEVICES = 3
 MONITOR_SITE = "*"  # the site of the monitor's own alerts: its troubles are every site's
-MONITOR_KIND = "monitor"  # the kind of the monitor's own alerts
-SITE_KIND = "site"  # the kind of a site_silent alert: the site speaks for its devices
 # Why an alert was resolved other than by its device recovering: a person said the device
 # is gone (SPEC 5), or its sites went to another collector (SPEC 8).
 FORGOTTEN = "forgotten"
@@ -113,6 +119,15 @@ class Alert:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Alert:
         return cls(**data)
+
+
+@dataclass(frozen=True, slots=True)
+class Trouble:
+    """One of the monitor's own troubles while it holds: SPEC 5's English summary, and
+    the facts its summary in another language says (``monitor.alerting.texts``)."""
+
+    summary: str
+    facts: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -296,18 +311,21 @@ class AlertEngine:
         now: float,
         grace_from: float,
         broker_down_since: float | None,
-        monitor_conditions: Mapping[str, str | None] | None = None,
+        monitor_conditions: Mapping[str, Trouble | None] | None = None,
         broker_down_why: str | None = None,
+        broker_connected: bool = False,
     ) -> Outcome:
         """``monitor_conditions``: the monitor's own troubles (e.g. ``monitor_spool_high``)
-        -> a summary while it holds, None when it does not. ``broker_down_why``: what the
-        broker outage since ``broker_down_since`` is (unreachable, or deaf)."""
+        -> a ``Trouble`` while it holds, None when it does not. ``broker_down_why``: what
+        the broker outage since ``broker_down_since`` is (unreachable, or deaf: then
+        ``broker_connected``)."""
         out = Outcome()
-        for rule, summary in (monitor_conditions or {}).items():
+        for rule, trouble in (monitor_conditions or {}).items():
             key = (rule, MONITOR_SITE, self.instance)
-            if summary is not None and key not in self.open:
-                self._fire(out, self._monitor_alert(rule, "warning", summary, now, now))
-            elif summary is None and key in self.open:
+            if trouble is not None and key not in self.open:
+                alert = self._monitor_alert(rule, "warning", trouble, now, now)
+                self._fire(out, alert)
+            elif trouble is None and key in self.open:
                 self._resolve(out, self.open[key], now)
         broker_key = (BROKER_DOWN, MONITOR_SITE, self.instance)
         if broker_down_since is not None:
@@ -315,9 +333,12 @@ class AlertEngine:
             # resolves; after broker_down_after one alert says so.
             if now - broker_down_since >= self.broker_down_after and broker_key not in self.open:
                 why = broker_down_why or "cannot reach the MQTT broker"
-                summary = f"monitor {self.instance} {why}: equipment alerts are paused"
+                trouble = Trouble(
+                    f"monitor {self.instance} {why}: equipment alerts are paused",
+                    {"connected": broker_connected},
+                )
                 alert = self._monitor_alert(
-                    BROKER_DOWN, "critical", summary, broker_down_since, now
+                    BROKER_DOWN, "critical", trouble, broker_down_since, now
                 )
                 self._fire(out, alert)
         else:
@@ -328,7 +349,7 @@ class AlertEngine:
         return out
 
     def _monitor_alert(
-        self, rule: str, severity: str, summary: str, since: float, now: float
+        self, rule: str, severity: str, trouble: Trouble, since: float, now: float
     ) -> Alert:
         """An alert about the monitor itself (kind ``monitor``, device: its instance)."""
         return Alert(
@@ -339,9 +360,10 @@ class AlertEngine:
             MONITOR_KIND,
             self.instance,
             severity,
-            summary,
+            trouble.summary,
             since,
             now,
+            facts=dict(trouble.facts),
         )
 
     def _evaluate_devices(

@@ -23,7 +23,12 @@ FAULT = "fault"
 THRESHOLD = "threshold"
 MAX_METRICS = 64  # names of metrics remembered per device (the last values, for the API)
 SITE_SILENT = "site_silent"
+# The monitor's own troubles (SPEC 5): alerts of kind MONITOR_KIND, device = its instance.
 BROKER_DOWN = "monitor_broker_down"
+SPOOL_HIGH = "monitor_spool_high"
+STATE_DIR = "monitor_state_dir"
+MONITOR_KIND = "monitor"  # the kind of the monitor's own alerts
+SITE_KIND = "site"  # the kind of a site_silent alert: the site speaks for its devices
 
 OPS: dict[str, Callable[[float, float], bool]] = {
     ">": operator.gt,

@@ -13,12 +13,13 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from monitor import logs
-from monitor.alerting.engine import Alert, AlertEngine, Outcome, Scope, Window
+from monitor.alerting.engine import Alert, AlertEngine, Outcome, Scope, Trouble, Window
 from monitor.alerting.liveness import Liveness, StatusPoint
 from monitor.alerting.notify import Notifier
 from monitor.alerting.store import Store
 from monitor.clock import Clock, wall_offset
 from monitor.model import DeviceKey
+from monitor.source import BrokerOutage
 from monitor.stats import Stats
 
 log = logs.get(__name__)
@@ -48,10 +49,10 @@ class AlertService:
     notifier: Notifier
     recorder: Recorder
     clock: Clock
-    # the monitor's own outage on the broker side: (since when, what it is), or None
-    broker_outage: Callable[[], tuple[float, str] | None]
-    # the monitor's own troubles: rule -> a summary while it holds, None when it does not
-    monitor_conditions: Callable[[], dict[str, str | None]] = dict
+    # the monitor's own outage on the broker side, or None
+    broker_outage: Callable[[], BrokerOutage | None]
+    # the monitor's own troubles: rule -> what it is while it holds, None when it does not
+    monitor_conditions: Callable[[], dict[str, Trouble | None]] = dict
     _wake: asyncio.Event = field(default_factory=asyncio.Event, init=False)
     stats: Stats = field(default_factory=Stats)
 
@@ -71,7 +72,10 @@ class AlertService:
             now = self._now()
             outage = self.evaluate(now)
             wake = self.engine.next_wakeup(
-                self.liveness.devices, now, self.liveness.grace_from, outage and outage[0]
+                self.liveness.devices,
+                now,
+                self.liveness.grace_from,
+                None if outage is None else outage.since,
             )
             # A pass is O(devices), ~10 ms per 1,000 (bench/README). Resting twice its cost
             # keeps it under a third of a core however often ingest pokes: at 2,000 devices
@@ -88,17 +92,17 @@ class AlertService:
                 log.warning("monitor.stalled", for_s=round(late, 1))
                 self.liveness.pause(late, self.clock.monotonic())
 
-    def evaluate(self, now: float) -> tuple[float, str] | None:
+    def evaluate(self, now: float) -> BrokerOutage | None:
         """One pass of the engine at ``now``; returns the broker outage it saw."""
         outage = self.broker_outage()
-        since, why = (None, None) if outage is None else outage
         outcome = self.engine.evaluate(
             self.liveness.devices,
             now,
             self.liveness.grace_from,
-            since,
+            None if outage is None else outage.since,
             self.monitor_conditions(),
-            broker_down_why=why,
+            broker_down_why=None if outage is None else outage.why,
+            broker_connected=outage is not None and outage.connected,
         )
         self._apply(outcome, now)
         if outage is None:  # e.g. a device passing its no_data deadline

@@ -7,13 +7,28 @@ alert's facts: each number, duration and time is a value of a template (never a 
 and the translation says which case it takes (``monitor.i18n``). A ``no_data`` alert says
 its limit in the summary ("no data for more than 1 minute") and how long it has lasted on
 its own line, never one for the other.
+
+What a notification calls the trouble depends on the rule (issue 21 review): equipment that
+is down (``no_data``, ``offline``, ``fault``, ``site_silent``) is DOWN and its time is
+downtime; a ``threshold`` is a reading past its limit, and the monitor's own troubles are
+the monitoring's, neither of them equipment downtime. Once an alert is over, its summary
+(said in the present) is the cause, never news: "Cause: … no data …" under RECOVERED.
 """
 
 from __future__ import annotations
 
 from datetime import datetime, tzinfo
-from typing import Any
+from typing import Any, Literal
 
+from monitor.alerting.rules import (
+    BROKER_DOWN,
+    MONITOR_KIND,
+    SITE_KIND,
+    SITE_SILENT,
+    SPOOL_HIGH,
+    STATE_DIR,
+    THRESHOLD,
+)
 from monitor.i18n import ZONE, Count, Duration, Language, Texts, texts
 
 ICONS = {
@@ -25,6 +40,16 @@ ICONS = {
     "closed": "☑️",
     "test": "🧪",
 }
+# What an alert is about: equipment down, a reading past its limit, the monitor itself.
+Family = Literal["down", "limit", "monitor"]
+
+
+def family(alert: dict[str, Any]) -> Family:
+    if alert["kind"] == MONITOR_KIND:
+        return "monitor"
+    if str(alert["rule"]).startswith(f"{THRESHOLD}:"):
+        return "limit"
+    return "down"
 
 
 def summary(alert: dict[str, Any], facts: dict[str, Any], language: Language) -> str:
@@ -36,8 +61,7 @@ def summary(alert: dict[str, Any], facts: dict[str, Any], language: Language) ->
 
 
 def sentence(alert: dict[str, Any], facts: dict[str, Any], language: Language) -> str:
-    """What the alert is about, as a person of ``language`` says it; the monitor's own
-    alerts keep their technical English summary."""
+    """What the alert is about, as a person of ``language`` says it (in the present)."""
     t = texts(language)
     rule = alert["rule"]
     values: dict[str, Any] = {
@@ -47,9 +71,10 @@ def sentence(alert: dict[str, Any], facts: dict[str, Any], language: Language) -
         "site": alert["site"],
     }
     if rule == "no_data" and "timeout_s" in facts:
-        # TRANSLATORS: %(limit)s is the rule's limit, not the time elapsed (a line of its
-        # own says that); a duration takes a case after the colon: %(limit:genitive)s.
         return t.fill(
+            # TRANSLATORS: %(limit)s is the rule's limit, not the time elapsed (a line of
+            # its own says that); a duration takes a case after the colon:
+            # %(limit:genitive)s.
             t.gettext("%(device)s (%(kind)s, %(area)s): no data for more than %(limit)s"),
             **values,
             limit=Duration(facts["timeout_s"]),
@@ -85,7 +110,7 @@ def sentence(alert: dict[str, Any], facts: dict[str, Any], language: Language) -
             limit=t.number(facts["limit"]),
             **{"for": Duration(facts["for_s"])},
         )
-    if rule == "site_silent" and "silent" in facts:
+    if rule == SITE_SILENT and "silent" in facts:
         return t.fill(
             t.gettext(
                 "site %(site)s: %(silent:number)s of %(devices)s went silent together"
@@ -95,7 +120,56 @@ def sentence(alert: dict[str, Any], facts: dict[str, Any], language: Language) -
             silent=Count(int(facts["silent"]), "device"),
             devices=Count(int(facts["devices"]), "device"),
         )
-    return str(alert["summary"])  # the monitor's own alerts: technical, in English
+    if alert["kind"] == MONITOR_KIND and language != "en":
+        own = _own(t, rule, alert["device"], facts)
+        if own is not None:
+            return own
+    # English routes read the monitor's own alerts as SPEC 5's summary, with the technical
+    # detail (an OS error, the canary's topics) that the log and /health say too
+    return str(alert["summary"])
+
+
+def _own(t: Texts, rule: str, instance: str, facts: dict[str, Any]) -> str | None:
+    """One of the monitor's own troubles, as a crew reads it; None for one whose facts are
+    not there (an alert opened before they were kept)."""
+    if rule == BROKER_DOWN and "connected" in facts:
+        if facts["connected"]:
+            # TRANSLATORS: crews read this: "monitor" is the software, not a radiation
+            # portal monitor (docs/glossary.md: the monitor itself).
+            template = t.gettext(
+                "monitor %(instance)s is connected to the MQTT broker but hears nothing:"
+                " equipment alerts are paused"
+            )
+        else:
+            # TRANSLATORS: crews read this: "monitor" is the software, not a radiation
+            # portal monitor (docs/glossary.md: the monitor itself).
+            template = t.gettext(
+                "monitor %(instance)s cannot reach the MQTT broker: equipment alerts are paused"
+            )
+        return t.fill(template, instance=instance)
+    if rule == SPOOL_HIGH and "fill" in facts:
+        return t.fill(
+            # TRANSLATORS: %(fill)s is a percentage ("83 %"); when the spool is full the
+            # monitor stops taking messages and the broker keeps them.
+            t.gettext(
+                "monitor %(instance)s: the disk spool is %(fill)s full, data waits to be"
+                " written to the database (InfluxDB); when the spool is full, new data"
+                " waits on the MQTT broker"
+            ),
+            instance=instance,
+            fill=f"{t.number(round(float(facts['fill']) * 100))} %",
+        )
+    if rule == STATE_DIR:
+        return t.fill(
+            # TRANSLATORS: state_dir is the setting's name, kept as it is.
+            t.gettext(
+                "monitor %(instance)s cannot write to its state directory (state_dir):"
+                " alerts, acknowledgements and maintenance windows are kept only in memory"
+                " until it can"
+            ),
+            instance=instance,
+        )
+    return None
 
 
 def render(data: dict[str, Any], zone: tzinfo = ZONE) -> tuple[str, str]:
@@ -108,58 +182,44 @@ def render(data: dict[str, Any], zone: tzinfo = ZONE) -> tuple[str, str]:
     facts = data.get("facts") or {}
     resolution = p.get("resolution") or facts.get("resolution")
     closed = event == "resolved" and resolution in ("forgotten", "unowned")
-    headlines = {
-        "firing": t.pgettext("headline", "DOWN"),
-        "repeat": t.pgettext("headline", "STILL DOWN"),
-        "escalation": t.pgettext("headline", "ESCALATED"),
-        "acknowledged": t.pgettext("headline", "ACKNOWLEDGED"),
-        "resolved": t.pgettext("headline", "RECOVERED"),
-        "closed": t.pgettext("headline", "CLOSED"),
-    }
+    kind = family(p)
     shown = "closed" if closed else event
-    if p["kind"] == "site":  # the alert is the site's: its name, as the language says it
+    if p["kind"] == SITE_KIND:  # the alert is the site's: its name, as the language says it
         what = t.fill(t.gettext("site %(site)s"), site=p["site"])
+    elif kind == "monitor":  # the monitor's own: every site's, so no site is named
+        what = f"{p['device']} ({t.kind(p['kind'])})"
     else:
         where = p["site"] if p["area"] == "*" else f"{p['site']} / {p['area']}"
         what = f"{p['device']} ({t.kind(p['kind'])}, {where})"
-    title = f"{ICONS[shown]} {headlines[shown]}: {what}"
-    lines = [sentence(p, facts, language)]
+    title = f"{ICONS[shown]} {_headline(t, kind, shown, facts)}: {what}"
+    said = sentence(p, facts, language)
+    if event == "resolved":  # over: what it was about is the cause, not the news
+        said = t.fill(t.gettext("Cause: %(summary)s"), summary=said)
+    lines = [said]
     since = _when(t.when, p["started_at"], zone)
     lasted = Duration(p["duration_s"])
     back = _when(t.when, p["resolved_at"], zone)
-    if closed and resolution == "forgotten":
-        lines.append(
-            t.fill(
-                t.gettext(
-                    "Closed at %(back)s: a person removed the device from the monitor."
-                    " It had been down since %(since)s (%(lasted)s)."
-                ),
-                back=back,
-                since=since,
-                lasted=lasted,
-            )
+    if closed:
+        why = (
+            t.gettext("Closed at %(back)s: a person removed the device from the monitor.")
+            if resolution == "forgotten"
+            else t.gettext("Closed at %(back)s: another monitor instance watches the device now.")
         )
-    elif closed:
-        lines.append(
-            t.fill(
-                t.gettext(
-                    "Closed at %(back)s: another monitor instance watches the device now."
-                    " It had been down since %(since)s (%(lasted)s)."
-                ),
-                back=back,
-                since=since,
-                lasted=lasted,
-            )
+        before = (
+            t.gettext("It had been down since %(since)s (%(lasted)s).")
+            if kind == "down"
+            else t.gettext("It had been open since %(since)s (%(lasted)s).")
         )
+        lines.append(t.fill(why, back=back) + " " + t.fill(before, since=since, lasted=lasted))
     elif event == "resolved":
-        lines.append(
-            t.fill(
-                t.gettext("Back at %(back)s after %(lasted)s down (since %(since)s)."),
-                back=back,
-                since=since,
-                lasted=lasted,
-            )
+        back_line = (
+            t.gettext("Back at %(back)s after %(lasted)s down (since %(since)s).")
+            if kind == "down"
+            else t.gettext("Back to normal at %(back)s after %(lasted)s (since %(since)s).")
         )
+        lines.append(t.fill(back_line, back=back, since=since, lasted=lasted))
+    elif t.just_now(p["duration_s"]) is not None:
+        lines.append(t.fill(t.gettext("Since %(since)s (just now)."), since=since))
     else:
         lines.append(
             t.fill(
@@ -191,13 +251,47 @@ def render(data: dict[str, Any], zone: tzinfo = ZONE) -> tuple[str, str]:
     return title, "\n".join(lines)
 
 
+def _headline(t: Texts, kind: Family, shown: str, facts: dict[str, Any]) -> str:
+    """The title's first words: what happened to what the alert is about. Equipment is
+    DOWN and RECOVERED; a reading is over (or outside) its limit and back within it; the
+    monitoring is impaired and restored. Escalation, acknowledgement and closing are said
+    alike for all."""
+    if shown == "escalation":
+        return t.pgettext("headline", "ESCALATED")
+    if shown == "acknowledged":
+        return t.pgettext("headline", "ACKNOWLEDGED")
+    if shown == "closed":
+        return t.pgettext("headline", "CLOSED")
+    if kind == "limit":
+        if shown == "resolved":
+            return t.pgettext("headline", "BACK WITHIN THE LIMIT")
+        if facts.get("op") in (">", ">="):  # a reading above its limit: "exceeded"
+            if shown == "repeat":
+                return t.pgettext("headline", "STILL OVER THE LIMIT")
+            return t.pgettext("headline", "OVER THE LIMIT")
+        if shown == "repeat":  # below it, equal or not equal to a value
+            return t.pgettext("headline", "STILL OUTSIDE THE LIMIT")
+        return t.pgettext("headline", "OUTSIDE THE LIMIT")
+    if kind == "monitor":
+        if shown == "resolved":
+            return t.pgettext("headline", "MONITORING RESTORED")
+        if shown == "repeat":
+            return t.pgettext("headline", "MONITORING STILL IMPAIRED")
+        return t.pgettext("headline", "MONITORING IMPAIRED")
+    if shown == "resolved":
+        return t.pgettext("headline", "RECOVERED")
+    if shown == "repeat":
+        return t.pgettext("headline", "STILL DOWN")
+    return t.pgettext("headline", "DOWN")
+
+
 def _test(t: Texts, p: dict[str, Any], data: dict[str, Any]) -> tuple[str, str]:
     """A test message through a route (``monitor notify-test``, SPEC 10): no alert."""
     route = t.fill(t.gettext("route %(route)s"), route=p["route"])
     headline = t.pgettext("headline", "TEST")
     title = f"{ICONS['test']} {headline}: {route}"
     lines = [
-        t.gettext("This is a test message, not an alert: no equipment is down."),
+        t.gettext("This is a test message, not an alert: it says nothing about the equipment."),
         t.fill(
             t.gettext("Monitor %(instance)s, route %(route)s, asked by %(who)s."),
             instance=data.get("instance") or p["device"],

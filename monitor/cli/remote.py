@@ -139,6 +139,8 @@ def _ago(seconds: float | None, lang: Language) -> str:
     t = texts(lang)
     if seconds is None:
         return t.pgettext("last seen", "never")
+    if (now := t.just_now(seconds)) is not None:  # not "0 seconds ago"
+        return now
     if lang == "en":
         return durations.brief(seconds) + " ago"
     return t.fill(t.gettext("%(duration)s ago"), duration=Duration(seconds))

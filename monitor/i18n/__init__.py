@@ -44,6 +44,9 @@ CASES: dict[Language, tuple[Case, ...]] = {
     "ru": ("nominative", "genitive", "accusative"),
     "kk": ("nominative", "ablative"),
 }
+# Under this many seconds a moment is "just now" (только что, жаңа ғана): never "0 seconds
+# ago" or "for 0 seconds", which no one says.
+JUST_NOW_S = 5.0
 # Kazakh is agglutinative: a case ending goes on the last word of a noun phrase only
 # ("1 сағат 3 минуттан"), where Russian inflects every part ("более 1 часа 3 минут").
 PHRASE_FINAL_CASE: frozenset[Language] = frozenset({"kk"})
@@ -66,6 +69,9 @@ KINDS = {
     "anpr_camera": N_("ANPR camera"),
     "weighbridge": N_("Weighbridge"),
     "site": N_("Site"),
+    # TRANSLATORS: the monitor itself, the kind of its own alerts. At a
+    # customs post "монитор" alone is a radiation portal monitor: name the
+    # software as a system (docs/glossary.md: the monitor itself).
     "monitor": N_("Monitor"),
 }
 # Device states stand alone on a tile, beside any kind (a scanner, a camera, the scales):
@@ -236,6 +242,11 @@ class Texts:
 
     def scope(self, scope: str) -> str:
         return self.gettext(SCOPES[scope]) if scope in SCOPES else scope
+
+    def just_now(self, seconds: float) -> str | None:
+        """``just now`` (только что, жаңа ғана) for a moment under ``JUST_NOW_S`` ago, where
+        a duration would say "0 seconds ago"; None for a longer one."""
+        return self.gettext("just now") if seconds < JUST_NOW_S else None
 
     def duration(self, seconds: float, case: Case = "nominative") -> str:
         """As a person says how long: seconds under a minute, minutes and seconds under ten

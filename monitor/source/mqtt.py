@@ -32,7 +32,7 @@ from monitor.clock import Clock
 from monitor.config import MQTT, TLS
 from monitor.errors import BrokerError
 from monitor.lifecycle import Resource
-from monitor.source import wire
+from monitor.source import BrokerOutage, wire
 from monitor.source.canary import Canary
 from monitor.source.connection import REPLY_TIMEOUT_S, Connection, keep_alive, reply
 from monitor.source.host_session import HostSession, Words
@@ -363,7 +363,7 @@ class MqttSource(Resource):
             return False
         return canary.own(topic, payload)
 
-    def outage(self) -> tuple[float, str] | None:
+    def outage(self) -> BrokerOutage | None:
         """The monitor's own outage on the broker side: since when, and what it is.
 
         Connected is not yet hearing: each connection is an outage until its first live
@@ -373,7 +373,7 @@ class MqttSource(Resource):
         subscription never lets a device alert through whatever the timeouts. Once heard,
         only the canary can tell a deaf subscription from silent devices."""
         if self.down_since is not None:
-            return self.down_since, "cannot reach the MQTT broker"
+            return BrokerOutage(self.down_since, "cannot reach the MQTT broker", connected=False)
         conn = self._conn
         if conn is None:
             return None
@@ -382,12 +382,14 @@ class MqttSource(Resource):
         if conn.last_publish is None:
             if now - self._connected_at <= self._config.canary.timeout:
                 self._listening = True
-                return self._connected_at, "has not heard from the MQTT broker yet"
-            return self._connected_at, self._deaf_now(self._why_unheard())
+                return BrokerOutage(
+                    self._connected_at, "has not heard from the MQTT broker yet", connected=True
+                )
+            return BrokerOutage(self._connected_at, self._deaf_now(self._why_unheard()), True)
         if canary is not None and canary.topics and canary.refused is None:
             deaf = canary.deaf_since(now, conn.last_publish)
             if deaf is not None:
-                return deaf, self._deaf_now(self._canary_not_back(canary))
+                return BrokerOutage(deaf, self._deaf_now(self._canary_not_back(canary)), True)
         self._hearing()
         return None
 

@@ -145,6 +145,8 @@ def _for(seconds: float, lang: Language) -> str:
     """How long a state has lasted, as the board shows it under a tile or an alert (the
     language puts the duration in the case its words need: ru ``уже 21 минуту``)."""
     t = texts(lang)
+    if (now := t.just_now(seconds)) is not None:  # not "for 0 seconds"
+        return now
     return t.fill(t.pgettext("board", "for %(duration)s"), duration=Lasted(seconds))
 
 

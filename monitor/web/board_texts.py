@@ -12,6 +12,7 @@ from __future__ import annotations
 from monitor.i18n import ALERT_STATES, KINDS, N_, SEVERITIES, STATES, Texts
 
 WORDS = {
+    "page_title": N_("Equipment status — customs post"),  # the browser tab's
     "title": N_("Inspection equipment"),
     "up": N_("up"),
     "down": N_("down"),
@@ -30,6 +31,10 @@ WORDS = {
     "inside": N_("inside the post now"),
     "language": N_("Language"),
     "linked_alert": N_("Alert from the link"),
+    "close": N_("Close"),
+    "link": N_("connection to the monitor"),  # the dot's tooltip: green, or red when lost
+    # who acknowledged, for someone who gave no name
+    "board_name": N_("status board"),
 }
 # board.js fills %(n)s, %(who)s, %(time)s, %(id)s with the value; nothing else.
 TEMPLATES = {

@@ -115,7 +115,7 @@ async def test_notify_test_says_per_channel_and_alerts_link_to_the_board(
     said = chat.received[0]
     assert said["title"] == "🧪 TEST: route crew"
     assert said["message"].splitlines() == [
-        "This is a test message, not an alert: no equipment is down.",
+        "This is a test message, not an alert: it says nothing about the equipment.",
         f"Monitor {config.instance_name}, route crew, asked by Aigerim.",
         f"The status board: {BOARD}/",
     ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import itertools
 
-from monitor.alerting.engine import Alert, AlertEngine, Outcome, Route, Window
+from monitor.alerting.engine import Alert, AlertEngine, Outcome, Route, Trouble, Window
 from monitor.alerting.rules import DeviceState, RuleSettings, Threshold
 from monitor.model import Device
 
@@ -299,6 +299,19 @@ def test_broker_outage_pauses_device_alerts_and_raises_one_alert() -> None:
     assert events(w.run(w.now - T0 + 30, step=1)) == []
 
 
+def test_a_broker_outage_says_whether_the_monitor_is_connected() -> None:
+    """Unreachable or deaf: the alert's facts say which, for its text in ru/kk."""
+    for connected, why in ((False, None), (True, "is connected to the MQTT broker but hears")):
+        w = World()
+        out = w.engine.evaluate(
+            w.devices, T0 + 31, w.grace_from, T0, broker_down_why=why, broker_connected=connected
+        )
+        assert events(out) == [("monitor_broker_down", "monitor-1", "firing")]
+        assert out.notifications[0].facts == {"connected": connected}
+        said = "hears" if connected else "cannot reach the MQTT broker"
+        assert said in out.notifications[0].payload["summary"]
+
+
 def test_broker_blip_under_30s_raises_nothing() -> None:
     w = World()
     w.broker_down_since = T0
@@ -364,10 +377,14 @@ def test_restored_alerts_are_not_notified_again() -> None:
 
 def test_monitor_conditions_fire_and_resolve_once() -> None:
     w = World()
-    spool = {"monitor_spool_high": "monitor monitor-1: the disk spool is 83% full"}
+    trouble = Trouble("monitor monitor-1: the disk spool is 83% full", {"fill": 0.83})
+    spool: dict[str, Trouble | None] = {"monitor_spool_high": trouble}
     out = w.engine.evaluate(w.devices, T0 + 1, w.grace_from, None, spool)
     assert events(out) == [("monitor_spool_high", "monitor-1", "firing")]
     assert out.notifications[0].payload["severity"] == "warning"
+    # the English summary (SPEC 5), and the facts its text in another language says
+    assert out.notifications[0].payload["summary"] == trouble.summary
+    assert out.notifications[0].facts == {"fill": 0.83}
     again = w.engine.evaluate(w.devices, T0 + 2, w.grace_from, None, spool)
     assert events(again) == []
     done = w.engine.evaluate(w.devices, T0 + 3, w.grace_from, None, {"monitor_spool_high": None})
@@ -498,5 +515,5 @@ def test_summary_localized_only_for_a_route_in_another_language() -> None:
     assert "summary_localized" not in by_route["none"]
     assert "summary_localized" not in by_route["en"]  # it was, before issue 21
     assert by_route["kk"]["summary_localized"] == (
-        "xs-1 (Рентгендік сканер, inspection-1): 1 минуттан астам деректер жоқ"
+        "xs-1 (Рентгендік сканер, inspection-1): 1 минуттан астам уақыт бойы деректер жоқ"
     )

@@ -99,7 +99,7 @@ async def test_a_kazakh_and_a_russian_crew_get_their_language(
     assert set(fired) == SPEC_KEYS | {"summary_localized"}
     assert fired["summary"] == "xs-a (xray_scanner, inspection-1) sent no data for 2 s"
     assert fired["summary_localized"] == (
-        "xs-a (Рентгендік сканер, inspection-1): 2 секундтан астам деректер жоқ"
+        "xs-a (Рентгендік сканер, inspection-1): 2 секундтан астам уақыт бойы деректер жоқ"
     )
     assert webhook.received[1][1] == "resolved"
 

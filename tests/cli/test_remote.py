@@ -68,7 +68,7 @@ async def test_cli_talks_to_a_running_instance(
         assert "Устройства" in ru.stdout and "Рентгеновский сканер" in ru.stdout
         assert "не работает (нет данных)" in ru.stdout and "работает" in ru.stdout
         kk = await asyncio.to_thread(cli, "alerts", "--lang", "kk")
-        assert "Инциденттер" in kk.stdout and "астам деректер жоқ" in kk.stdout
+        assert "Инциденттер" in kk.stdout and "астам уақыт бойы деректер жоқ" in kk.stdout
         bad = await asyncio.to_thread(cli, "alerts", "--lang", "de")
         assert bad.returncode == 2 and "--lang must be one of en, ru, kk" in bad.stderr
 
@@ -85,7 +85,7 @@ async def test_cli_talks_to_a_running_instance(
         assert "нет данных более" in again.stdout
         missing = await asyncio.to_thread(cli, "ack", "no-such-alert", "--lang", "kk")
         assert missing.returncode == 1
-        assert "no-such-alert белсенді инциденті жоқ (HTTP 404)" in missing.stderr
+        assert "no-such-alert нөмірлі белсенді инцидент жоқ (HTTP 404)" in missing.stderr
 
         added = await asyncio.to_thread(
             cli,

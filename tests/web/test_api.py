@@ -61,10 +61,12 @@ async def test_api_token_ack_and_maintenance(
             ru = {a["device"]: a for a in (await r.json())["alerts"]}
         assert ru["xs-a"]["summary"] == alerts["xs-a"]["summary"]
         assert ru["xs-a"]["summary_text"].endswith("нет данных более 2 секунд")
-        assert ru["xs-a"]["duration_phrase"].startswith("уже ")
+        phrase = ru["xs-a"]["duration_phrase"]  # under 5 s: just now, never "уже 0 секунд"
+        assert phrase.startswith("уже ") or phrase == "только что", phrase
         async with http.get("/api/devices?lang=kk") as r:
             kk = {d["device"]: d for d in (await r.json())["devices"]}
-        assert kk["xs-a"]["for_phrase"].endswith(" бойы")
+        phrase = kk["xs-a"]["for_phrase"]
+        assert phrase.endswith(" бойы") or phrase == "жаңа ғана", phrase
         async with http.post(
             f"/api/alerts/{alerts['xs-a']['alert_id']}/ack",
             headers={"Authorization": "Bearer wrong"},

@@ -154,8 +154,9 @@ function token() {
 async function acknowledge(alertId) {
   const t = token();
   if (!t) return;
-  const by = localStorage.getItem("monitorName") || prompt(w("ask_name", "Your name:")) || "status board";
-  localStorage.setItem("monitorName", by);
+  const name = localStorage.getItem("monitorName") || prompt(w("ask_name", "Your name:"));
+  if (name) localStorage.setItem("monitorName", name);
+  const by = name || w("board_name", "status board");  // no name given: the board took it
   const r = await fetch(`api/alerts/${encodeURIComponent(alertId)}/ack`, {
     method: "POST", headers: { "Authorization": `Bearer ${t}`, "Content-Type": "application/json" },
     body: JSON.stringify({ by }),
@@ -201,6 +202,10 @@ async function loadTexts(chosen) {
     const e = document.getElementById(`t-${key}`);
     if (e) e.textContent = text;
   }
+  // words that are no element's text: a tooltip, what a screen reader says
+  document.getElementById("link").title = w("link", "connection to the monitor");
+  document.getElementById("lang").setAttribute("aria-label", w("language", "Language"));
+  document.getElementById("focus-close").setAttribute("aria-label", w("close", "Close"));
 }
 
 function clockText() {
