@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Literal
+from typing import Literal, NamedTuple
 
 FieldValue = float | int | bool | str
 
@@ -218,3 +218,14 @@ def window_problem(
         days = (ends - starts) / 86400
         return f"a window is at most 366 days long; this one is {days:.1f} days"
     return None
+
+
+class BrokerOutage(NamedTuple):
+    """The monitor's own outage on the broker side (``MqttSource.outage``): since when,
+    what it is (English, for the log, ``/health`` and SPEC 5's summary), and whether the
+    monitor is connected meanwhile (a subscription that hears nothing) or cannot reach
+    the broker at all; the alert's text in other languages says which."""
+
+    since: float
+    why: str
+    connected: bool

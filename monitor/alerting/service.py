@@ -18,8 +18,7 @@ from monitor.alerting.liveness import Liveness, StatusPoint
 from monitor.alerting.notify import Notifier
 from monitor.alerting.store import Store
 from monitor.clock import Clock, wall_offset
-from monitor.model import DeviceKey
-from monitor.source import BrokerOutage
+from monitor.model import BrokerOutage, DeviceKey
 from monitor.stats import Stats
 
 log = logs.get(__name__)

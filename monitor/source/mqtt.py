@@ -32,7 +32,8 @@ from monitor.clock import Clock
 from monitor.config import MQTT, TLS
 from monitor.errors import BrokerError
 from monitor.lifecycle import Resource
-from monitor.source import BrokerOutage, wire
+from monitor.model import BrokerOutage
+from monitor.source import wire
 from monitor.source.canary import Canary
 from monitor.source.connection import REPLY_TIMEOUT_S, Connection, keep_alive, reply
 from monitor.source.host_session import HostSession, Words
