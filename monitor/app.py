@@ -23,7 +23,7 @@ from monitor.alerting.liveness import Liveness
 from monitor.alerting.notify import Notifier
 from monitor.alerting.rules import SPOOL_HIGH, STATE_DIR, RuleBook
 from monitor.alerting.service import AlertService
-from monitor.alerting.store import Store
+from monitor.alerting.store import SqliteStore, Store
 from monitor.clock import Clock, Mark, SystemClock, wall_offset
 from monitor.config import Config, KnownNames
 from monitor.lifecycle import supervised
@@ -323,7 +323,7 @@ def build(config: Config, clock: Clock, stats: Stats) -> Parts:
         config.state_dir.mkdir(parents=True, exist_ok=True)
     except OSError as e:  # the parts that live there say so, and run without it meanwhile
         log.error("monitor.state_dir_unusable", path=str(config.state_dir), error=str(e))
-    store = Store(config.state_dir / "state.db", clock)
+    store = SqliteStore(config.state_dir / "state.db", clock)
     resume_clock(clock, store)  # first: no part may read the monotonic clock before
     quarantine = Quarantine(
         config.state_dir / "quarantine", int(config.ingest.quarantine_max_bytes), clock, stats

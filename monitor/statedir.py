@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import IO
 
 from monitor import logs, schema_version
-from monitor.alerting import store as state_store
+from monitor.alerting.store import sqlite as state_store
 from monitor.errors import MonitorError, StateVersionError
 from monitor.passages import store as passage_store
 from monitor.sink import spool as spool_store

@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 
 from monitor import schema_version
-from monitor.alerting import store as state_store
-from monitor.alerting.store import Store
+from monitor.alerting.store import SqliteStore
+from monitor.alerting.store import sqlite as state_store
 from monitor.errors import StateVersionError
 from monitor.passages import store as passage_store
 from monitor.passages.store import PassageStore
@@ -47,7 +47,7 @@ def test_a_state_store_of_each_earlier_schema_is_migrated_and_read_back_whole(
 ) -> None:
     path = fixture(name, tmp_path)
     assert schema_version.of(path) == int(name[6])
-    store = Store(path)
+    store = SqliteStore(path)
     assert store.problem is None
     assert schema_version.of(path) == state_store.SCHEMA_VERSION
     alerts = {a.id: a for a in store.alerts(open_only=False)}
@@ -75,7 +75,7 @@ def test_a_state_store_of_each_earlier_schema_is_migrated_and_read_back_whole(
     # and it takes new writes in the new schema
     store.outbox_attempted(pending, refused=True)
     store.close()
-    again = Store(path)
+    again = SqliteStore(path)
     item = again.outbox_next(HOOK)
     assert item is not None and (item.attempts, item.refused) == (1, 1)
     again.close()
@@ -131,7 +131,7 @@ def newer(path: Path, version: int) -> None:
 @pytest.mark.parametrize(
     ("name", "opener", "version"),
     [
-        ("state-3.db", lambda p: Store(p), state_store.SCHEMA_VERSION),
+        ("state-3.db", lambda p: SqliteStore(p), state_store.SCHEMA_VERSION),
         ("passages-0.db", lambda p: PassageStore(p), passage_store.SCHEMA_VERSION),
         ("spool-0.db", lambda p: Spool(p, 1 << 20, Stats()), spool_store.SCHEMA_VERSION),
     ],

@@ -30,7 +30,7 @@ from monitor.alerting.notify import (
     Notifier,
     _apprise_failure,
 )
-from monitor.alerting.store import Store
+from monitor.alerting.store import SqliteStore
 from monitor.sim.devservers import free_port
 from monitor.stats import Stats
 from tests.helpers import ManualClock, wait_for
@@ -144,7 +144,7 @@ async def test_a_refused_notification_is_tried_three_times_and_the_next_flows_at
 ) -> None:
     clock = ManualClock(T0)
     stats = Stats()
-    store = Store(tmp_path / "state.db", clock)
+    store = SqliteStore(tmp_path / "state.db", clock)
     async with receiving(Receiver(refusing("bad"))) as hook:
         channel = f"webhook:http://127.0.0.1:{hook.port}/alerts?token=s3cret"
         notifier = Notifier(store, stats, clock, [channel])  # the real backoff: 1 s, 2 s
@@ -187,7 +187,7 @@ async def test_a_channel_that_is_down_keeps_its_order_and_gives_nothing_up(
 
     clock = ManualClock(T0)
     stats = Stats()
-    store = Store(tmp_path / "state.db", clock)
+    store = SqliteStore(tmp_path / "state.db", clock)
     async with receiving(Receiver(answer)) as hook:
         channel = f"webhook:http://127.0.0.1:{hook.port}/alerts"
         notifier = Notifier(store, stats, clock, [channel], retry_initial=0.02, retry_max=0.05)
@@ -203,7 +203,7 @@ async def test_a_channel_that_is_down_keeps_its_order_and_gives_nothing_up(
 async def test_a_channel_down_for_a_day_gives_its_oldest_notification_up(tmp_path: Path) -> None:
     clock = ManualClock(T0)
     stats = Stats()
-    store = Store(tmp_path / "state.db", clock)
+    store = SqliteStore(tmp_path / "state.db", clock)
     async with receiving(Receiver(lambda path, body: (502, {}))) as hook:
         channel = f"webhook:http://127.0.0.1:{hook.port}/alerts"
         notifier = Notifier(store, stats, clock, [channel], retry_initial=0.02, retry_max=0.05)
@@ -222,13 +222,13 @@ async def test_the_count_of_refusals_survives_a_restart(tmp_path: Path) -> None:
     clock = ManualClock(T0)
     async with receiving(Receiver(refusing("bad"))) as hook:
         channel = f"webhook:http://127.0.0.1:{hook.port}/alerts"
-        store = Store(tmp_path / "state.db", clock)
+        store = SqliteStore(tmp_path / "state.db", clock)
         async with notifying(Notifier(store, Stats(), clock, [channel])) as notifier:
             notifier.submit([note("bad", channel), note("next", channel)])
             await wait_for(lambda: hook.tries("bad") == 2, timeout=10)
         store.close()  # stopped during the backoff after the second refusal
 
-        store = Store(tmp_path / "state.db", clock)
+        store = SqliteStore(tmp_path / "state.db", clock)
         stats = Stats()
         async with notifying(Notifier(store, stats, clock, [])):  # the outbox names it
             await wait_for(lambda: hook.delivered() == ["next"], timeout=10)
@@ -286,7 +286,7 @@ async def test_device_text_reaches_telegram_as_text_not_html(
 ) -> None:
     clock = ManualClock(T0)
     stats = Stats()
-    store = Store(tmp_path / "state.db", clock)
+    store = SqliteStore(tmp_path / "state.db", clock)
     code = '<E1>) see <a href="http://evil.example">here</a>'  # the device's fault code
     summary = f"xs-01 reports a fault (code {code})"
     async with receiving(Receiver(telegram())) as api:
@@ -313,7 +313,7 @@ async def test_a_bot_token_from_the_environment_is_put_in_only_to_send(
     a failing channel, named, not a crash."""
     clock = ManualClock(T0)
     stats = Stats()
-    store = Store(tmp_path / "state.db", clock)
+    store = SqliteStore(tmp_path / "state.db", clock)
     monkeypatch.setenv("CREW_TG_TOKEN", TOKEN)
     async with receiving(Receiver(telegram())) as api:
         bot_api(api)
@@ -340,7 +340,7 @@ async def test_a_message_telegram_refuses_is_given_up_and_the_next_one_sent(
 ) -> None:
     clock = ManualClock(T0)
     stats = Stats()
-    store = Store(tmp_path / "state.db", clock)
+    store = SqliteStore(tmp_path / "state.db", clock)
     async with receiving(Receiver(telegram(refuse="xs-bad"))) as api:
         channel = bot_api(api)
         notifier = Notifier(store, stats, clock, [channel], retry_initial=0.1)
@@ -394,7 +394,7 @@ class Smtp:
 async def test_an_email_that_fails_alone_while_others_go_is_given_up(tmp_path: Path) -> None:
     clock = ManualClock(T0)
     stats = Stats()
-    store = Store(tmp_path / "state.db", clock)
+    store = SqliteStore(tmp_path / "state.db", clock)
     smtp = Smtp(refuse="xs-bad")
     smtp.start()
     try:
@@ -417,7 +417,7 @@ async def test_an_email_server_that_is_down_keeps_the_order_and_gives_nothing_up
 ) -> None:
     clock = ManualClock(T0)
     stats = Stats()
-    store = Store(tmp_path / "state.db", clock)
+    store = SqliteStore(tmp_path / "state.db", clock)
     smtp = Smtp(refuse="nothing is refused")
     channel = smtp.url()  # not started yet: connections refused
     notifier = Notifier(store, stats, clock, [channel], retry_initial=0.05, retry_max=0.2)
@@ -488,7 +488,7 @@ def test_an_outbox_of_an_earlier_version_gains_its_refusal_count(tmp_path: Path)
     )
     db.commit()
     db.close()
-    store = Store(path, ManualClock(T0))
+    store = SqliteStore(path, ManualClock(T0))
     item = store.outbox_next("webhook:http://h/x")
     assert item is not None and (item.attempts, item.refused) == (7, 0)
     store.outbox_attempted(item, refused=True)

@@ -14,7 +14,7 @@ from monitor.alerting.liveness import Liveness
 from monitor.alerting.notify import Notifier
 from monitor.alerting.rules import RuleBook
 from monitor.alerting.service import AlertService
-from monitor.alerting.store import Store
+from monitor.alerting.store import SqliteStore
 from monitor.clock import Clock, SystemClock
 from monitor.config import load_config
 from monitor.model import Device
@@ -28,7 +28,7 @@ def service_for(tmp_path: Path, devices: list[Device], clock: Clock) -> AlertSer
     rules = RuleBook(load_config(SHIPPED_CONFIG))
     engine = AlertEngine([], rules, "test")
     liveness = Liveness(devices, rules, engine.in_maintenance)
-    store = Store(tmp_path / "state.db", clock)
+    store = SqliteStore(tmp_path / "state.db", clock)
     return AlertService(
         engine,
         liveness,

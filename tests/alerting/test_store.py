@@ -11,7 +11,8 @@ import pytest
 
 from monitor.alerting.engine import Alert, Window
 from monitor.alerting.rules import DeviceState
-from monitor.alerting.store import MIGRATIONS, SCHEMA, SCHEMA_VERSION, Store
+from monitor.alerting.store import SqliteStore
+from monitor.alerting.store.sqlite import MIGRATIONS, SCHEMA, SCHEMA_VERSION
 from monitor.model import Device
 from tests.helpers import ManualClock, SmallDisk
 
@@ -28,7 +29,7 @@ def test_a_full_disk_keeps_state_in_memory_and_writes_it_when_space_returns(
     small_disk: SmallDisk,
 ) -> None:
     clock = ManualClock(T0)
-    store = Store(small_disk.path / "state.db", clock)
+    store = SqliteStore(small_disk.path / "state.db", clock)
     store.save_alerts([alert(0)])
     store.outbox_add("webhook:http://h/x", T0, {"alert_id": "a0", "event": "firing"})
     written = store.outbox_next("webhook:http://h/x")
@@ -62,7 +63,7 @@ def test_a_full_disk_keeps_state_in_memory_and_writes_it_when_space_returns(
     assert (store.problem, store.pending) == (None, 0)
     store.close()
 
-    again = Store(small_disk.path / "state.db", clock)  # after a restart
+    again = SqliteStore(small_disk.path / "state.db", clock)  # after a restart
     assert {a.id: a.state for a in again.alerts(open_only=False)} == {
         "a0": "resolved",
         "a1": "firing",
@@ -78,7 +79,7 @@ def test_a_store_that_cannot_be_created_starts_empty_and_keeps_trying(
 ) -> None:
     clock = ManualClock(T0)
     small_disk.fill()
-    store = Store(small_disk.path / "state.db", clock)
+    store = SqliteStore(small_disk.path / "state.db", clock)
     assert store.problem is not None
     assert store.alerts(open_only=False) == [] and store.devices() == []
     store.save_alerts([alert(2)])
@@ -88,13 +89,13 @@ def test_a_store_that_cannot_be_created_starts_empty_and_keeps_trying(
     store.save_devices([])
     assert store.problem is None
     store.close()
-    assert [a.id for a in Store(small_disk.path / "state.db", clock).alerts(True)] == ["a2"]
+    assert [a.id for a in SqliteStore(small_disk.path / "state.db", clock).alerts(True)] == ["a2"]
 
 
 def test_history_is_pruned_by_age_and_open_alerts_are_kept(tmp_path: Path) -> None:
     from monitor.alerting.store import KEEP_S
 
-    store = Store(tmp_path / "state.db", ManualClock(T0))
+    store = SqliteStore(tmp_path / "state.db", ManualClock(T0))
     old = [alert(i, "resolved") for i in range(5)]
     for a in old:
         a.fired_at = T0 - KEEP_S - 60
@@ -115,7 +116,7 @@ def test_history_is_pruned_by_age_and_open_alerts_are_kept(tmp_path: Path) -> No
 
 
 def test_every_open_alert_is_read_back_not_a_page(tmp_path: Path) -> None:
-    store = Store(tmp_path / "state.db", ManualClock(T0))
+    store = SqliteStore(tmp_path / "state.db", ManualClock(T0))
     store.save_alerts([alert(i) for i in range(700)])
     assert len(store.alerts(open_only=True)) == 500  # a page, for the API
     assert len(store.alerts(open_only=True, limit=None)) == 700  # all, for a restart
@@ -139,7 +140,7 @@ def test_migrating_drops_what_it_cannot_carry_and_refuses_what_it_cannot_read(
     )
     db.commit()
     db.close()
-    store = Store(path, ManualClock(T0))
+    store = SqliteStore(path, ManualClock(T0))
     assert [d.device.key for d in store.devices()] == [("aktau", "gb-01")]
     assert store.problem is None
     store.close()
@@ -153,7 +154,7 @@ def test_migrating_drops_what_it_cannot_carry_and_refuses_what_it_cannot_read(
 
     monkeypatch.setitem(MIGRATIONS, 1, defeated)
     with pytest.raises(StateMigrationError, match="schema 1"):
-        Store(bad, ManualClock(T0))
+        SqliteStore(bad, ManualClock(T0))
     tables = sqlite3.connect(bad).execute("SELECT name FROM sqlite_master").fetchall()
     assert tables == [("devices",)]  # nothing of the failed step left behind
 
@@ -167,13 +168,13 @@ def test_a_schema_2_store_gains_the_sparkplug_nodes_and_keeps_them(tmp_path: Pat
     db.execute("INSERT INTO meta VALUES ('mqtt.subscriptions', '[]')")
     db.commit()
     db.close()
-    store = Store(path)
+    store = SqliteStore(path)
     assert store.get("mqtt.subscriptions") == "[]"  # what it had is kept
     assert store.sparkplug_nodes() == []
     store.save_sparkplug_nodes([("plc", "gw-1", '{"born": true}'), ("plc", "gw-2", "{}")])
     store.save_sparkplug_nodes([("plc", "gw-2", None)])  # forgotten
     store.close()
-    again = Store(path)
+    again = SqliteStore(path)
     assert again.sparkplug_nodes() == [("plc", "gw-1", '{"born": true}')]
     version = sqlite3.connect(path).execute("PRAGMA user_version").fetchone()
     assert version == (SCHEMA_VERSION,) == (3,)

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from monitor.alerting.engine import rfc3339
-from monitor.alerting.store import SCHEMA
+from monitor.alerting.store.sqlite import SCHEMA
 from monitor.config import Config
 from monitor.web.api import Health
 from tests.helpers import ROOT, SHIPPED_CONFIG, MonitorProcess, running_monitor

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from monitor.alerting.store import SCHEMA_VERSION
+from monitor.alerting.store.sqlite import SCHEMA_VERSION
 from monitor.sim.devservers import InfluxDB, Mosquitto, free_port
 from tests.helpers import ROOT, MonitorProcess, Publisher, Webhook, rows, wait_for
 

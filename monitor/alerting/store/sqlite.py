@@ -1,5 +1,4 @@
-"""Durable state in SQLite (WAL) under ``state_dir``: alerts, maintenance windows,
-devices' last-seen, the notification outbox and its delivery history.
+"""The store in SQLite (WAL) under ``state_dir``: the embedded default, for one monitor.
 
 Writes never raise. What the disk does not take (full, failing, read-only) is kept in
 memory, bounded, seen by every read, and written in one transaction as soon as the disk
@@ -18,17 +17,31 @@ import json
 import sqlite3
 from collections import Counter, deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from monitor import logs, schema_version
 from monitor.alerting.engine import Alert, Window
 from monitor.alerting.rules import DeviceState
+from monitor.alerting.store.base import (
+    DELIVERY_FIELDS,
+    KEEP_ROWS,
+    KEEP_S,
+    MAX_PENDING,
+    PAGE,
+    RETRY_S,
+    Delivery,
+    OutboxItem,
+    copy,
+    device_json,
+    device_state,
+    stored_window,
+)
 from monitor.clock import Clock, SystemClock
 from monitor.errors import StateMigrationError, StateVersionError
 from monitor.lifecycle import Resource
-from monitor.model import Device, DeviceKey, window_problem
+from monitor.model import DeviceKey
 
 log = logs.get(__name__)
 
@@ -100,31 +113,8 @@ MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {
     3: _sparkplug_nodes,
 }
 
-_DEVICE_FIELDS = ("last_seen", "state", "state_since", "online", "offline_since", "code")
-RETRY_S = 5.0
-# What is kept in memory while the disk refuses: beyond this the oldest goes (logged).
-MAX_PENDING = 10_000
-# History kept on disk (resolved alerts, deliveries); open alerts are always kept.
-KEEP_S = 90 * 86400.0
-KEEP_ROWS = 100_000
 
-
-@dataclass(frozen=True)
-class OutboxItem:
-    id: int  # negative: not written yet (the disk refused it), delivered from memory
-    channel: str
-    created: float
-    attempts: int  # failed tries, whatever failed
-    data: dict[str, Any]
-    # Failed tries that count towards giving it up (refused for its content, or failed
-    # for no reason that could be told): persisted, so a restart does not reset them.
-    refused: int = 0
-
-
-_Delivery = tuple[float, str, str, str, bool, str | None]  # at, alert, event, channel, ok, error
-
-
-class Store(Resource):
+class SqliteStore(Resource):
     def __init__(self, path: Path, clock: Clock | None = None) -> None:
         self.path = path
         self._clock = clock or SystemClock()
@@ -137,10 +127,10 @@ class Store(Resource):
         self._devices: dict[DeviceKey, str | None] = {}  # its JSON; None: forgotten
         self._outbox: dict[int, OutboxItem] = {}  # by (negative) temporary id
         self._written_as: dict[int, int] = {}  # temporary id -> id on disk
-        self._done: dict[int, _Delivery] = {}  # on disk, delivered, not yet deleted
+        self._done: dict[int, Delivery] = {}  # on disk, delivered, not yet deleted
         self._attempts: Counter[int] = Counter()
         self._refused: Counter[int] = Counter()
-        self._deliveries: deque[_Delivery] = deque(maxlen=1000)
+        self._deliveries: deque[Delivery] = deque(maxlen=1000)
         self._meta: dict[str, str] = {}
         self._nodes: dict[tuple[str, str], str | None] = {}  # Sparkplug; None: forgotten
         self._next_temp = -1
@@ -194,6 +184,9 @@ class Store(Resource):
 
     async def aclose(self) -> None:
         self.close()
+
+    async def run(self) -> None:
+        """Nothing in the background: each write tries what waits (at most every RETRY_S)."""
 
     def close(self) -> None:
         self.flush(force=True)
@@ -325,7 +318,7 @@ class Store(Resource):
         self._bound(self._alerts, "alerts")
         self.flush()
 
-    def alerts(self, open_only: bool, limit: int | None = 500) -> list[Alert]:
+    def alerts(self, open_only: bool, limit: int | None = PAGE) -> list[Alert]:
         """The newest alerts first, at most ``limit`` (None: all, as a restart needs)."""
         where = "WHERE open = 1" if open_only else ""
         rows = self._read(
@@ -335,7 +328,7 @@ class Store(Resource):
         found = {a.id: a for a in (Alert.from_dict(json.loads(r[0])) for r in rows)}
         for a in self._alerts.values():
             if a.is_open or not open_only:
-                found[a.id] = Alert.from_dict(a.to_dict())
+                found[a.id] = copy(a)
             else:
                 found.pop(a.id, None)
         newest = sorted(found.values(), key=lambda a: a.fired_at, reverse=True)
@@ -343,7 +336,7 @@ class Store(Resource):
 
     def alert(self, alert_id: str) -> Alert | None:
         if (pending := self._alerts.get(alert_id)) is not None:
-            return Alert.from_dict(pending.to_dict())
+            return copy(pending)
         rows = self._read("SELECT data FROM alerts WHERE id = ?", [alert_id])
         return Alert.from_dict(json.loads(rows[0][0])) if rows else None
 
@@ -363,7 +356,7 @@ class Store(Resource):
         found: dict[str, Window] = {}
         skipped: list[str] = []
         for row_id, text in self._read("SELECT id, data FROM maintenance"):
-            if (w := _stored_window(text)) is not None:
+            if (w := stored_window(text)) is not None:
                 found[w.id] = w
             elif str(row_id) not in self._skipped_windows:
                 skipped.append(str(row_id))
@@ -386,10 +379,7 @@ class Store(Resource):
 
     def save_devices(self, states: Iterable[DeviceState]) -> None:
         for ds in states:
-            data = {f: getattr(ds, f) for f in _DEVICE_FIELDS}
-            d = ds.device
-            data["device"] = [d.id, d.kind, d.site, d.area]
-            self._devices[d.key] = json.dumps(data)
+            self._devices[ds.device.key] = device_json(ds)
         self.flush()
 
     def forget_device(self, key: DeviceKey) -> None:
@@ -399,16 +389,7 @@ class Store(Resource):
     def devices(self) -> list[DeviceState]:
         raw = {(r[0], r[1]): r[2] for r in self._read("SELECT site, id, data FROM devices")}
         raw.update(self._devices)
-        out = []
-        for text in raw.values():
-            if text is None:
-                continue
-            data = json.loads(text)
-            ds = DeviceState(Device(*data.pop("device")))
-            for f in _DEVICE_FIELDS:
-                setattr(ds, f, data.get(f))
-            out.append(ds)
-        return out
+        return [device_state(text) for text in raw.values() if text is not None]
 
     # -- notification outbox --
 
@@ -483,7 +464,7 @@ class Store(Resource):
         rows += [
             (at, e, c, int(ok), err) for at, a, e, c, ok, err in self._deliveries if a == alert_id
         ]
-        return [dict(zip(("at", "event", "channel", "ok", "error"), r, strict=True)) for r in rows]
+        return [dict(zip(DELIVERY_FIELDS, r, strict=True)) for r in rows]
 
     # -- Sparkplug edge nodes (SPEC 3.4) --
 
@@ -538,22 +519,3 @@ class Store(Resource):
             )
         except sqlite3.Error as e:
             self._failed("cannot prune", e)
-
-
-_WINDOW_TEXTS = ("id", "scope", "value", "reason", "created_by")
-
-
-def _stored_window(text: object) -> Window | None:
-    """A saved window if it is one: JSON of its fields, of their types, within SPEC 6."""
-    try:
-        w = Window(**json.loads(text))  # type: ignore[arg-type]  # whatever the row holds
-    except (ValueError, TypeError):
-        return None
-    times = (w.starts, w.ends)
-    if not all(isinstance(getattr(w, f), str) for f in _WINDOW_TEXTS) or not all(
-        isinstance(t, int | float) and not isinstance(t, bool) for t in times
-    ):
-        return None
-    if w.site is not None and not isinstance(w.site, str):
-        return None
-    return None if window_problem(w.scope, w.value, w.starts, w.ends, w.site) else w
