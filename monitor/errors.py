@@ -83,3 +83,13 @@ class BrokerError(MonitorError):
     def __init__(self, message: str, *, reason_code: str | None = None) -> None:
         super().__init__(message)
         self.reason_code = reason_code
+
+
+class StoreUnavailable(MonitorError):
+    """The shared store (``store.url``) cannot be reached: a monitor cannot lead without
+    it (it would start from nothing), so it waits and tries again."""
+
+    def __init__(self, where: str, reason: str) -> None:
+        super().__init__(f"cannot reach the store {where}: {reason}")
+        self.where = where
+        self.reason = reason

@@ -1,11 +1,11 @@
 """Configuration: YAML file + ``MONITOR_<SECTION>__<KEY>`` environment overrides.
 
 Validated once at start-up; every problem is reported with its path. Secrets (broker
-password, InfluxDB token/password, API token, channels' tokens) come only from the
+password, InfluxDB token/password, API token, the store's URL, channels' tokens) come only from the
 environment or from a file; the YAML may not hold them.
 
 A module per part of the file: ``values`` (the value types and the sections' base),
-``connections`` (mqtt, influx, http), ``inputs`` (ingest, passages, profiles, sparkplug,
+``connections`` (mqtt, influx, http, store), ``inputs`` (ingest, passages, profiles, sparkplug,
 devices), ``alerts`` (rules, windows), ``notify`` (routes, channels), ``root`` (``Config``,
 the checks across sections, ``load_config``). Everything is imported from here.
 """
@@ -51,6 +51,9 @@ from monitor.config.connections import (
 )
 from monitor.config.connections import (
     Influx as Influx,
+)
+from monitor.config.connections import (
+    StoreSettings as StoreSettings,
 )
 from monitor.config.connections import (
     tls_context as tls_context,

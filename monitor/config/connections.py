@@ -183,3 +183,26 @@ class HTTP(Section):
         if self.public_url is None:
             return None
         return f"{self.public_url}/#alert={urllib.parse.quote(alert_id, safe='')}"
+
+
+class StoreSettings(Section):
+    """Where alerting's state is kept (SPEC 8.1): SQLite under state_dir (no ``url``, the
+    default for a single monitor), or the PostgreSQL that the monitors of a post share,
+    ``postgresql://user:password@host:5432/db?sslmode=verify-full`` (a libpq URL: its
+    password may also come from ``~/.pgpass``). A secret: from ``MONITOR_STORE__URL`` or
+    ``store.url_file``, never the YAML."""
+
+    url: SecretStr | None = None
+    url_file: Path | None = None
+
+    @model_validator(mode="after")
+    def _secret(self) -> Self:
+        url = _read_secret(self.url, self.url_file, "url")
+        if url is not None:
+            scheme = urllib.parse.urlsplit(url.get_secret_value()).scheme
+            if scheme not in ("postgresql", "postgres"):
+                raise ValueError(
+                    "must be a postgresql:// URL (leave it out for SQLite under state_dir)"
+                )
+        object.__setattr__(self, "url", url)
+        return self

@@ -24,7 +24,7 @@ from pydantic_settings import (
 )
 
 from monitor.config.alerts import Alerts
-from monitor.config.connections import HTTP, MQTT, Influx
+from monitor.config.connections import HTTP, MQTT, Influx, StoreSettings
 from monitor.config.inputs import DeviceEntry, Ingest, Passages, Profile, Sparkplug
 from monitor.config.notify import Notify, RouteMatch, yaml_channel_secrets
 from monitor.config.values import DEFAULT_CONFIG_PATH, Interval, Language
@@ -39,6 +39,7 @@ SECRET_KEYS = {
     ("influx", "token"): "MONITOR_INFLUX__TOKEN",
     ("http", "token"): "MONITOR_HTTP__TOKEN",
     ("passages", "plate_key"): "MONITOR_PASSAGES__PLATE_KEY",
+    ("store", "url"): "MONITOR_STORE__URL",
 }
 
 
@@ -54,6 +55,7 @@ class Config(BaseSettings):
     mqtt: MQTT = MQTT()
     influx: Influx = Influx()
     state_dir: Path = Path("./var")
+    store: StoreSettings = StoreSettings()
     http: HTTP = HTTP()
     instance: str | None = None  # the `monitor` measurement's tag; default: mqtt.client_id
     status_interval: Interval = 15.0
