@@ -8,10 +8,10 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-DEBS   := python3-venv mosquitto mosquitto-clients influxdb influxdb-client victoria-metrics chromium docker-compose openssl faketime systemd
+DEBS   := python3-venv mosquitto mosquitto-clients influxdb influxdb-client victoria-metrics postgresql chromium docker-compose openssl faketime systemd
 # Of DEBS, those whose packages start a service on install: tests and the demo run their
 # own, on other ports, so Debian's are neither started nor enabled (deps, below)
-DAEMONS := mosquitto influxdb victoria-metrics
+DAEMONS := mosquitto influxdb victoria-metrics postgresql
 
 .PHONY: test lint deps venv demo bench soak clean mqtt-passwords lock proto i18n install wheel
 
@@ -55,11 +55,16 @@ i18n: venv
 	$(BIN)/pybabel -q update -i $(I18N)/monitor.pot -d $(I18N)/locale -D monitor --no-fuzzy-matching --ignore-obsolete
 	$(BIN)/pybabel -q compile -d $(I18N)/locale -D monitor --statistics
 
-# Debian's mosquitto and influxdb, installed only when missing, and never left running:
-# tests and the demo run private servers on loopback (the packages' own would hold :1883
-# and :8086). While installing, a policy-rc.d refuses every service start (one that is there
-# already is left alone); afterwards the services of the packages installed here are
-# disabled, so a reboot does not start them either. Node.js and npm (Debian's nodejs and
+# Debian's mosquitto, influxdb and postgresql, installed only when missing, and never left
+# running: tests and the demo run private servers on loopback (the packages' own would hold
+# :1883, :8086 and :5432). While installing, a policy-rc.d refuses every service start (one
+# that is there already is left alone); afterwards the services of the packages installed
+# here are disabled, so a reboot does not start them either. postgresql's install creates a
+# cluster, <major>/main, and starts it through invoke-rc.d, which the policy refuses: the
+# cluster stays, stopped. Disabling postgresql.service, which starts every cluster at boot,
+# is enough; systemctl edits the unit links without a running systemd too (a container) and
+# hands the init script to update-rc.d. The private servers take only the binaries and make
+# clusters of their own (monitor/sim/devservers.py). Node.js and npm (Debian's nodejs and
 # npm, unless a node and an npm are there already) for the Eclipse Tahu edge node the
 # Sparkplug tests drive (tests/tahu: npm ci from its lock, again only when the lock changed).
 TAHU := tests/tahu

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from monitor.config import Config
-from monitor.sim.devservers import InfluxDB, Mosquitto
+from monitor.sim.devservers import InfluxDB, Mosquitto, Postgres
 from tests.helpers import SmallDisk, Webhook
 
 _db_counter = itertools.count()
@@ -27,6 +27,21 @@ def influxd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InfluxDB]:
 def database() -> str:
     """A fresh database name per test, so counts are exact."""
     return f"t{os.getpid()}_{next(_db_counter)}"
+
+
+@pytest.fixture(scope="session")
+def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Postgres]:
+    """One PostgreSQL for the session; tests that stop or kill a server start their own."""
+    server = Postgres(tmp_path_factory.mktemp("postgres"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def postgres_url(postgres_server: Postgres) -> str:
+    """The URL of a fresh database per test, so tables start empty."""
+    return postgres_server.create_database(f"t{os.getpid()}_{next(_db_counter)}")
 
 
 @pytest.fixture
