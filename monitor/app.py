@@ -11,6 +11,7 @@ import contextlib
 import json
 import logging
 import os
+import random
 import signal
 import threading
 from collections.abc import Awaitable, Callable
@@ -24,8 +25,10 @@ from monitor.alerting.notify import Notifier
 from monitor.alerting.rules import SPOOL_HIGH, STATE_DIR, RuleBook
 from monitor.alerting.service import AlertService
 from monitor.alerting.store import SqliteStore, Store
+from monitor.backoff import backoff_delay
 from monitor.clock import Clock, Mark, SystemClock, wall_offset
 from monitor.config import Config, KnownNames
+from monitor.errors import StoreUnavailable
 from monitor.lifecycle import supervised
 from monitor.model import Device, DeviceKey, key_text
 from monitor.normalize.normalizer import Normalizer
@@ -314,8 +317,9 @@ class Parts:
         )
 
 
-def build(config: Config, clock: Clock, stats: Stats) -> Parts:
-    """The parts of a monitor, wired; nothing is connected yet (``serve`` does that)."""
+def build(config: Config, clock: Clock, stats: Stats, store: Store | None = None) -> Parts:
+    """The parts of a monitor, wired; nothing is connected yet (``serve`` does that).
+    ``store``: the shared one (``open_store``); by default SQLite under state_dir."""
     instance = config.instance_name
     normalizer = Normalizer(config, clock)  # its clock read only once resumed (below)
     rulebook = RuleBook(config)
@@ -323,7 +327,8 @@ def build(config: Config, clock: Clock, stats: Stats) -> Parts:
         config.state_dir.mkdir(parents=True, exist_ok=True)
     except OSError as e:  # the parts that live there say so, and run without it meanwhile
         log.error("monitor.state_dir_unusable", path=str(config.state_dir), error=str(e))
-    store = SqliteStore(config.state_dir / "state.db", clock)
+    if store is None:
+        store = SqliteStore(config.state_dir / "state.db", clock)
     resume_clock(clock, store)  # first: no part may read the monotonic clock before
     quarantine = Quarantine(
         config.state_dir / "quarantine", int(config.ingest.quarantine_max_bytes), clock, stats
@@ -487,6 +492,7 @@ def start_tasks(tg: asyncio.TaskGroup, p: Parts) -> Tasks:
     # makes the broker deliver it again (a duplicate write is harmless).
     flushing = task("influx-writer", p.ingest.flush, on_failure=p.source.drop)
     background = [
+        task("store", p.store.run),
         task("notifier", p.notifier.run),
         task("spool-replay", p.sink.replay),
         task("alerting", p.service.run),
@@ -564,6 +570,29 @@ async def serve(p: Parts, stop: asyncio.Event, on_api: Callable[[Api], None] | N
             await stop_sequence(p, tasks)
 
 
+async def open_store(config: Config, clock: Clock, stop: asyncio.Event) -> Store | None:
+    """SQLite under state_dir, or the shared PostgreSQL of ``store.url``: that one is
+    waited for (a monitor that started from an empty store would alert on everything
+    again), and tried again with backoff until it answers or ``stop`` is set (None)."""
+    if config.store.url is None:
+        return SqliteStore(config.state_dir / "state.db", clock)
+    from monitor.alerting.store.postgres import PostgresStore  # psycopg only when used
+
+    url = config.store.url.get_secret_value()
+    attempt, said = 0, ""
+    while not stop.is_set():
+        try:
+            return await asyncio.to_thread(PostgresStore, url, clock)
+        except StoreUnavailable as e:
+            if e.reason != said:
+                log.error("store.waiting", store=e.where, error=e.reason)
+                said = e.reason
+        attempt += 1
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), backoff_delay(attempt, 1.0, 30.0, random.Random()))
+    return None
+
+
 async def run(
     config: Config,
     stop: asyncio.Event,
@@ -587,7 +616,10 @@ async def _run(
     on_api: Callable[[Api], None] | None,
     load: Callable[[list[str]], Config] | None,
 ) -> Stats:
-    parts = build(config, clock or SystemClock(), stats)
+    clock = clock or SystemClock()
+    if (store := await open_store(config, clock, stop)) is None:
+        return stats  # stopped while waiting for the database
+    parts = build(config, clock, stats, store)
     if load is not None:
         parts.reloader = Reloader(parts, load)
         with contextlib.suppress(NotImplementedError):  # on the loop: reloads run there

@@ -140,6 +140,7 @@ def test_the_outbox_delivers_in_order_once_and_keeps_its_counts(backend: Backend
         store.outbox_add(HOOK, T0 + i, {"alert_id": f"a{i}", "event": "firing"})
     store.outbox_add("telegram:x", T0, {"alert_id": "a0", "event": "firing"})
     store.save_alerts([alert(0)])
+    store.flush(force=True)  # queued and written; then tried
     first = store.outbox_next(HOOK)
     assert first is not None and first.data["alert_id"] == "a0"
     store.outbox_attempted(first, refused=True)
@@ -211,7 +212,8 @@ def test_what_the_database_refuses_waits_in_memory_and_is_written_later(
         assert [a.id for a in store.alerts(open_only=True)] == ["a1"]
         assert [w.id for w in store.windows()] == ["w1"]
         assert [d.device.id for d in store.devices()] == ["xs-1"]
-        assert (item := store.outbox_next(HOOK)) is not None
+        item = store.outbox_next(HOOK)
+        assert item is not None
         store.outbox_done(item, T0, True, None)
     backend.clock.advance(10)  # past the retry pacing
     assert store.flush()

@@ -261,11 +261,15 @@ class PostgresStore(Resource):
                 await asyncio.sleep(wait)
             batch, self._queued = self._queued, _Changes()
             self._writing = batch
+            write = asyncio.ensure_future(asyncio.to_thread(self._write, batch))
             try:
-                ok = await asyncio.to_thread(self._write, batch)
+                await asyncio.shield(write)
             finally:
+                # Cancelled meanwhile (the stop), the thread still finishes what it began,
+                # and its outcome decides: a batch written must not be written twice.
+                await asyncio.wait([write])
                 self._writing = None
-                if not ok:
+                if write.cancelled() or write.exception() is not None or not write.result():
                     self._queued = batch.then(self._queued)
 
     def flush(self, force: bool = False) -> bool:
