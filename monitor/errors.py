@@ -93,3 +93,13 @@ class StoreUnavailable(MonitorError):
         super().__init__(f"cannot reach the store {where}: {reason}")
         self.where = where
         self.reason = reason
+
+
+class Fenced(MonitorError):
+    """A write or a notification by a monitor that no longer leads (SPEC 8.1): another
+    holds the leadership with a newer epoch, or this one's lease ran out."""
+
+    def __init__(self, name: str, epoch: int | None) -> None:
+        super().__init__(f"{name}: not the leader any more (epoch {epoch})")
+        self.name = name
+        self.epoch = epoch

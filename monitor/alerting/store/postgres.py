@@ -47,7 +47,7 @@ from monitor.alerting.store.base import (
     stored_window,
 )
 from monitor.clock import Clock
-from monitor.errors import StateVersionError, StoreUnavailable
+from monitor.errors import Fenced, StateVersionError, StoreUnavailable
 from monitor.lifecycle import Resource
 from monitor.model import DeviceKey
 
@@ -297,6 +297,9 @@ class PostgresStore(Resource):
                 self._failed("cannot write", e)
                 if self._conn is not None and self._conn.broken:
                     self._close_conn()
+                return False
+            except Fenced as e:  # not the leader: nothing of it written, ever (SPEC 8.1)
+                self._failed("will not write", e)
                 return False
         if self.problem is not None:
             log.info("store.recovered", store=_where(self._url))

@@ -1,0 +1,239 @@
+"""Leadership through the database (SPEC 8.1), as Zabbix HA does it: one row per group of
+monitors, renewed by its holder every ``heartbeat``; a monitor that finds it older than
+``failover`` (by the database's clock, the one clock all of them share) takes it, and the
+row's ``epoch`` goes up by one.
+
+The epoch fences. Every state write checks it in its own transaction (``fence``, which
+also locks the row, so a takeover waits for the write to commit and the write never
+lands after it). Every InfluxDB write and notification asks ``valid()`` first: the
+holder's own deadline, ``failover - heartbeat`` after the last renewal it began, on this
+host's monotonic clock. That runs out before any standby can take the row, and it runs
+out on its own: a leader frozen (SIGSTOP, a paused VM) wakes past it and does nothing
+more before it has even asked the database.
+
+Synchronous on purpose: ``run`` calls it in a thread, and the standby's loop too; its
+connection is its own, so a long state write never delays a renewal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import psycopg
+
+from monitor import logs
+from monitor.errors import Fenced, StoreUnavailable
+
+log = logs.get(__name__)
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS leadership (
+    name TEXT PRIMARY KEY, holder TEXT NOT NULL, epoch BIGINT NOT NULL,
+    renewed TIMESTAMPTZ NOT NULL, api TEXT);
+"""
+CONNECT_TIMEOUT_S = 3
+
+
+def holder_id() -> str:
+    """This process, for the row and the logs: host, pid and a random part (a restarted
+    process with the pid of an old one is still another holder)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+class Lease:
+    def __init__(
+        self,
+        url: str,
+        name: str,
+        heartbeat: float,
+        failover: float,
+        *,
+        holder: str | None = None,
+        api: str | None = None,
+        mono: Callable[[], float] = time.monotonic,
+    ) -> None:
+        """``name``: the group's (the shared ``mqtt.client_id``); ``api``: where this
+        monitor's API is reached, said in the row for the others (the standby's board)."""
+        self._url = url
+        self.name = name
+        self.heartbeat = heartbeat
+        self.failover = failover
+        self.holder = holder or holder_id()
+        self.api = api
+        self._mono = mono
+        self.epoch: int | None = None  # while this process holds the row
+        self._valid_until = 0.0
+        self._conn: psycopg.Connection[Any] | None = None
+        self.lost = asyncio.Event()  # set when leadership ends (not by ``release``)
+
+    # -- the connection --
+
+    def _db(self) -> psycopg.Connection[Any]:
+        if self._conn is None or self._conn.closed or self._conn.broken:
+            self.close()
+            try:
+                self._conn = psycopg.connect(
+                    self._url,
+                    connect_timeout=CONNECT_TIMEOUT_S,
+                    autocommit=True,
+                    # a renewal that hangs is no renewal: the deadline must not wait for it
+                    options=f"-c statement_timeout={int(self.heartbeat * 1000)}",
+                    application_name="customs-monitor lease",
+                )
+                self._conn.execute(SCHEMA)
+            except psycopg.Error as e:
+                self.close()
+                raise StoreUnavailable("for the leadership", str(e).strip()) from None
+        return self._conn
+
+    def close(self) -> None:
+        if self._conn is not None:
+            conn, self._conn = self._conn, None
+            conn.close()
+
+    # -- the holder's deadline --
+
+    def valid(self) -> bool:
+        """Whether this process may act as the leader now (write, send, ack)."""
+        return self.epoch is not None and self._mono() < self._valid_until
+
+    def _held_from(self, began: float) -> None:
+        self._valid_until = began + self.failover - self.heartbeat
+
+    # -- taking, keeping and giving it up --
+
+    def acquire(self) -> bool:
+        """Take the row if nobody holds it or its holder has not renewed it within
+        ``failover``; True if this process leads now (a new epoch)."""
+        began = self._mono()
+        try:
+            row = (
+                self._db()
+                .execute(
+                    "INSERT INTO leadership (name, holder, epoch, renewed, api)"
+                    " VALUES (%(name)s, %(holder)s, 1, now(), %(api)s)"
+                    " ON CONFLICT (name) DO UPDATE SET holder = excluded.holder,"
+                    " epoch = leadership.epoch + 1, renewed = now(), api = excluded.api"
+                    " WHERE leadership.renewed < now() - make_interval(secs => %(failover)s)"
+                    " RETURNING epoch",
+                    {
+                        "name": self.name,
+                        "holder": self.holder,
+                        "api": self.api,
+                        "failover": self.failover,
+                    },
+                )
+                .fetchone()
+            )
+        except psycopg.Error as e:
+            self.close()
+            raise StoreUnavailable("for the leadership", str(e).strip()) from None
+        if row is None:
+            return False
+        self.epoch = int(row[0])
+        self._held_from(began)
+        self.lost.clear()
+        log.info("ha.leading", group=self.name, holder=self.holder, epoch=self.epoch)
+        return True
+
+    def renew(self) -> bool:
+        """Keep the row; False (and ``lost`` set) if another holder has it now. A
+        database that does not answer raises ``StoreUnavailable``: the deadline then
+        decides."""
+        if self.epoch is None:
+            return False
+        began = self._mono()
+        try:
+            row = (
+                self._db()
+                .execute(
+                    "UPDATE leadership SET renewed = now()"
+                    " WHERE name = %s AND holder = %s AND epoch = %s RETURNING epoch",
+                    (self.name, self.holder, self.epoch),
+                )
+                .fetchone()
+            )
+        except psycopg.Error as e:
+            self.close()
+            raise StoreUnavailable("for the leadership", str(e).strip()) from None
+        if row is None:
+            self._step_down("taken over")
+            return False
+        self._held_from(began)
+        return True
+
+    def release(self) -> None:
+        """A clean stop: the row is left for a standby to take at once, not after
+        ``failover``."""
+        if self.epoch is None:
+            return
+        epoch, self.epoch = self.epoch, None
+        try:
+            self._db().execute(
+                "UPDATE leadership SET renewed = '-infinity'"
+                " WHERE name = %s AND holder = %s AND epoch = %s",
+                (self.name, self.holder, epoch),
+            )
+        except (psycopg.Error, StoreUnavailable) as e:
+            log.warning("ha.release_failed", group=self.name, error=str(e))
+        log.info("ha.released", group=self.name, epoch=epoch)
+
+    def _step_down(self, why: str) -> None:
+        if self.epoch is not None:
+            log.warning("ha.stepping_down", group=self.name, epoch=self.epoch, why=why)
+        self.epoch = None
+        self.lost.set()
+
+    def fence(self, cur: psycopg.Cursor[Any]) -> None:
+        """First in every state write's transaction: raises ``Fenced`` unless this
+        process still holds the row with its epoch (which it keeps locked until the
+        write commits)."""
+        epoch = self.epoch
+        if epoch is None or not self.valid():
+            raise Fenced(self.name, epoch)
+        row = cur.execute(
+            "SELECT epoch FROM leadership WHERE name = %s AND holder = %s AND epoch = %s FOR SHARE",
+            (self.name, self.holder, epoch),
+        ).fetchone()
+        if row is None:
+            self._step_down("fenced: another leader's epoch")
+            raise Fenced(self.name, epoch)
+
+    def holder_now(self) -> tuple[str, int, str | None] | None:
+        """Who leads (holder, epoch, api), as the row says; None if nobody ever did."""
+        row = (
+            self._db()
+            .execute(
+                "SELECT holder, epoch, api FROM leadership WHERE name = %s"
+                " AND renewed >= now() - make_interval(secs => %s)",
+                (self.name, self.failover),
+            )
+            .fetchone()
+        )
+        return None if row is None else (str(row[0]), int(row[1]), row[2])
+
+    # -- the leader's loop --
+
+    async def keep(self) -> None:
+        """Renew every ``heartbeat`` while leading; when the row is another's, or the
+        deadline comes without a renewal (a database that does not answer), step down
+        (``lost``) and return, at the deadline, not after a renewal that hangs."""
+        while self.epoch is not None:
+            if (remaining := self._valid_until - self._mono()) <= 0:
+                self._step_down("the lease was not renewed within failover - heartbeat")
+                return
+            try:
+                async with asyncio.timeout(remaining):
+                    await asyncio.to_thread(self.renew)
+            except TimeoutError:
+                continue
+            except StoreUnavailable as e:
+                log.warning("ha.renew_failed", group=self.name, error=e.reason)
+            if self.epoch is not None:
+                await asyncio.sleep(min(self.heartbeat, max(0.0, self._valid_until - self._mono())))
