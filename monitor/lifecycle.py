@@ -81,3 +81,18 @@ async def supervised(
             on_failure()
         await asyncio.sleep(delay)
         attempt += 1
+
+
+LEADING_POLL_S = 0.2
+
+
+def always() -> bool:
+    return True
+
+
+async def leading(may_act: Callable[[], bool]) -> None:
+    """Return once ``may_act`` says this monitor leads (SPEC 8.1): at once for a single
+    monitor, never for a leader that lost its lease (it is stepping down, and its tasks
+    are cancelled meanwhile)."""
+    while not may_act():  # noqa: ASYNC110  (a deadline on a clock, not an event)
+        await asyncio.sleep(LEADING_POLL_S)

@@ -19,7 +19,7 @@ import random
 import re
 import uuid
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, tzinfo
 from typing import Any, Literal
@@ -34,7 +34,7 @@ from monitor.alerting.texts import render
 from monitor.backoff import backoff_delay
 from monitor.clock import Clock
 from monitor.config import expand_channel, mask_url
-from monitor.lifecycle import Resource
+from monitor.lifecycle import Resource, always, leading
 from monitor.stats import Stats
 
 log = logs.get(__name__)
@@ -130,6 +130,9 @@ class Notifier(Resource):
         self._retry = (retry_initial, retry_max)
         self._rng = rng or random.Random()
         self._session: aiohttp.ClientSession | None = None
+        # Whether this monitor may send (SPEC 8.1: the leader, while its lease holds),
+        # asked right before every delivery; the wiring sets it.
+        self.may_send: Callable[[], bool] = always
         try:
             self._zone: tzinfo = ZoneInfo(timezone)
         except (ZoneInfoNotFoundError, ValueError):
@@ -254,6 +257,7 @@ class Notifier(Resource):
 
     async def _try(self, channel: str, item: OutboxItem) -> Failure | None:
         """One delivery, its outcome counted and recorded; None when delivered."""
+        await leading(self.may_send)
         failure = await self._deliver(channel, item.data)
         kind = _channel_type(channel)
         if failure is None:

@@ -15,12 +15,14 @@ import contextlib
 import random
 import sqlite3
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 
 from monitor import logs, schema_version
 from monitor.backoff import backoff_delay
 from monitor.clock import Clock, SystemClock
 from monitor.errors import InfluxUnavailable
+from monitor.lifecycle import always, leading
 from monitor.sink.influx import InfluxWriter, Precision
 from monitor.stats import Stats
 
@@ -216,11 +218,15 @@ class SpoolingWriter:
         self._retry_max = retry_max
         self._rng = rng or random.Random()
         self.influx_down = False
+        # Whether this monitor may write (SPEC 8.1: the leader, while its lease holds),
+        # asked before every batch: one that may not is neither written nor acked.
+        self.may_write: Callable[[], bool] = always
         self._spooled = asyncio.Event()
         self._room = asyncio.Event()
 
     async def write(self, lines: list[str]) -> None:
         """Returns once the batch is in InfluxDB or durably in the spool: then ack."""
+        await leading(self.may_write)
         if self._spool is None:
             await self._writer.write(lines)  # no spool: retry for as long as it takes
             return
