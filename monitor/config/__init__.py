@@ -1,13 +1,14 @@
 """Configuration: YAML file + ``MONITOR_<SECTION>__<KEY>`` environment overrides.
 
 Validated once at start-up; every problem is reported with its path. Secrets (broker
-password, InfluxDB token/password, API token, the store's URL, channels' tokens) come only from the
-environment or from a file; the YAML may not hold them.
+password, InfluxDB token/password, API token, the store's URL, channels' tokens) come
+only from the environment or from a file; the YAML may not hold them.
 
 A module per part of the file: ``values`` (the value types and the sections' base),
-``connections`` (mqtt, influx, http, store), ``inputs`` (ingest, passages, profiles, sparkplug,
-devices), ``alerts`` (rules, windows), ``notify`` (routes, channels), ``root`` (``Config``,
-the checks across sections, ``load_config``). Everything is imported from here.
+``connections`` (mqtt, influx, http, store), ``inputs`` (ingest, passages, profiles,
+sparkplug, devices), ``alerts`` (rules, windows), ``notify`` (routes, channels), ``ha``
+(ha, heartbeat), ``root`` (``Config``, the checks across sections, ``load_config``).
+Everything is imported from here.
 """
 
 from monitor.config.alerts import (
@@ -57,6 +58,12 @@ from monitor.config.connections import (
 )
 from monitor.config.connections import (
     tls_context as tls_context,
+)
+from monitor.config.ha import (
+    HA as HA,
+)
+from monitor.config.ha import (
+    Heartbeat as Heartbeat,
 )
 from monitor.config.inputs import (
     DeviceEntry as DeviceEntry,

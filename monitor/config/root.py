@@ -25,6 +25,7 @@ from pydantic_settings import (
 
 from monitor.config.alerts import Alerts
 from monitor.config.connections import HTTP, MQTT, Influx, StoreSettings
+from monitor.config.ha import HA, Heartbeat
 from monitor.config.inputs import DeviceEntry, Ingest, Passages, Profile, Sparkplug
 from monitor.config.notify import Notify, RouteMatch, yaml_channel_secrets
 from monitor.config.values import DEFAULT_CONFIG_PATH, Interval, Language
@@ -56,6 +57,8 @@ class Config(BaseSettings):
     influx: Influx = Influx()
     state_dir: Path = Path("./var")
     store: StoreSettings = StoreSettings()
+    ha: HA = HA()
+    heartbeat: Heartbeat = Heartbeat()
     http: HTTP = HTTP()
     instance: str | None = None  # the `monitor` measurement's tag; default: mqtt.client_id
     status_interval: Interval = 15.0
