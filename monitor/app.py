@@ -11,8 +11,8 @@ import contextlib
 import json
 import logging
 import os
-import random
 import signal
+import socket
 import threading
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
@@ -22,13 +22,12 @@ from monitor import logs, statedir
 from monitor.alerting.engine import FORGOTTEN, UNOWNED, AlertEngine, Route, Trouble
 from monitor.alerting.liveness import Liveness
 from monitor.alerting.notify import Notifier
-from monitor.alerting.rules import SPOOL_HIGH, STATE_DIR, RuleBook
+from monitor.alerting.rules import SPOOL_HIGH, STATE_DIR, DeviceState, RuleBook
 from monitor.alerting.service import AlertService
 from monitor.alerting.store import SqliteStore, Store
-from monitor.backoff import backoff_delay
 from monitor.clock import Clock, Mark, SystemClock, wall_offset
 from monitor.config import Config, KnownNames
-from monitor.errors import StoreUnavailable
+from monitor.errors import Fenced, StoreUnavailable
 from monitor.lifecycle import supervised
 from monitor.model import Device, DeviceKey, key_text
 from monitor.normalize.normalizer import Normalizer
@@ -49,8 +48,10 @@ from monitor.sink.spool import Spool, SpoolingWriter
 from monitor.source.mqtt import Message, MqttSource
 from monitor.stats import Stats
 from monitor.web.api import Api, Health
+from monitor.web.forward import forwarder
 
 if TYPE_CHECKING:
+    from monitor.ha.lease import Lease
     from monitor.normalize.sparkplug.host import HostApplication
 
 log = logs.get(__name__)
@@ -68,6 +69,9 @@ SPARKPLUG = "spBv1.0"  # the Sparkplug B topic namespace: the host session's top
 PASSAGES_EXPIRE_S = 60.0  # entries past max_dwell given up: a minute late at the most
 SUBSCRIPTIONS_KEY = "mqtt.subscriptions"  # what the persistent session is subscribed to
 CLOCK_KEY = "clock.mark"  # how the next start carries the monotonic clock on (clock.py)
+GRACE_KEY = "liveness.grace_from"  # the leaders' grace (SPEC 8.1: a takeover keeps it)
+# A new leader judges no device before the broker has delivered the session's backlog
+TAKEOVER_SETTLE_S = 3.0
 WINDOWS_KEPT_S = 7 * 86400.0  # maintenance windows added at run time, after they ended
 Forgotten = Literal["forgotten", "registered", "unknown"]
 
@@ -127,6 +131,16 @@ def latest_stored(store: Store) -> float | None:
 
 
 @dataclass
+class Standing:
+    """What a standby knows (SPEC 8.1): who leads, where its API is, and why the shared
+    store does not answer, while it does not."""
+
+    leader: str | None = None
+    leader_api: str | None = None
+    problem: str | None = None
+
+
+@dataclass
 class Parts:
     """Everything one monitor is made of, built from the config and wired together."""
 
@@ -153,6 +167,11 @@ class Parts:
     # what the connections subscribe to (a reload cannot change it: SPEC 10)
     subscriptions: list[str] = field(default_factory=list)
     reloader: Reloader | None = None  # SIGHUP (SPEC 10), when the config came from a file
+    # SPEC 8.1, with a shared store: the leadership this monitor holds (None: a single
+    # monitor, or a standby's view), and whether its first connection is a takeover's
+    lease: Lease | None = None
+    takeover: bool = False
+    standing: Standing | None = None  # a standby's view: what its /health says
 
     def restore(self) -> None:
         """Open alerts, maintenance windows and last-seen times from before a restart, of
@@ -177,6 +196,11 @@ class Parts:
         )
         self.liveness.restore(saved)
         self.liveness.grace_from = self.clock.monotonic()
+        if self.takeover and (group := self.store.get(GRACE_KEY)) is not None:
+            # the group's grace goes on: a device silent since before the failover is
+            # as late as it was (SPEC 8.1), not given a fresh grace by a new leader
+            self.liveness.grace_from = min(float(group), self.liveness.grace_from)
+        self.store.put(GRACE_KEY, repr(self.liveness.grace_from))
         for a in list(self.engine.open.values()):
             device = Device(a.device, a.kind, a.site, a.area)
             if a.kind in ("site", "monitor"):
@@ -263,9 +287,35 @@ class Parts:
         }
 
     def connection_changed(self, connected: bool) -> None:
-        if connected:  # a fresh grace period for every device (SPEC 5)
+        if connected and self.takeover:
+            self.takeover = False
+            self._taken_over()
+        elif connected:  # a fresh grace period for every device (SPEC 5)
             self.liveness.grace_from = self.clock.monotonic()
+            self.store.put(GRACE_KEY, repr(self.liveness.grace_from))
         self.service.poke()
+
+    def _taken_over(self) -> None:
+        """The first connection of a new leader (SPEC 8.1): each device keeps the rest of
+        its grace from its last-seen time in the store, but none is judged before the
+        broker has handed over what it kept for the session (TAKEOVER_SETTLE_S): the
+        messages of the failover, newer than any last-seen time stored."""
+        settled = self.clock.monotonic() + TAKEOVER_SETTLE_S
+        for ds in self.liveness.devices.values():
+            timeout = self.liveness.rules_of(ds.device).no_data_timeout
+            if timeout is not None:
+                floor = settled - timeout
+                ds.expected_from = max(floor, ds.expected_from or floor)
+
+    def view_from_store(self) -> None:
+        """A standby's picture (SPEC 8.1): the open alerts, windows and devices as the
+        leader last wrote them; nothing is evaluated or written here."""
+        self.engine.restore(
+            self.store.alerts(open_only=True, limit=None),
+            [*config_windows(self.config), *self.store.windows()],
+        )
+        self.liveness.devices = {d.key: DeviceState(d) for d in self.normalizer.expected}
+        self.liveness.restore(self.store.devices())
 
     def sparkplug_tick(self) -> None:
         """The host's duties (its STATE, reorder windows, rebirth requests), and what
@@ -275,8 +325,16 @@ class Parts:
         self.sparkplug.tick()
         self.store.save_sparkplug_nodes(self.normalizer.sparkplug.snapshots())
 
+    def healthy(self) -> bool:
+        """What the dead man's switch asks (SPEC 8.1): leading, the broker heard, writes
+        flowing."""
+        return (self.lease is None or self.lease.valid()) and not self.health().reasons
+
     def health(self) -> Health:
         """Unhealthy (503) while any reason holds; warnings do not make it so."""
+        if (standing := self.standing) is not None:
+            why = [] if standing.problem is None else [standing.problem]
+            return Health(why, [], False, True, None, "standby", standing.leader)
         reasons: list[str] = []
         warnings: list[str] = []
         source = self.source
@@ -509,6 +567,15 @@ def start_tasks(tg: asyncio.TaskGroup, p: Parts) -> Tasks:
         background.append(task("passages", lambda: _every(PASSAGES_EXPIRE_S, expire)))
     if (reloader := p.reloader) is not None:
         background.append(task("config-reload", reloader.run))
+    if (lease := p.lease) is not None:
+        background.append(task("leadership", lease.keep))
+        # last-seen times for the next leader, fresh to within a heartbeat (SPEC 8.1)
+        save = lambda: p.store.save_devices(p.liveness.devices.values())  # noqa: E731
+        background.append(task("devices-saved", lambda: _every(config.ha.heartbeat, save)))
+    if config.heartbeat.url is not None:
+        from monitor.ha.heartbeat import beat
+
+        background.append(task("heartbeat", lambda: beat(config.heartbeat, p.healthy, p.stats)))
     consuming = task("ingest", p.ingest.consume, on_failure=p.source.drop)
     connection = task("mqtt-connection", p.source.run)
     return Tasks(consuming, background, flushing, connection)
@@ -550,8 +617,15 @@ async def stop_sequence(p: Parts, t: Tasks) -> None:
     t.connection.cancel()  # 6. then the connection
 
 
-async def serve(p: Parts, stop: asyncio.Event, on_api: Callable[[Api], None] | None) -> None:
-    """Connect the parts (start order), run until ``stop`` is set, stop them in order."""
+async def serve(
+    p: Parts,
+    stop: asyncio.Event,
+    on_api: Callable[[Api], None] | None,
+    lost: asyncio.Event | None = None,
+) -> None:
+    """Connect the parts (start order), run until ``stop`` is set, stop them in order. If
+    ``lost`` is set first (the leadership, SPEC 8.1), step down at once instead: nothing
+    more is written, sent or acknowledged; the broker gives the new leader the rest."""
     async with contextlib.AsyncExitStack() as stack:
         stack.callback(p.quarantine.close)
         if p.spool is not None:
@@ -566,31 +640,18 @@ async def serve(p: Parts, stop: asyncio.Event, on_api: Callable[[Api], None] | N
             on_api(p.api)
         async with asyncio.TaskGroup() as tg:
             tasks = start_tasks(tg, p)
-            await stop.wait()
-            await stop_sequence(p, tasks)
-
-
-async def open_store(config: Config, clock: Clock, stop: asyncio.Event) -> Store | None:
-    """SQLite under state_dir, or the shared PostgreSQL of ``store.url``: that one is
-    waited for (a monitor that started from an empty store would alert on everything
-    again), and tried again with backoff until it answers or ``stop`` is set (None)."""
-    if config.store.url is None:
-        return SqliteStore(config.state_dir / "state.db", clock)
-    from monitor.alerting.store.postgres import PostgresStore  # psycopg only when used
-
-    url = config.store.url.get_secret_value()
-    attempt, said = 0, ""
-    while not stop.is_set():
-        try:
-            return await asyncio.to_thread(PostgresStore, url, clock)
-        except StoreUnavailable as e:
-            if e.reason != said:
-                log.error("store.waiting", store=e.where, error=e.reason)
-                said = e.reason
-        attempt += 1
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), backoff_delay(attempt, 1.0, 30.0, random.Random()))
-    return None
+            ending = [tg.create_task(stop.wait(), name="wait-stop")]
+            if lost is not None:
+                ending.append(tg.create_task(lost.wait(), name="wait-lost"))
+            await asyncio.wait(ending, return_when=asyncio.FIRST_COMPLETED)
+            for waiting in ending:
+                waiting.cancel()
+            if lost is not None and lost.is_set() and not stop.is_set():
+                log.warning("monitor.stepping_down", why="the leadership is another's now")
+                for task in (tasks.consuming, tasks.flushing, tasks.connection, *tasks.background):
+                    task.cancel()
+            else:
+                await stop_sequence(p, tasks)
 
 
 async def run(
@@ -605,21 +666,28 @@ async def run(
     ``load``: the config read again (its warnings into the list) on SIGHUP (SPEC 10)."""
     stats = stats if stats is not None else Stats()
     with statedir.locked(config.state_dir):  # one monitor per state_dir; restore waits
-        return await _run(config, stop, clock, stats, on_api, load)
+        clock = clock or SystemClock()
+        if config.store.url is None:
+            await lead(build(config, clock, stats), stop, on_api, load)
+        else:
+            await run_in_group(config, stop, clock, stats, on_api, load)
+    log.info(
+        "monitor.stopped",
+        received=stats.messages_received,
+        rejected=stats.messages_rejected,
+        points_written=stats.points_written,
+    )
+    return stats
 
 
-async def _run(
-    config: Config,
+async def lead(
+    parts: Parts,
     stop: asyncio.Event,
-    clock: Clock | None,
-    stats: Stats,
     on_api: Callable[[Api], None] | None,
     load: Callable[[list[str]], Config] | None,
-) -> Stats:
-    clock = clock or SystemClock()
-    if (store := await open_store(config, clock, stop)) is None:
-        return stats  # stopped while waiting for the database
-    parts = build(config, clock, stats, store)
+) -> None:
+    """Run these parts: the monitor, or the leader of its group (SPEC 8.1)."""
+    config = parts.config
     if load is not None:
         parts.reloader = Reloader(parts, load)
         with contextlib.suppress(NotImplementedError):  # on the loop: reloads run there
@@ -634,6 +702,7 @@ async def _run(
         devices=len(parts.normalizer.registry),
         expected=len(parts.normalizer.expected),
         routes=len(config.notify.routes),
+        role="single" if parts.lease is None else "leader",
     )
     if heard_only := parts.normalizer.heard_only:
         # mqtt.topics carry some of their topics, not all: another collector may hear them
@@ -644,14 +713,100 @@ async def _run(
             fix="say which profile each speaks (devices[].profile) and, for Sparkplug,"
             " the site of each group (sparkplug.groups.<group>.site)",
         )
-    await serve(parts, stop, on_api)
-    log.info(
-        "monitor.stopped",
-        received=stats.messages_received,
-        rejected=stats.messages_rejected,
-        points_written=stats.points_written,
-    )
-    return stats
+    await serve(parts, stop, on_api, None if parts.lease is None else parts.lease.lost)
+
+
+async def run_in_group(
+    config: Config,
+    stop: asyncio.Event,
+    clock: Clock,
+    stats: Stats,
+    on_api: Callable[[Api], None] | None,
+    load: Callable[[list[str]], Config] | None,
+) -> None:
+    """One of the monitors that share ``store.url`` (SPEC 8.1): stand by until the
+    leadership is free, lead while it holds, stand by again once it is another's."""
+    from monitor.alerting.store.postgres import PostgresStore  # psycopg only when used
+    from monitor.ha.lease import Lease
+
+    assert config.store.url is not None
+    url = config.store.url.get_secret_value()
+    ha = config.ha
+    lease = Lease(url, config.mqtt.client_id, ha.heartbeat, ha.failover, api=api_url(config))
+    try:
+        while await stand_by(config, clock, stats, lease, stop):
+            try:
+                store = await asyncio.to_thread(PostgresStore, url, clock, lease.fence)
+            except StoreUnavailable as e:
+                log.error("store.unavailable", store=e.where, error=e.reason)
+                await asyncio.to_thread(lease.release)
+                continue
+            parts = build(config, clock, stats, store)
+            parts.lease, parts.takeover = lease, True
+            parts.sink.may_write = parts.notifier.may_send = lease.valid
+            await lead(parts, stop, on_api, load)
+            if stop.is_set():  # a clean stop: a standby takes over at once
+                await asyncio.to_thread(lease.release)
+                return
+    finally:
+        await asyncio.to_thread(lease.close)
+
+
+def _refuse(cur: object) -> None:
+    raise Fenced("a standby", None)
+
+
+async def stand_by(
+    config: Config, clock: Clock, stats: Stats, lease: Lease, stop: asyncio.Event
+) -> bool:
+    """Until this monitor takes the leadership (True) or is stopped (False): the board
+    and the read-only API served from the shared store, read again every ``ha.heartbeat``;
+    changes forwarded to the leader; /health 200 with ``role: standby``. Nothing is
+    connected to the broker, written to InfluxDB or sent."""
+    from monitor.alerting.store.postgres import PostgresStore
+
+    assert config.store.url is not None
+    url = config.store.url.get_secret_value()
+    state = Standing()
+    view: Parts | None = None
+    async with contextlib.AsyncExitStack() as stack:
+        while not stop.is_set():
+            try:
+                if await asyncio.to_thread(lease.acquire):
+                    return True
+                holder = await asyncio.to_thread(lease.holder_now)
+                state.leader = None if holder is None else holder[0]
+                state.leader_api = None if holder is None else holder[2]
+                if view is None:
+                    store = await asyncio.to_thread(PostgresStore, url, clock, _refuse)
+                    view = build(config, clock, stats, store)
+                    view.standing = state
+                    view.api.forward = forwarder(lambda: state.leader_api)
+                    await stack.enter_async_context(view.api)
+                    log.info("monitor.standing_by", leader=state.leader, group=lease.name)
+                else:
+                    await asyncio.to_thread(view.store.reload)  # type: ignore[attr-defined]
+                view.view_from_store()
+                state.problem = None
+            except StoreUnavailable as e:
+                if state.problem != str(e):
+                    log.error("store.waiting", store=e.where, error=e.reason)
+                state.problem = str(e)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), config.ha.heartbeat)
+    return False
+
+
+def api_url(config: Config) -> str:
+    """How the other monitors of the group reach this one's API (``ha.api_url``)."""
+    if config.ha.api_url is not None:
+        return config.ha.api_url
+    host = config.http.host
+    if host in ("", "0.0.0.0", "::"):  # every address: the host's name reaches it
+        host = socket.getfqdn()
+    elif ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{config.http.port}"
 
 
 def install_signal_handlers(stop: asyncio.Event, bound: float | None = None) -> None:

@@ -26,6 +26,8 @@ class Stats:
     notifications_sent: int = 0
     notifications_failed: int = 0  # failed delivery attempts (each retry counts)
     notifications_given_up: int = 0  # refused for their content, or undelivered for a day
+    heartbeats_sent: int = 0  # the dead man's switch called (SPEC 8.1)
+    heartbeat_failures: int = 0  # ... and not answered with 2xx
     spool_bytes: int = 0
     spool_points: int = 0
     spool_refusals: int = 0  # batches that found the spool full (acks held back)

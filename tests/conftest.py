@@ -105,16 +105,10 @@ def alert_config(
 
 @pytest.fixture
 async def webhook() -> AsyncIterator[Webhook]:
-    from aiohttp import web
 
     hook = Webhook()
-    wapp = web.Application()
-    wapp.router.add_post("/alerts", hook.handle)
-    runner = web.AppRunner(wapp, shutdown_timeout=0.5)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", hook.port).start()
-    yield hook
-    await runner.cleanup()
+    async with hook.serving():
+        yield hook
 
 
 @pytest.fixture

@@ -335,6 +335,18 @@ class Webhook:
     def events(self) -> list[tuple[str, str, str]]:
         return [(p["device"], p["rule"], event) for _, event, p in self.received]
 
+    @contextlib.asynccontextmanager
+    async def serving(self) -> AsyncIterator[Webhook]:
+        wapp = web.Application()
+        wapp.router.add_post("/alerts", self.handle)
+        runner = web.AppRunner(wapp, shutdown_timeout=0.5)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", self.port).start()
+        try:
+            yield self
+        finally:
+            await runner.cleanup()
+
 
 class Talker:
     """Devices publishing telemetry every ``period`` s, each with a state, until told to stop."""

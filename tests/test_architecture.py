@@ -39,6 +39,7 @@ ALLOWED: dict[str, set[str]] = {
     "web": {"alerting"},
     "reports": set(),
     "sim": set(),
+    "ha": set(),
 }
 
 

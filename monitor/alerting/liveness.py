@@ -96,6 +96,9 @@ class Liveness:
                 ds.device = d
         return added
 
+    def rules_of(self, device: Device) -> RuleSettings:
+        return self._rules_of(device)
+
     def use_rules(self, rules_of: Callable[[Device], RuleSettings]) -> None:
         """The rule settings of a reloaded config."""
         self._rules_of = rules_of

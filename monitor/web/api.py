@@ -57,6 +57,10 @@ class Health:
     broker_connected: bool
     influx_healthy: bool
     last_write_ok: float | None  # wall clock seconds
+    # SPEC 8.1: "leader" (a single monitor leads itself), or "standby": it serves the board
+    # from the shared store and forwards changes to the leader
+    role: str = "leader"
+    leader: str | None = None  # the standby's: the holder of the leadership, if any
 
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
@@ -201,6 +205,8 @@ class Api(Resource):
         self.port: int | None = None
         self._faults: set[tuple[str, str]] = set()  # (route, error) already logged
         self.public_url = config.public_url  # the board as people reach it (a reload sets it)
+        # A standby's (SPEC 8.1): changes (ack, windows, forget) go to the leader through it
+        self.forward: Handler | None = None
 
     def reconfigure(
         self,
@@ -277,6 +283,8 @@ class Api(Resource):
 
     def _auth(self, handler: Handler) -> Handler:
         async def guarded(request: web.Request) -> web.StreamResponse:
+            if self.forward is not None:  # a standby changes nothing itself: the leader does
+                return await self.forward(request)
             if self._token is None:
                 return _error(
                     403,
@@ -316,6 +324,8 @@ class Api(Resource):
             "broker_connected": h.broker_connected,
             "influx_healthy": h.influx_healthy,
             "last_write_ok": rfc3339(h.last_write_ok),
+            "role": h.role,
+            **({"leader": h.leader} if h.role == "standby" else {}),
         }
         return web.json_response(body, status=503 if h.reasons else 200)
 

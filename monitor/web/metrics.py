@@ -54,6 +54,12 @@ class _StatsCollector:
                 s.notifications_given_up,
                 "notifications given up: refused for their content, or a day undelivered",
             ),
+            (
+                "heartbeats_sent",
+                s.heartbeats_sent,
+                "dead man's switch calls answered (heartbeat.url)",
+            ),
+            ("heartbeat_failures", s.heartbeat_failures, "dead man's switch calls that failed"),
             ("passages_closed", s.passages_closed, "truck passages closed at an exit"),
             ("passages_unmatched", s.passages_unmatched, "entries that never reached an exit"),
             ("exits_without_entry", s.exits_without_entry, "exit reads with no open passage"),

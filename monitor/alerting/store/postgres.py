@@ -137,6 +137,7 @@ class PostgresStore(Resource):
         self._clock = clock
         self.fence = fence
         self.problem: str | None = None
+        self.fenced = False  # a write was refused: this monitor does not lead (SPEC 8.1)
         self._retry_at = 0.0
         self._lock = threading.Lock()  # one transaction at a time on the connection
         self._queued = _Changes()
@@ -228,6 +229,20 @@ class PostgresStore(Resource):
                 for g, n, data in conn.execute("SELECT grp, node, data FROM sparkplug_nodes")
             }
 
+    def reload(self) -> None:
+        """Read the state again (a standby's view of what the leader wrote); raises
+        ``StoreUnavailable``. What was queued here is dropped: a standby writes nothing."""
+        with self._lock:
+            try:
+                if self._conn is None or self._conn.closed or self._conn.broken:
+                    self._close_conn()
+                    self._conn = self._connect()
+                self._load(self._conn)
+            except psycopg.Error as e:
+                self._close_conn()
+                raise StoreUnavailable(_where(self._url), str(e).strip()) from None
+        self._queued = _Changes()
+
     @property
     def pending(self) -> int:
         return len(self._queued) + (0 if self._writing is None else len(self._writing))
@@ -238,7 +253,9 @@ class PostgresStore(Resource):
 
     def close(self) -> None:
         self.flush(force=True)
-        if self.pending:
+        if self.pending and self.fenced:  # the leader's now: what it knows, it wrote
+            log.info("store.closed_not_leading", store=_where(self._url), dropped=self.pending)
+        elif self.pending:
             log.error("store.closed_with_pending", store=_where(self._url), pending=self.pending)
         with self._lock:
             self._close_conn()
@@ -299,7 +316,10 @@ class PostgresStore(Resource):
                     self._close_conn()
                 return False
             except Fenced as e:  # not the leader: nothing of it written, ever (SPEC 8.1)
-                self._failed("will not write", e)
+                if not self.fenced:
+                    log.warning("store.fenced", store=_where(self._url), why=str(e))
+                self.fenced = True
+                self.problem = f"will not write {_where(self._url)}: {e}"
                 return False
         if self.problem is not None:
             log.info("store.recovered", store=_where(self._url))
