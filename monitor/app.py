@@ -307,6 +307,17 @@ class Parts:
                 floor = settled - timeout
                 ds.expected_from = max(floor, ds.expected_from or floor)
 
+    def close_files(self) -> None:
+        """What ``build`` opened (a standby's view, never served as a leader)."""
+        self.store.close()
+        for part in (
+            self.spool,
+            self.quarantine,
+            None if self.passages is None else self.passages.store,
+        ):
+            if part is not None:
+                part.close()
+
     def view_from_store(self) -> None:
         """A standby's picture (SPEC 8.1): the open alerts, windows and devices as the
         leader last wrote them; nothing is evaluated or written here."""
@@ -768,8 +779,15 @@ async def stand_by(
     assert config.store.url is not None
     url = config.store.url.get_secret_value()
     state = Standing()
-    view: Parts | None = None
+    # served at once, the database there or not: /health says why it is not
+    store = PostgresStore(url, clock, _refuse, connect=False)
+    view = build(config, clock, stats, store)
+    view.standing = state
+    view.api.forward = forwarder(lambda: state.leader_api)
     async with contextlib.AsyncExitStack() as stack:
+        stack.callback(view.close_files)
+        await stack.enter_async_context(view.api)
+        said = False
         while not stop.is_set():
             try:
                 if await asyncio.to_thread(lease.acquire):
@@ -777,17 +795,18 @@ async def stand_by(
                 holder = await asyncio.to_thread(lease.holder_now)
                 state.leader = None if holder is None else holder[0]
                 state.leader_api = None if holder is None else holder[2]
-                if view is None:
-                    store = await asyncio.to_thread(PostgresStore, url, clock, _refuse)
-                    view = build(config, clock, stats, store)
-                    view.standing = state
-                    view.api.forward = forwarder(lambda: state.leader_api)
-                    await stack.enter_async_context(view.api)
-                    log.info("monitor.standing_by", leader=state.leader, group=lease.name)
-                else:
-                    await asyncio.to_thread(view.store.reload)  # type: ignore[attr-defined]
+                await asyncio.to_thread(store.reload)
                 view.view_from_store()
                 state.problem = None
+                if not said:
+                    said = True
+                    log.info("monitor.standing_by", leader=state.leader, group=lease.name)
+                    if view.spool is not None and view.spool.points:
+                        log.warning(
+                            "spool.waiting_for_leadership",
+                            points=view.spool.points,
+                            why="written to InfluxDB when this monitor leads (docs/deploy.md)",
+                        )
             except StoreUnavailable as e:
                 if state.problem != str(e):
                     log.error("store.waiting", store=e.where, error=e.reason)

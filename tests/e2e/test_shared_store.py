@@ -19,7 +19,15 @@ import pytest
 import yaml
 
 from monitor.sim.devservers import InfluxDB, Postgres
-from tests.helpers import MonitorProcess, Publisher, Talker, Webhook, rows, wait_for
+from tests.helpers import (
+    MonitorProcess,
+    Publisher,
+    Talker,
+    Webhook,
+    device_topic,
+    rows,
+    wait_for,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -147,3 +155,59 @@ async def test_the_database_is_waited_for_and_its_outage_costs_no_data(
     assert monitor.terminate() == 0
     db = postgres_url.rsplit("/", 1)[1]
     assert '"xs-a"' in postgres_server.psql("SELECT data FROM alerts WHERE open", db)
+
+
+def publish(pub: Publisher, n: int) -> Any:
+    return pub.publish(device_topic("xs-a"), json.dumps({"scans_total": 1, "seq": n}))
+
+
+async def test_a_database_down_past_failover_pauses_the_group_and_loses_nothing(
+    alert_config: Callable[..., Path],
+    tmp_path: Path,
+    postgres_server: Postgres,
+    postgres_url: str,
+    mosquitto: Any,
+    influxd: InfluxDB,
+    database: str,
+) -> None:
+    """Without the database nothing fences a second leader: the leader steps down after
+    failover - heartbeat, the broker keeps the messages, and once the database answers a
+    leader writes them all."""
+    path = alert_config(
+        channels=["webhook:http://127.0.0.1:1/unused"],
+        devices=["xs-a"],
+        extra="ha: {heartbeat: 500ms, failover: 2s}",
+    )
+    port = yaml.safe_load(path.read_text())["http"]["port"]
+    monitor = MonitorProcess(
+        tmp_path / "m.log", config=path, env={"MONITOR_STORE__URL": postgres_url}
+    )
+    await monitor.wait_log("mqtt.connected")
+    pub = Publisher(mosquitto.port)
+    sent = [
+        pub.publish(
+            "customs/aktau/inspection-1/xray_scanner/xs-a/telemetry",
+            json.dumps({"scans_total": 1, "seq": n}),
+        )
+        for n in range(20)
+    ]
+    await wait_for(lambda: telemetry_points(influxd, database) >= 20, timeout=15)
+    postgres_server.stop()
+    try:
+        await monitor.wait_log("monitor.stepping_down", timeout=10)
+        await wait_for(lambda: call(port, "/health")[0] == 503, timeout=10)
+        for n in range(20, 40):
+            sent.append(
+                pub.publish(
+                    "customs/aktau/inspection-1/xray_scanner/xs-a/telemetry",
+                    json.dumps({"scans_total": 1, "seq": n}),
+                )
+            )
+        await asyncio.sleep(2)
+        assert telemetry_points(influxd, database) == 20  # nobody leads: nothing written
+    finally:
+        postgres_server.start()
+    await wait_for(lambda: telemetry_points(influxd, database) >= 40, timeout=30)
+    assert all(info.is_published() for info in sent)
+    assert "epoch=2" in monitor.log()  # it leads again, with a new epoch
+    assert monitor.terminate() == 0

@@ -128,11 +128,14 @@ class _Changes:
 
 
 class PostgresStore(Resource):
-    def __init__(self, url: str, clock: Clock, fence: Fence | None = None) -> None:
+    def __init__(
+        self, url: str, clock: Clock, fence: Fence | None = None, connect: bool = True
+    ) -> None:
         """Connect, bring the schema up to date and load the state; raises
         ``StoreUnavailable`` if the database cannot be reached (the caller waits and tries
         again: a leader cannot lead from an empty store), ``StateVersionError`` if it was
-        written by a newer monitor."""
+        written by a newer monitor. ``connect=False``: empty until ``reload`` (a standby
+        that serves its /health while the database is away)."""
         self._url = url
         self._clock = clock
         self.fence = fence
@@ -144,6 +147,9 @@ class PostgresStore(Resource):
         self._writing: _Changes | None = None  # handed to the thread, not yet committed
         self._wake: asyncio.Event | None = None
         self._conn: psycopg.Connection[Any] | None = None
+        self._empty()
+        if not connect:
+            return
         try:
             self._conn = self._connect()
             self._migrate(self._conn)
@@ -177,12 +183,24 @@ class PostgresStore(Resource):
             # one start at a time: two monitors starting together create the schema once
             conn.execute("SELECT pg_advisory_xact_lock(hashtext('customs-monitor schema'))")
             conn.execute(SCHEMA)
+            self._migrated = True
             row = conn.execute("SELECT max(version) FROM schema_version").fetchone()
             found = None if row is None else row[0]
             if found is None:
                 conn.execute("INSERT INTO schema_version VALUES (%s)", (SCHEMA_VERSION,))
             elif found > SCHEMA_VERSION:
                 raise StateVersionError(_where(self._url), found, SCHEMA_VERSION)
+
+    def _empty(self) -> None:
+        self._alerts: dict[str, Alert] = {}
+        self._deliveries: dict[str, list[Delivery]] = {}
+        self._windows: dict[str, Window] = {}
+        self._devices: dict[DeviceKey, str] = {}
+        self._outbox: dict[int, OutboxItem] = {}
+        self._meta: dict[str, str] = {}
+        self._nodes: dict[tuple[str, str], str] = {}
+        self._next_id = 1
+        self._migrated = False
 
     def _load(self, conn: psycopg.Connection[Any]) -> None:
         with conn.transaction():
@@ -192,7 +210,7 @@ class PostgresStore(Resource):
                 (HISTORY,),
             ).fetchall()
             self._alerts = {a.id: a for a in (Alert.from_dict(json.loads(r[0])) for r in rows)}
-            self._deliveries: dict[str, list[Delivery]] = {}
+            self._deliveries = {}
             for at, alert_id, event, channel, ok, error in conn.execute(
                 "SELECT at, alert_id, event, channel, ok, error FROM deliveries"
                 " WHERE alert_id = ANY(%s) ORDER BY id",
@@ -201,7 +219,7 @@ class PostgresStore(Resource):
                 self._deliveries.setdefault(alert_id, []).append(
                     (at, alert_id, event, channel, ok, error)
                 )
-            self._windows: dict[str, Window] = {}
+            self._windows = {}
             skipped = []
             for row_id, text in conn.execute("SELECT id, data FROM maintenance"):
                 if (w := stored_window(text)) is not None:
@@ -210,21 +228,21 @@ class PostgresStore(Resource):
                     skipped.append(str(row_id))
             if skipped:
                 log.warning("store.windows_skipped", count=len(skipped), ids=",".join(skipped[:10]))
-            self._devices: dict[DeviceKey, str] = {
+            self._devices = {
                 (site, i): data
                 for site, i, data in conn.execute("SELECT site, id, data FROM devices")
             }
-            self._outbox: dict[int, OutboxItem] = {
+            self._outbox = {
                 i: OutboxItem(i, channel, created, attempts, json.loads(data), refused)
                 for i, channel, created, attempts, refused, data in conn.execute(
                     "SELECT id, channel, created, attempts, refused, data FROM outbox ORDER BY id"
                 )
             }
-            self._meta: dict[str, str] = dict(conn.execute("SELECT key, value FROM meta"))
+            self._meta = dict(conn.execute("SELECT key, value FROM meta"))
             # ids go on from the last one ever given: never one a notifier saw before
             given = int(self._meta.get(NEXT_ID_KEY, "1"))
             self._next_id = max(given, max(self._outbox, default=0) + 1)
-            self._nodes: dict[tuple[str, str], str] = {
+            self._nodes = {
                 (g, n): data
                 for g, n, data in conn.execute("SELECT grp, node, data FROM sparkplug_nodes")
             }
@@ -237,6 +255,8 @@ class PostgresStore(Resource):
                 if self._conn is None or self._conn.closed or self._conn.broken:
                     self._close_conn()
                     self._conn = self._connect()
+                if not self._migrated:
+                    self._migrate(self._conn)
                 self._load(self._conn)
             except psycopg.Error as e:
                 self._close_conn()
