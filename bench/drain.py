@@ -38,7 +38,7 @@ from typing import Any
 from bench import load
 from bench.e2e_rate import payloads, proc_cpu_s
 from bench.windowed import WindowedBroker
-from monitor.sim.devservers import InfluxDB, Mosquitto, free_port
+from monitor.sim.devservers import InfluxDB, Mosquitto, Postgres, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = ROOT / "config" / "monitor.yaml"
@@ -194,13 +194,18 @@ def monitor(
     messages: list[tuple[str, bytes]],
     run: int,
     receive_maximum: int,
+    store_url: str | None = None,
 ) -> dict[str, float]:
-    """The monitor draining the backlog, from process start to the last point queryable."""
-    client = f"bench-drain-monitor-{run}"
+    """The monitor draining the backlog, from process start to the last point queryable;
+    with ``store_url``, its state in that PostgreSQL (as the leader of a group)."""
+    client = f"bench-drain-monitor-{run}{'-pg' if store_url else ''}"
     load.prime_session(broker.port, client, SUBSCRIPTIONS)
     queue(broker.port, messages)
-    monitors = Monitors(tmp, broker.port, influx, f"drain{run}")
-    monitors.start(client, MONITOR_MQTT__RECEIVE_MAXIMUM=str(receive_maximum))
+    monitors = Monitors(tmp, broker.port, influx, f"drain{run}{'pg' if store_url else ''}")
+    env = {"MONITOR_MQTT__RECEIVE_MAXIMUM": str(receive_maximum)}
+    if store_url is not None:
+        env["MONITOR_STORE__URL"] = store_url
+    monitors.start(client, **env)
     try:
         return monitors.wait_stored(len(messages))
     finally:
@@ -309,14 +314,20 @@ def drain(
     runs: int,
     receive_maximum: int = 20_000,
     quiet: bool = False,
+    postgres: Postgres | None = None,
 ) -> dict[str, Any]:
-    """``runs`` alternating runs of mosquitto_sub and the monitor on the same backlog."""
+    """``runs`` alternating runs of mosquitto_sub and the monitor on the same backlog;
+    with ``postgres``, also the monitor with its state there (``pg_*`` figures)."""
     messages = backlog(n)
     rows = []
     for run in range(runs):
         ceil = ceiling(broker, messages, run)
         mon = monitor(tmp, broker, influx, messages, run, receive_maximum)
         row = {"ceiling_msg_s": ceil, **mon, "ratio": mon["msg_s"] / ceil}
+        if postgres is not None:
+            url = postgres.create_database(f"drain{run}")
+            pg = monitor(tmp, broker, influx, messages, run, receive_maximum, url)
+            row |= {f"pg_{k}": v for k, v in pg.items()} | {"pg_ratio": pg["msg_s"] / ceil}
         rows.append(row)
         if not quiet:
             print(
@@ -326,6 +337,13 @@ def drain(
                 f"   CPU {mon['cpu_s_per_100k']:.2f} s/100k",
                 flush=True,
             )
+            if postgres is not None:
+                print(
+                    f"       on PostgreSQL: monitor {row['pg_msg_s']:8,.0f} msg/s ="
+                    f" {row['pg_ratio']:.2f}   first point {row['pg_first_point_s']:.2f} s"
+                    f"   CPU {row['pg_cpu_s_per_100k']:.2f} s/100k",
+                    flush=True,
+                )
     keys = rows[0].keys()
     return {
         "messages": len(messages),
@@ -343,10 +361,24 @@ def main() -> None:
     ap.add_argument("--receive-maximum", type=int, default=20_000)
     ap.add_argument("--windows", action="store_true", help="also the small in-flight windows")
     ap.add_argument("--collectors", action="store_true", help="also 1, 2 and 4 collectors")
+    ap.add_argument("--postgres", action="store_true", help="also with store.url (SPEC 8.1)")
     args = ap.parse_args()
-    with servers() as (tmp, broker, influx):
-        result = drain(tmp, broker, influx, args.messages, args.runs, args.receive_maximum)
+    with servers() as (tmp, broker, influx), contextlib.ExitStack() as stack:
+        pg = None
+        if args.postgres:
+            pg = Postgres(tmp / "postgres")
+            pg.start()
+            stack.callback(pg.stop)
+        result = drain(
+            tmp, broker, influx, args.messages, args.runs, args.receive_maximum, postgres=pg
+        )
         m = result["median"]
+        if pg is not None:
+            print(
+                f"median on PostgreSQL: monitor {m['pg_msg_s']:,.0f} msg/s ="
+                f" {m['pg_ratio']:.2f} of mosquitto_sub (SQLite {m['ratio']:.2f}), first point"
+                f" {m['pg_first_point_s']:.2f} s (SQLite {m['first_point_s']:.2f} s)"
+            )
         print(
             f"median: mosquitto_sub {m['ceiling_msg_s']:,.0f} msg/s, monitor {m['msg_s']:,.0f}"
             f" msg/s = {m['ratio']:.2f}, first point {m['first_point_s']:.2f} s, peak RSS"

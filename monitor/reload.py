@@ -80,6 +80,9 @@ RESTART_NEEDED = (
     "ingest",
     "passages",
     "sparkplug",
+    "store",
+    "ha",
+    "heartbeat",
 )
 HTTP_RESTART_NEEDED = ("host", "port", "token", "token_file")  # the server, its token
 LISTED = 20  # device keys named in a log line
