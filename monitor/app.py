@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -738,23 +739,30 @@ async def run_in_group(
     """One of the monitors that share ``store.url`` (SPEC 8.1): stand by until the
     leadership is free, lead while it holds, stand by again once it is another's."""
     from monitor.alerting.store.postgres import PostgresStore  # psycopg only when used
-    from monitor.ha.lease import Lease
+    from monitor.ha.lease import Lease, session_options
 
     assert config.store.url is not None
     url = config.store.url.get_secret_value()
     ha = config.ha
     lease = Lease(url, config.mqtt.client_id, ha.heartbeat, ha.failover, api=api_url(config))
+    session = session_options(ha.heartbeat, ha.failover)
     try:
         while await stand_by(config, clock, stats, lease, stop):
             try:
-                store = await asyncio.to_thread(PostgresStore, url, clock, lease.fence)
+                store = await asyncio.to_thread(
+                    functools.partial(
+                        PostgresStore, url, clock, lease.fence, group=lease.name, session=session
+                    )
+                )
             except StoreUnavailable as e:
                 log.error("store.unavailable", store=e.where, error=e.reason)
                 await asyncio.to_thread(lease.release)
                 continue
             parts = build(config, clock, stats, store)
             parts.lease, parts.takeover = lease, True
-            parts.sink.may_write = parts.notifier.may_send = lease.valid
+            parts.notifier.may_send = parts.source.may_connect = lease.valid
+            parts.sink.may_write = lease.may_ingest
+            store.on_written = parts.notifier.wake
             await lead(parts, stop, on_api, load)
             if stop.is_set():  # a clean stop: a standby takes over at once
                 await asyncio.to_thread(lease.release)
@@ -775,12 +783,14 @@ async def stand_by(
     changes forwarded to the leader; /health 200 with ``role: standby``. Nothing is
     connected to the broker, written to InfluxDB or sent."""
     from monitor.alerting.store.postgres import PostgresStore
+    from monitor.ha.lease import session_options
 
     assert config.store.url is not None
     url = config.store.url.get_secret_value()
     state = Standing()
     # served at once, the database there or not: /health says why it is not
-    store = PostgresStore(url, clock, _refuse, connect=False)
+    session = session_options(config.ha.heartbeat, config.ha.failover)
+    store = PostgresStore(url, clock, _refuse, connect=False, group=lease.name, session=session)
     view = build(config, clock, stats, store)
     view.standing = state
     view.api.forward = forwarder(lambda: state.leader_api)

@@ -103,3 +103,18 @@ class Fenced(MonitorError):
         super().__init__(f"{name}: not the leader any more (epoch {epoch})")
         self.name = name
         self.epoch = epoch
+
+
+class StoreOwnedError(MonitorError):
+    """The shared store holds the state of another group of monitors (another
+    ``mqtt.client_id``): one database per group, or the two would send each other's
+    notifications."""
+
+    def __init__(self, where: str, owner: str, group: str) -> None:
+        super().__init__(
+            f"{where} holds the state of the monitors of {owner!r}; this one is of {group!r}"
+            " (mqtt.client_id): give each group a database of its own"
+        )
+        self.where = where
+        self.owner = owner
+        self.group = group

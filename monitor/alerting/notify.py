@@ -173,6 +173,11 @@ class Notifier(Resource):
                     continue
                 wake.set()
 
+    def wake(self) -> None:
+        """Every channel looks at its queue again (the store committed notifications)."""
+        for event in self._wake.values():
+            event.set()
+
     def warnings(self) -> list[str]:
         """For /health: the channels that gave notifications up lately."""
         now = self._clock.monotonic()

@@ -21,7 +21,13 @@ def run(config: Path | None, log_level: str) -> int:
     exit code."""
     from monitor import app, logs
     from monitor.config import load_config
-    from monitor.errors import ConfigError, MonitorError, StateMigrationError, StateVersionError
+    from monitor.errors import (
+        ConfigError,
+        MonitorError,
+        StateMigrationError,
+        StateVersionError,
+        StoreOwnedError,
+    )
     from monitor.statedir import StateDirBusy
 
     if log_level.lower() not in LOG_LEVELS:
@@ -51,7 +57,7 @@ def run(config: Path | None, log_level: str) -> int:
 
     try:
         asyncio.run(main())
-    except (StateVersionError, StateMigrationError, StateDirBusy) as e:  # like a bad config:
+    except (StateVersionError, StateMigrationError, StoreOwnedError, StateDirBusy) as e:
         # a restart cannot help (the unit's RestartPreventExitStatus=2)
         _say(f"error: {e}")
         return 2

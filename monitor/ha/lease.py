@@ -11,7 +11,17 @@ host's monotonic clock. That runs out before any standby can take the row, and i
 out on its own: a leader frozen (SIGSTOP, a paused VM) wakes past it and does nothing
 more before it has even asked the database.
 
-Synchronous on purpose: ``run`` calls it in a thread, and the standby's loop too; its
+A leader cut off from the database (it does not answer: down, restarting, a partition)
+goes on ingesting past its deadline (``may_ingest``: the broker's messages into InfluxDB
+and its spool), but sends nothing, writes no state and makes no new MQTT connection
+(``valid``): should a standby reach the database and take over, it connects with the
+shared client id, the broker drops this one's connection, and this one stays off until
+the database answers; then it steps down (another epoch) or leads on (its own).
+
+The clock is CLOCK_BOOTTIME: it counts a suspended host's sleep too, so a host that wakes
+from suspend finds its deadline passed.
+
+Synchronous on purpose: ``keep`` calls it in a thread, and the standby's loop too; its
 connection is its own, so a long state write never delays a renewal.
 """
 
@@ -40,6 +50,27 @@ CREATE TABLE IF NOT EXISTS leadership (
 CONNECT_TIMEOUT_S = 3
 
 
+def boottime() -> float:
+    return time.clock_gettime(time.CLOCK_BOOTTIME)
+
+
+def session_options(heartbeat: float, failover: float) -> dict[str, Any]:
+    """libpq settings of every connection of a group's monitor: no statement, and no
+    transaction left idle (a leader frozen inside one), outlives the lease's deadline, and
+    a peer that vanished (power, a cable) is noticed by TCP within it too."""
+    deadline_ms = max(1, int((failover - heartbeat) * 1000))
+    return {
+        "connect_timeout": CONNECT_TIMEOUT_S,
+        "keepalives": 1,
+        "keepalives_idle": max(1, int(heartbeat)),
+        "keepalives_interval": max(1, int(heartbeat / 2)),
+        "keepalives_count": 3,
+        "tcp_user_timeout": deadline_ms,
+        "options": f"-c idle_in_transaction_session_timeout={deadline_ms}"
+        f" -c statement_timeout={deadline_ms} -c lock_timeout={deadline_ms}",
+    }
+
+
 def holder_id() -> str:
     """This process, for the row and the logs: host, pid and a random part (a restarted
     process with the pid of an old one is still another holder)."""
@@ -56,7 +87,7 @@ class Lease:
         *,
         holder: str | None = None,
         api: str | None = None,
-        mono: Callable[[], float] = time.monotonic,
+        mono: Callable[[], float] = boottime,
     ) -> None:
         """``name``: the group's (the shared ``mqtt.client_id``); ``api``: where this
         monitor's API is reached, said in the row for the others (the standby's board)."""
@@ -71,6 +102,8 @@ class Lease:
         self._valid_until = 0.0
         self._conn: psycopg.Connection[Any] | None = None
         self.lost = asyncio.Event()  # set when leadership ends (not by ``release``)
+        self._loop: asyncio.AbstractEventLoop | None = None  # where ``lost`` is set
+        self.cut_off = False  # leading past the deadline: the database does not answer
 
     # -- the connection --
 
@@ -78,18 +111,19 @@ class Lease:
         if self._conn is None or self._conn.closed or self._conn.broken:
             self.close()
             try:
+                options = session_options(self.heartbeat, self.failover)
+                # a renewal that hangs is no renewal: the deadline must not wait for it
+                options["options"] += f" -c statement_timeout={int(self.heartbeat * 1000) or 1}"
                 self._conn = psycopg.connect(
                     self._url,
-                    connect_timeout=CONNECT_TIMEOUT_S,
                     autocommit=True,
-                    # a renewal that hangs is no renewal: the deadline must not wait for it
-                    options=f"-c statement_timeout={int(self.heartbeat * 1000)}",
                     application_name="customs-monitor lease",
+                    **options,
                 )
                 self._conn.execute(SCHEMA)
             except psycopg.Error as e:
                 self.close()
-                raise StoreUnavailable("for the leadership", str(e).strip()) from None
+                raise StoreUnavailable("for the leadership", _reason(e)) from None
         return self._conn
 
     def close(self) -> None:
@@ -100,8 +134,13 @@ class Lease:
     # -- the holder's deadline --
 
     def valid(self) -> bool:
-        """Whether this process may act as the leader now (write, send, ack)."""
+        """Whether this process may act as the leader now: write state, send, connect."""
         return self.epoch is not None and self._mono() < self._valid_until
+
+    def may_ingest(self) -> bool:
+        """Whether it may write what the broker gives it: while it leads, and while the
+        database does not answer whether it still does."""
+        return self.epoch is not None and (self.cut_off or self._mono() < self._valid_until)
 
     def _held_from(self, began: float) -> None:
         self._valid_until = began + self.failover - self.heartbeat
@@ -133,7 +172,7 @@ class Lease:
             )
         except psycopg.Error as e:
             self.close()
-            raise StoreUnavailable("for the leadership", str(e).strip()) from None
+            raise StoreUnavailable("for the leadership", _reason(e)) from None
         if row is None:
             return False
         self.epoch = int(row[0])
@@ -161,7 +200,7 @@ class Lease:
             )
         except psycopg.Error as e:
             self.close()
-            raise StoreUnavailable("for the leadership", str(e).strip()) from None
+            raise StoreUnavailable("for the leadership", _reason(e)) from None
         if row is None:
             self._step_down("taken over")
             return False
@@ -188,7 +227,11 @@ class Lease:
         if self.epoch is not None:
             log.warning("ha.stepping_down", group=self.name, epoch=self.epoch, why=why)
         self.epoch = None
-        self.lost.set()
+        self.cut_off = False
+        if self._loop is not None:  # from the thread of a renewal or a write, too
+            self._loop.call_soon_threadsafe(self.lost.set)
+        else:
+            self.lost.set()
 
     def fence(self, cur: psycopg.Cursor[Any]) -> None:
         """First in every state write's transaction: raises ``Fenced`` unless this
@@ -206,34 +249,55 @@ class Lease:
             raise Fenced(self.name, epoch)
 
     def holder_now(self) -> tuple[str, int, str | None] | None:
-        """Who leads (holder, epoch, api), as the row says; None if nobody ever did."""
-        row = (
-            self._db()
-            .execute(
-                "SELECT holder, epoch, api FROM leadership WHERE name = %s"
-                " AND renewed >= now() - make_interval(secs => %s)",
-                (self.name, self.failover),
+        """Who leads (holder, epoch, api), as the row says; None if nobody does."""
+        try:
+            row = (
+                self._db()
+                .execute(
+                    "SELECT holder, epoch, api FROM leadership WHERE name = %s"
+                    " AND renewed >= now() - make_interval(secs => %s)",
+                    (self.name, self.failover),
+                )
+                .fetchone()
             )
-            .fetchone()
-        )
+        except psycopg.Error as e:
+            self.close()
+            raise StoreUnavailable("for the leadership", _reason(e)) from None
         return None if row is None else (str(row[0]), int(row[1]), row[2])
 
     # -- the leader's loop --
 
     async def keep(self) -> None:
-        """Renew every ``heartbeat`` while leading; when the row is another's, or the
-        deadline comes without a renewal (a database that does not answer), step down
-        (``lost``) and return, at the deadline, not after a renewal that hangs."""
+        """Renew every ``heartbeat`` while leading; step down (``lost``) and return when
+        the row is another's. Past the deadline with no answer from the database, lead on
+        cut off (``may_ingest``), until it answers."""
+        self._loop = asyncio.get_running_loop()
         while self.epoch is not None:
-            if (remaining := self._valid_until - self._mono()) <= 0:
-                self._step_down("the lease was not renewed within failover - heartbeat")
-                return
+            began = self._mono()
             try:
-                async with asyncio.timeout(remaining):
+                async with asyncio.timeout(self.heartbeat):  # a renewal that hangs is none
                     await asyncio.to_thread(self.renew)
-            except TimeoutError:
-                continue
-            except StoreUnavailable as e:
-                log.warning("ha.renew_failed", group=self.name, error=e.reason)
+            except (TimeoutError, StoreUnavailable) as e:
+                why = e.reason if isinstance(e, StoreUnavailable) else "no answer in time"
+                if not self.valid() and not self.cut_off and self.epoch is not None:
+                    self.cut_off = True
+                    log.error(
+                        "ha.cut_off",
+                        group=self.name,
+                        epoch=self.epoch,
+                        error=why,
+                        meanwhile="ingest goes on; alerts and state wait for the database",
+                    )
+            else:
+                if self.cut_off and self.epoch is not None:
+                    log.info("ha.reconnected", group=self.name, epoch=self.epoch)
+                self.cut_off = False
             if self.epoch is not None:
-                await asyncio.sleep(min(self.heartbeat, max(0.0, self._valid_until - self._mono())))
+                await asyncio.sleep(max(0.0, began + self.heartbeat - self._mono()))
+
+
+def _reason(e: psycopg.Error) -> str:
+    """What went wrong, never the URL: libpq quotes what it could not parse of it."""
+    if isinstance(e, psycopg.ProgrammingError):
+        return "an invalid store.url"
+    return str(e).strip()

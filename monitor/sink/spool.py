@@ -277,6 +277,7 @@ class SpoolingWriter:
                 continue
             batch_id, lines, precision = item
             try:
+                await leading(self.may_write)
                 await self._writer.write(lines, self._live_give_up, precision)
             except InfluxUnavailable:
                 self.influx_down = True

@@ -31,7 +31,7 @@ from monitor.backoff import backoff_delay
 from monitor.clock import Clock
 from monitor.config import MQTT, TLS
 from monitor.errors import BrokerError
-from monitor.lifecycle import Resource
+from monitor.lifecycle import Resource, always, leading
 from monitor.model import BrokerOutage
 from monitor.source import wire
 from monitor.source.canary import Canary
@@ -82,6 +82,7 @@ class MqttSource(Resource):
         self._stats = stats
         self._clock = clock
         self._rng = rng or random.Random()
+        self.may_connect: Callable[[], bool] = always  # the wiring's (SPEC 8.1)
         self._generation = 0
         self._tls: ssl.SSLContext | None = None
         # The inbox holds the whole unacknowledged window plus room for QoS 0 traffic.
@@ -176,6 +177,9 @@ class MqttSource(Resource):
         attempt = 0
         last_error = ""
         while True:
+            # SPEC 8.1: a leader without its lease connects no more (a standby that took
+            # over holds the shared client id now; connecting would throw it off)
+            await leading(self.may_connect)
             try:
                 conn, keepalive = await self._connect()
             except BrokerError as e:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 
 import pytest
 
@@ -101,22 +102,46 @@ def test_a_leader_past_its_own_deadline_acts_no_more(postgres_url: str) -> None:
     a.close()
 
 
-async def test_a_leader_cut_off_from_the_database_steps_down_at_its_deadline(
+async def test_a_leader_cut_off_from_the_database_ingests_on_and_acts_no_more(
     postgres_server: Postgres, postgres_url: str
 ) -> None:
+    """Past its deadline without an answer it sends and writes no state (``valid``) but
+    ingests on (``may_ingest``); the database back, it leads on if the row is still its
+    own, and steps down if another took it meanwhile."""
     a = Lease(postgres_url, "monitor-aktau", 0.3, 1.5, holder="a")
     assert a.acquire()
     keeping = asyncio.create_task(a.keep())
     await asyncio.sleep(0.5)
-    assert a.valid() and not keeping.done()
     postgres_server.stop()
     try:
         began = time.monotonic()
-        await asyncio.wait_for(a.lost.wait(), 5)
-        took = time.monotonic() - began
-        assert not a.valid()
-        assert took < 1.5 - 0.3 + 0.2  # before a standby could take it over
-        await asyncio.wait_for(keeping, 1)
+        await wait_until(lambda: not a.valid(), 5)
+        assert time.monotonic() - began < 1.5 - 0.3 + 0.2  # before a standby could take over
+        await asyncio.sleep(0.5)
+        assert a.may_ingest() and a.cut_off and not a.lost.is_set()
     finally:
         postgres_server.start()
+    await wait_until(lambda: a.valid() and not a.cut_off, 5)  # the same epoch: it leads on
+    assert a.epoch == 1 and not a.lost.is_set()
+
+    postgres_server.stop()
+    try:
+        await wait_until(lambda: a.cut_off, 5)
+    finally:
+        postgres_server.start()
+    b = Lease(postgres_url, "monitor-aktau", 0.3, 1.5, holder="b")
+    with b._db().cursor() as cur:  # a standby that reached the database took it over
+        cur.execute("UPDATE leadership SET renewed = now() - interval '1 hour'")
+    assert b.acquire()
+    await asyncio.wait_for(a.lost.wait(), 5)
+    assert not a.may_ingest() and not a.valid()
+    await asyncio.wait_for(keeping, 1)
     a.close()
+    b.close()
+
+
+async def wait_until(cond: Callable[[], bool], limit: float) -> None:
+    deadline = time.monotonic() + limit
+    while not cond():
+        assert time.monotonic() < deadline, "not within the limit"
+        await asyncio.sleep(0.02)

@@ -6,8 +6,12 @@ it is kept in memory and every read is answered from there, never from the netwo
 change is also queued, and ``run`` writes what is queued in one transaction, in a thread
 (the event loop never waits for the database). What the database does not take stays
 queued, keyed by what it changes, and is written once it takes it again; ``problem`` says
-why meanwhile. ``fence`` runs first in every write transaction: a leader that has lost
-the lease raises there, and nothing of its transaction is written.
+why meanwhile. ``fence`` runs last in every write transaction, just before its commit: a
+leader that has lost the lease raises there, and nothing of its transaction is written
+(the row it locks is held only for the commit, so a renewal never waits for a write).
+A notification is handed to the notifier only once its row is committed: a leader killed
+after sending it has it in the outbox for the next, never a new leader re-firing what the
+database never heard of.
 
 Kept in memory: every open alert and the newest ``HISTORY`` resolved ones (the API's
 longest list) with their deliveries; windows, devices, the outbox, Sparkplug nodes and the
@@ -47,7 +51,7 @@ from monitor.alerting.store.base import (
     stored_window,
 )
 from monitor.clock import Clock
-from monitor.errors import Fenced, StateVersionError, StoreUnavailable
+from monitor.errors import Fenced, StateVersionError, StoreOwnedError, StoreUnavailable
 from monitor.lifecycle import Resource
 from monitor.model import DeviceKey
 
@@ -129,18 +133,34 @@ class _Changes:
 
 class PostgresStore(Resource):
     def __init__(
-        self, url: str, clock: Clock, fence: Fence | None = None, connect: bool = True
+        self,
+        url: str,
+        clock: Clock,
+        fence: Fence | None = None,
+        connect: bool = True,
+        *,
+        group: str | None = None,
+        session: dict[str, Any] | None = None,
     ) -> None:
         """Connect, bring the schema up to date and load the state; raises
         ``StoreUnavailable`` if the database cannot be reached (the caller waits and tries
         again: a leader cannot lead from an empty store), ``StateVersionError`` if it was
         written by a newer monitor. ``connect=False``: empty until ``reload`` (a standby
-        that serves its /health while the database is away)."""
+        that serves its /health while the database is away). ``group``: the monitors'
+        (``mqtt.client_id``), recorded by the first and checked by every other
+        (``StoreOwnedError``); ``session``: libpq settings (``lease.session_options``)."""
         self._url = url
         self._clock = clock
         self.fence = fence
+        self._group = group
+        self._session = session or {
+            "connect_timeout": CONNECT_TIMEOUT_S,
+            "options": f"-c statement_timeout={STATEMENT_TIMEOUT_MS}",
+        }
         self.problem: str | None = None
-        self.fenced = False  # a write was refused: this monitor does not lead (SPEC 8.1)
+        self.fenced = False  # the last write was refused: this monitor does not lead
+        self.on_written: Callable[[], None] | None = None  # notifications committed
+        self._unwritten: set[int] = set()  # outbox ids not committed yet
         self._retry_at = 0.0
         self._lock = threading.Lock()  # one transaction at a time on the connection
         self._queued = _Changes()
@@ -156,7 +176,7 @@ class PostgresStore(Resource):
             self._load(self._conn)
         except psycopg.Error as e:
             self._close_conn()
-            raise StoreUnavailable(_where(url), str(e).strip()) from None
+            raise StoreUnavailable(_where(url), _reason(e)) from None
         except BaseException:
             self._close_conn()
             raise
@@ -164,12 +184,7 @@ class PostgresStore(Resource):
     # -- the connection --
 
     def _connect(self) -> psycopg.Connection[Any]:
-        return psycopg.connect(
-            self._url,
-            connect_timeout=CONNECT_TIMEOUT_S,
-            options=f"-c statement_timeout={STATEMENT_TIMEOUT_MS}",
-            application_name="customs-monitor",
-        )
+        return psycopg.connect(self._url, application_name="customs-monitor", **self._session)
 
     def _close_conn(self) -> None:
         if self._conn is not None:
@@ -190,6 +205,15 @@ class PostgresStore(Resource):
                 conn.execute("INSERT INTO schema_version VALUES (%s)", (SCHEMA_VERSION,))
             elif found > SCHEMA_VERSION:
                 raise StateVersionError(_where(self._url), found, SCHEMA_VERSION)
+            if self._group is not None:
+                conn.execute(
+                    "INSERT INTO meta (key, value) VALUES ('store.group', %s)"
+                    " ON CONFLICT (key) DO NOTHING",
+                    (self._group,),
+                )
+                row = conn.execute("SELECT value FROM meta WHERE key = 'store.group'").fetchone()
+                if row is not None and row[0] != self._group:
+                    raise StoreOwnedError(_where(self._url), row[0], self._group)
 
     def _empty(self) -> None:
         self._alerts: dict[str, Alert] = {}
@@ -260,7 +284,7 @@ class PostgresStore(Resource):
                 self._load(self._conn)
             except psycopg.Error as e:
                 self._close_conn()
-                raise StoreUnavailable(_where(self._url), str(e).strip()) from None
+                raise StoreUnavailable(_where(self._url), _reason(e)) from None
         self._queued = _Changes()
 
     @property
@@ -274,7 +298,7 @@ class PostgresStore(Resource):
     def close(self) -> None:
         self.flush(force=True)
         if self.pending and self.fenced:  # the leader's now: what it knows, it wrote
-            log.info("store.closed_not_leading", store=_where(self._url), dropped=self.pending)
+            log.warning("store.closed_not_leading", store=_where(self._url), dropped=self.pending)
         elif self.pending:
             log.error("store.closed_with_pending", store=_where(self._url), pending=self.pending)
         with self._lock:
@@ -308,6 +332,8 @@ class PostgresStore(Resource):
                 self._writing = None
                 if write.cancelled() or write.exception() is not None or not write.result():
                     self._queued = batch.then(self._queued)
+                elif batch.outbox and self.on_written is not None:
+                    self.on_written()  # notifications the notifier may take now
 
     def flush(self, force: bool = False) -> bool:
         """Write what is queued now, on this thread (the stop, tests); False if it waits."""
@@ -317,6 +343,8 @@ class PostgresStore(Resource):
             return False
         batch, self._queued = self._queued, _Changes()
         if self._write(batch):
+            if batch.outbox and self.on_written is not None:
+                self.on_written()
             return True
         self._queued = batch.then(self._queued)
         return False
@@ -327,29 +355,33 @@ class PostgresStore(Resource):
                 if self._conn is None or self._conn.closed:
                     self._conn = self._connect()
                 with self._conn.transaction(), self._conn.cursor() as cur:
+                    _write(cur, batch)
                     if self.fence is not None:
                         self.fence(cur)
-                    _write(cur, batch)
             except psycopg.Error as e:
                 self._failed("cannot write", e)
                 if self._conn is not None and self._conn.broken:
                     self._close_conn()
                 return False
-            except Fenced as e:  # not the leader: nothing of it written, ever (SPEC 8.1)
+            except Fenced as e:  # not the leader now: nothing of it written (SPEC 8.1)
                 if not self.fenced:
                     log.warning("store.fenced", store=_where(self._url), why=str(e))
                 self.fenced = True
                 self.problem = f"will not write {_where(self._url)}: {e}"
+                self._retry_at = self._clock.monotonic() + RETRY_S
                 return False
+        self.fenced = False
+        self._unwritten.difference_update(batch.outbox)
         if self.problem is not None:
             log.info("store.recovered", store=_where(self._url))
             self.problem = None
         return True
 
     def _failed(self, doing: str, e: Exception) -> None:
-        problem = f"{doing} {_where(self._url)}: {str(e).strip()}"
+        reason = _reason(e) if isinstance(e, psycopg.Error) else str(e)
+        problem = f"{doing} {_where(self._url)}: {reason}"
         if problem != self.problem:
-            log.error("store.failing", store=_where(self._url), error=str(e).strip())
+            log.error("store.failing", store=_where(self._url), error=reason)
         self.problem = problem
         self._retry_at = self._clock.monotonic() + RETRY_S
 
@@ -416,14 +448,22 @@ class PostgresStore(Resource):
     def outbox_add(self, channel: str, created: float, data: dict[str, Any]) -> None:
         item = OutboxItem(self._next_id, channel, created, 0, data)
         self._next_id += 1
+        self._unwritten.add(item.id)
         self._outbox[item.id] = self._queued.outbox[item.id] = item
         self._queued.meta[NEXT_ID_KEY] = str(self._next_id)
         self._changed()
 
     def outbox_next(self, channel: str, after: OutboxItem | None = None) -> OutboxItem | None:
+        """The oldest of the channel's notifications not yet delivered (``after`` one),
+        once its row is committed."""
         after_id = 0 if after is None else after.id
         return next(
-            (i for i in self._outbox.values() if i.channel == channel and i.id > after_id), None
+            (
+                i
+                for i in self._outbox.values()
+                if i.channel == channel and i.id > after_id and i.id not in self._unwritten
+            ),
+            None,
         )
 
     def outbox_channels(self) -> list[str]:
@@ -568,3 +608,10 @@ def _where(url: str) -> str:
         return "postgresql (an invalid URL)"
     host = info.get("host") or "localhost"
     return f"postgresql://{host}:{info.get('port') or 5432}/{info.get('dbname') or ''}"
+
+
+def _reason(e: psycopg.Error) -> str:
+    """What went wrong, never the URL: libpq quotes what it could not parse of it."""
+    if isinstance(e, psycopg.ProgrammingError):
+        return "an invalid store.url"
+    return str(e).strip()
