@@ -793,7 +793,7 @@ async def stand_by(
     store = PostgresStore(url, clock, _refuse, connect=False, group=lease.name, session=session)
     view = build(config, clock, stats, store)
     view.standing = state
-    view.api.forward = forwarder(lambda: state.leader_api)
+    view.api.forward = forwarder(lambda: state.leader_api, api_url(config))
     async with contextlib.AsyncExitStack() as stack:
         stack.callback(view.close_files)
         await stack.enter_async_context(view.api)

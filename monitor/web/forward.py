@@ -16,20 +16,30 @@ log = logs.get(__name__)
 
 FORWARD_TIMEOUT_S = 10.0
 _PASSED = ("Authorization", "Content-Type", "Accept-Language")
+FORWARDED = "X-Monitor-Forwarded"  # once: a standby never forwards what was forwarded
 
 
 def _refusal(status: int, error: str) -> web.Response:
     return web.json_response({"error": error}, status=status)
 
 
-def forwarder(leader: Callable[[], str | None]) -> Handler:
-    """``leader()``: the leader's API base URL (the leadership row says it), or None."""
+def forwarder(leader: Callable[[], str | None], own: str) -> Handler:
+    """``leader()``: the leader's API base URL (the leadership row says it), or None;
+    ``own``: this monitor's (``ha.api_url``), never forwarded to."""
 
     async def forward(request: web.Request) -> web.StreamResponse:
         target = leader()
         if target is None:
             return _refusal(503, "this monitor stands by and no monitor leads now: try again")
+        if FORWARDED in request.headers or target == own:
+            log.error("api.forward_loop", leader=target, own=own)
+            return _refusal(
+                508,
+                f"this monitor stands by, and the leader's address {target} leads back to a"
+                " standby: set ha.api_url on each monitor to its own address",
+            )
         headers = {h: v for h in _PASSED if (v := request.headers.get(h)) is not None}
+        headers[FORWARDED] = own
         timeout = aiohttp.ClientTimeout(total=FORWARD_TIMEOUT_S)
         try:
             async with (

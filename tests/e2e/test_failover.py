@@ -26,6 +26,8 @@ from typing import Any
 
 import paho.mqtt.client as paho
 import pytest
+import yaml
+from aiohttp import web
 
 from monitor.sim.devservers import InfluxDB, Mosquitto, free_port
 from tests.helpers import MonitorProcess, Publisher, Webhook, device_topic, rows, wait_for
@@ -53,6 +55,24 @@ def call(port: int, path: str, body: object = None) -> tuple[int, Any]:
         return 0, None
 
 
+def forwarded_again(port: int, path: str) -> int:
+    req = urllib.request.Request(
+        f"http://127.0.0.1:{port}{path}",
+        data=b'{"by": "x"}',
+        method="POST",
+        headers={
+            "Authorization": f"Bearer {TOKEN}",
+            "Content-Type": "application/json",
+            "X-Monitor-Forwarded": "http://elsewhere:8080",
+        },
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=5) as r:
+            return r.status
+    except urllib.error.HTTPError as e:
+        return e.code
+
+
 def role(port: int) -> str | None:
     body = call(port, "/health")[1]
     return None if body is None else body.get("role")
@@ -66,6 +86,7 @@ class Node:
     port: int
     webhook: Webhook
     proc: MonitorProcess | None = None
+    extra: dict[str, str] = field(default_factory=dict)
 
     def env(self, tmp_path: Path, store_url: str) -> dict[str, str]:
         route = {
@@ -81,6 +102,7 @@ class Node:
             "MONITOR_HTTP__TOKEN": TOKEN,
             "MONITOR_INSTANCE": self.name,
             "MONITOR_NOTIFY__ROUTES": json.dumps([route]),
+            **self.extra,
         }
 
 
@@ -166,6 +188,8 @@ async def test_a_killed_leader_is_replaced_and_nobody_notices(
             # asked of the standby's board: forwarded to the leader
             status, acked = call(b.port, f"/api/alerts/{alert['alert_id']}/ack", {"by": "Ержан"})
             assert status == 200 and acked["state"] == "acknowledged", acked
+            looped = forwarded_again(b.port, f"/api/alerts/{alert['alert_id']}/ack")
+            assert looped == 508  # never forwarded twice
 
             talkers.talking.discard("xs-b")  # falls silent ...
             await asyncio.sleep(0.5)
@@ -223,12 +247,14 @@ async def test_a_frozen_leader_wakes_to_find_it_leads_no_more(
             await wait_for(lambda: firings([b.webhook], "xs-a"), timeout=20)
             await asyncio.sleep(1)
             woke = time.time()
+            sent_before = len(a.webhook.received)
             first.proc.send_signal(signal.SIGCONT)
             await first.wait_log("monitor.stepping_down", timeout=10)
             await asyncio.sleep(3)  # what it would do, it would have done by now
             talking.cancel()
 
         assert firings([a.webhook], "xs-a") == []  # the old leader sent nothing
+        assert len(a.webhook.received) == sent_before  # nothing at all
         late = rows(
             influxd.url,
             database,
@@ -238,3 +264,105 @@ async def test_a_frozen_leader_wakes_to_find_it_leads_no_more(
         assert await asyncio.to_thread(role, a.port) == "standby"  # it stands by now
         assert second.terminate() == 0
         assert first.terminate() == 0
+
+
+class Beats:
+    """A dead man's switch service: who called, when."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.calls: list[tuple[float, str]] = []
+
+    def url(self, who: str) -> str:
+        return f"http://127.0.0.1:{self.port}/ping/{who}"
+
+    async def handle(self, request: web.Request) -> web.Response:
+        self.calls.append((time.monotonic(), request.match_info["who"]))
+        return web.Response(text="OK")
+
+    def since(self, t: float, who: str) -> int:
+        return sum(1 for at, w in self.calls if at >= t and w == who)
+
+
+async def test_the_dead_mans_switch_is_called_by_a_healthy_leader_only(
+    pair: tuple[Path, Node, Node],
+    tmp_path: Path,
+    postgres_url: str,
+    mosquitto: Mosquitto,
+) -> None:
+    path, a, b = pair
+    beats = Beats()
+    wapp = web.Application()
+    wapp.router.add_get("/ping/{who}", beats.handle)
+    runner = web.AppRunner(wapp)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", beats.port).start()
+    try:
+        for node in (a, b):
+            node.extra = {
+                "MONITOR_HEARTBEAT__URL": beats.url(node.name),
+                "MONITOR_HEARTBEAT__INTERVAL": "300ms",
+            }
+        first = await start(a, tmp_path, path, postgres_url)
+        await first.wait_log("mqtt.connected")
+        second = await start(b, tmp_path, path, postgres_url)
+        await second.wait_log("monitor.standing_by")
+        t = time.monotonic()
+        await asyncio.sleep(2)
+        assert beats.since(t, "mon-a") >= 4 and beats.since(t, "mon-b") == 0
+        # the broker gone: the leader is not healthy, and says nothing
+        await asyncio.to_thread(mosquitto.stop)
+        await asyncio.sleep(1)
+        t = time.monotonic()
+        await asyncio.sleep(2)
+        assert beats.since(t, "mon-a") == 0
+        await asyncio.to_thread(mosquitto.start)
+        await wait_for(lambda: beats.since(time.monotonic() - 1, "mon-a") > 0, timeout=15)
+        # the leader gone: its calls stop, the new leader's begin
+        first.proc.send_signal(signal.SIGKILL)
+        first.proc.wait()
+        killed = time.monotonic()
+        await wait_for(lambda: role(b.port) == "leader", timeout=FAILOVER + 10)
+        await wait_for(lambda: beats.since(killed, "mon-b") > 0, timeout=15)
+        assert beats.since(killed + 0.5, "mon-a") == 0
+        assert second.terminate() == 0
+    finally:
+        await runner.cleanup()
+
+
+async def test_a_device_silent_across_the_failover_keeps_its_own_deadline(
+    pair: tuple[Path, Node, Node],
+    tmp_path: Path,
+    postgres_url: str,
+    mosquitto: Mosquitto,
+) -> None:
+    """Its grace counts from its last-seen time in the store (SPEC 8.1), not from the new
+    leader's start: with a timeout longer than failover + settle, the alert comes at
+    last seen + timeout, where a fresh grace would make it come a failover later."""
+    path, a, b = pair
+    timeout = 12.0
+    cfg = yaml.safe_load(path.read_text())
+    cfg["alerts"]["kinds"]["xray_scanner"]["no_data_timeout"] = f"{timeout}s"
+    path.write_text(yaml.safe_dump(cfg))
+    async with a.webhook.serving(), b.webhook.serving():
+        first = await start(a, tmp_path, path, postgres_url)
+        await first.wait_log("mqtt.connected")
+        second = await start(b, tmp_path, path, postgres_url)
+        await second.wait_log("monitor.standing_by")
+        talkers = Talkers(Publisher(mosquitto.port), {"xs-a", "xs-b", "xs-c"})
+        async with asyncio.TaskGroup() as tg:
+            talking = tg.create_task(talkers.run())
+            await asyncio.sleep(HEARTBEAT * 2)  # heard, and its last-seen time saved
+            talkers.talking.discard("xs-b")
+            silent = time.time()
+            await asyncio.sleep(1)
+            first.proc.send_signal(signal.SIGKILL)
+            first.proc.wait()
+            await wait_for(lambda: role(b.port) == "leader", timeout=FAILOVER + 10)
+            await wait_for(lambda: firings([b.webhook], "xs-b"), timeout=30)
+            talking.cancel()
+        [told] = firings([a.webhook, b.webhook], "xs-b")
+        # last seen within 0.2 s before `silent`, saved at most a heartbeat before that
+        assert timeout - HEARTBEAT - 1 <= told - silent <= timeout + 2, told - silent
+        assert firings([b.webhook], "xs-a") == firings([b.webhook], "xs-c") == []
+        assert second.terminate() == 0

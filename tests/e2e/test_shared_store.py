@@ -129,6 +129,9 @@ async def test_the_database_is_waited_for_and_its_outage_costs_no_data(
         await monitor.wait_log("store.waiting")
         await asyncio.sleep(1)
         assert "mqtt.connected" not in monitor.log()  # it does not lead from nothing
+        status, health = call(port, "/health")  # it stands by, and says why
+        assert status == 503 and health["role"] == "standby", health
+        assert any("cannot reach the store" in r for r in health["reasons"]), health
     finally:
         postgres_server.start()
     await monitor.wait_log("mqtt.connected", timeout=40)
