@@ -790,7 +790,9 @@ async def stand_by(
     state = Standing()
     # served at once, the database there or not: /health says why it is not
     session = session_options(config.ha.heartbeat, config.ha.failover)
-    store = PostgresStore(url, clock, _refuse, connect=False, group=lease.name, session=session)
+    store = PostgresStore(
+        url, clock, _refuse, connect=False, read_only=True, group=lease.name, session=session
+    )
     view = build(config, clock, stats, store)
     view.standing = state
     view.api.forward = forwarder(lambda: state.leader_api, api_url(config))

@@ -57,6 +57,9 @@ from monitor.config.connections import (
     StoreSettings as StoreSettings,
 )
 from monitor.config.connections import (
+    store_where as store_where,
+)
+from monitor.config.connections import (
     tls_context as tls_context,
 )
 from monitor.config.ha import (

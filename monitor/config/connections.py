@@ -206,3 +206,11 @@ class StoreSettings(Section):
                 )
         object.__setattr__(self, "url", url)
         return self
+
+
+def store_where(url: str) -> str:
+    """The store's address for logs and errors: hosts, ports and database, never the
+    user or password (a libpq URL may name several hosts: ``h1:5432,h2:5432``)."""
+    parts = urllib.parse.urlsplit(url)
+    hosts = parts.netloc.rpartition("@")[2] or "localhost"
+    return f"postgresql://{hosts}{parts.path}"

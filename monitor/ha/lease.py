@@ -38,6 +38,7 @@ from typing import Any
 import psycopg
 
 from monitor import logs
+from monitor.config import store_where
 from monitor.errors import Fenced, StoreUnavailable
 
 log = logs.get(__name__)
@@ -92,6 +93,7 @@ class Lease:
         """``name``: the group's (the shared ``mqtt.client_id``); ``api``: where this
         monitor's API is reached, said in the row for the others (the standby's board)."""
         self._url = url
+        self._where = f"{store_where(url)} (the leadership)"
         self.name = name
         self.heartbeat = heartbeat
         self.failover = failover
@@ -120,10 +122,17 @@ class Lease:
                     application_name="customs-monitor lease",
                     **options,
                 )
+            except psycopg.ProgrammingError:  # libpq quotes what it could not read
+                self.close()
+                raise StoreUnavailable(self._where, "libpq cannot read store.url") from None
+            except psycopg.Error as e:
+                self.close()
+                raise StoreUnavailable(self._where, str(e).strip()) from None
+            try:
                 self._conn.execute(SCHEMA)
             except psycopg.Error as e:
                 self.close()
-                raise StoreUnavailable("for the leadership", _reason(e)) from None
+                raise StoreUnavailable(self._where, str(e).strip()) from None
         return self._conn
 
     def close(self) -> None:
@@ -172,7 +181,7 @@ class Lease:
             )
         except psycopg.Error as e:
             self.close()
-            raise StoreUnavailable("for the leadership", _reason(e)) from None
+            raise StoreUnavailable(self._where, str(e).strip()) from None
         if row is None:
             return False
         self.epoch = int(row[0])
@@ -200,7 +209,7 @@ class Lease:
             )
         except psycopg.Error as e:
             self.close()
-            raise StoreUnavailable("for the leadership", _reason(e)) from None
+            raise StoreUnavailable(self._where, str(e).strip()) from None
         if row is None:
             self._step_down("taken over")
             return False
@@ -262,7 +271,7 @@ class Lease:
             )
         except psycopg.Error as e:
             self.close()
-            raise StoreUnavailable("for the leadership", _reason(e)) from None
+            raise StoreUnavailable(self._where, str(e).strip()) from None
         return None if row is None else (str(row[0]), int(row[1]), row[2])
 
     # -- the leader's loop --
@@ -294,10 +303,3 @@ class Lease:
                 self.cut_off = False
             if self.epoch is not None:
                 await asyncio.sleep(max(0.0, began + self.heartbeat - self._mono()))
-
-
-def _reason(e: psycopg.Error) -> str:
-    """What went wrong, never the URL: libpq quotes what it could not parse of it."""
-    if isinstance(e, psycopg.ProgrammingError):
-        return "an invalid store.url"
-    return str(e).strip()

@@ -51,6 +51,7 @@ from monitor.alerting.store.base import (
     stored_window,
 )
 from monitor.clock import Clock
+from monitor.config import store_where
 from monitor.errors import Fenced, StateVersionError, StoreOwnedError, StoreUnavailable
 from monitor.lifecycle import Resource
 from monitor.model import DeviceKey
@@ -139,6 +140,7 @@ class PostgresStore(Resource):
         fence: Fence | None = None,
         connect: bool = True,
         *,
+        read_only: bool = False,
         group: str | None = None,
         session: dict[str, Any] | None = None,
     ) -> None:
@@ -148,10 +150,13 @@ class PostgresStore(Resource):
         written by a newer monitor. ``connect=False``: empty until ``reload`` (a standby
         that serves its /health while the database is away). ``group``: the monitors'
         (``mqtt.client_id``), recorded by the first and checked by every other
-        (``StoreOwnedError``); ``session``: libpq settings (``lease.session_options``)."""
+        (``StoreOwnedError``); ``session``: libpq settings (``lease.session_options``);
+        ``read_only``: a standby's view, which keeps what is done to it in memory only."""
         self._url = url
+        self.where = store_where(url)  # for logs and errors: never the password
         self._clock = clock
         self.fence = fence
+        self.read_only = read_only
         self._group = group
         self._session = session or {
             "connect_timeout": CONNECT_TIMEOUT_S,
@@ -176,7 +181,7 @@ class PostgresStore(Resource):
             self._load(self._conn)
         except psycopg.Error as e:
             self._close_conn()
-            raise StoreUnavailable(_where(url), _reason(e)) from None
+            raise StoreUnavailable(self.where, str(e).strip()) from None
         except BaseException:
             self._close_conn()
             raise
@@ -184,7 +189,10 @@ class PostgresStore(Resource):
     # -- the connection --
 
     def _connect(self) -> psycopg.Connection[Any]:
-        return psycopg.connect(self._url, application_name="customs-monitor", **self._session)
+        try:
+            return psycopg.connect(self._url, application_name="customs-monitor", **self._session)
+        except psycopg.ProgrammingError:  # libpq quotes what it could not read: the secret
+            raise StoreUnavailable(self.where, "libpq cannot read store.url") from None
 
     def _close_conn(self) -> None:
         if self._conn is not None:
@@ -204,7 +212,7 @@ class PostgresStore(Resource):
             if found is None:
                 conn.execute("INSERT INTO schema_version VALUES (%s)", (SCHEMA_VERSION,))
             elif found > SCHEMA_VERSION:
-                raise StateVersionError(_where(self._url), found, SCHEMA_VERSION)
+                raise StateVersionError(self.where, found, SCHEMA_VERSION)
             if self._group is not None:
                 conn.execute(
                     "INSERT INTO meta (key, value) VALUES ('store.group', %s)"
@@ -213,7 +221,7 @@ class PostgresStore(Resource):
                 )
                 row = conn.execute("SELECT value FROM meta WHERE key = 'store.group'").fetchone()
                 if row is not None and row[0] != self._group:
-                    raise StoreOwnedError(_where(self._url), row[0], self._group)
+                    raise StoreOwnedError(self.where, row[0], self._group)
 
     def _empty(self) -> None:
         self._alerts: dict[str, Alert] = {}
@@ -284,7 +292,7 @@ class PostgresStore(Resource):
                 self._load(self._conn)
             except psycopg.Error as e:
                 self._close_conn()
-                raise StoreUnavailable(_where(self._url), _reason(e)) from None
+                raise StoreUnavailable(self.where, str(e).strip()) from None
         self._queued = _Changes()
 
     @property
@@ -298,9 +306,9 @@ class PostgresStore(Resource):
     def close(self) -> None:
         self.flush(force=True)
         if self.pending and self.fenced:  # the leader's now: what it knows, it wrote
-            log.warning("store.closed_not_leading", store=_where(self._url), dropped=self.pending)
+            log.warning("store.closed_not_leading", store=self.where, dropped=self.pending)
         elif self.pending:
-            log.error("store.closed_with_pending", store=_where(self._url), pending=self.pending)
+            log.error("store.closed_with_pending", store=self.where, pending=self.pending)
         with self._lock:
             self._close_conn()
 
@@ -337,6 +345,8 @@ class PostgresStore(Resource):
 
     def flush(self, force: bool = False) -> bool:
         """Write what is queued now, on this thread (the stop, tests); False if it waits."""
+        if self.read_only:
+            self._queued = _Changes()
         if not self._queued:
             return self.problem is None
         if not force and self.problem is not None and self._clock.monotonic() < self._retry_at:
@@ -365,23 +375,23 @@ class PostgresStore(Resource):
                 return False
             except Fenced as e:  # not the leader now: nothing of it written (SPEC 8.1)
                 if not self.fenced:
-                    log.warning("store.fenced", store=_where(self._url), why=str(e))
+                    log.warning("store.fenced", store=self.where, why=str(e))
                 self.fenced = True
-                self.problem = f"will not write {_where(self._url)}: {e}"
+                self.problem = f"will not write {self.where}: {e}"
                 self._retry_at = self._clock.monotonic() + RETRY_S
                 return False
         self.fenced = False
         self._unwritten.difference_update(batch.outbox)
         if self.problem is not None:
-            log.info("store.recovered", store=_where(self._url))
+            log.info("store.recovered", store=self.where)
             self.problem = None
         return True
 
     def _failed(self, doing: str, e: Exception) -> None:
-        reason = _reason(e) if isinstance(e, psycopg.Error) else str(e)
-        problem = f"{doing} {_where(self._url)}: {reason}"
+        reason = str(e).strip()
+        problem = f"{doing} {self.where}: {reason}"
         if problem != self.problem:
-            log.error("store.failing", store=_where(self._url), error=reason)
+            log.error("store.failing", store=self.where, error=reason)
         self.problem = problem
         self._retry_at = self._clock.monotonic() + RETRY_S
 
@@ -598,20 +608,3 @@ def _upsert(
         cur.executemany(insert, written)
     if deleted := [tuple(k) for k, text in rows.items() if text is None]:
         cur.executemany(delete, deleted)
-
-
-def _where(url: str) -> str:
-    """The database, for logs and errors: host, port and name, never the password."""
-    try:
-        info = psycopg.conninfo.conninfo_to_dict(url)
-    except psycopg.ProgrammingError:
-        return "postgresql (an invalid URL)"
-    host = info.get("host") or "localhost"
-    return f"postgresql://{host}:{info.get('port') or 5432}/{info.get('dbname') or ''}"
-
-
-def _reason(e: psycopg.Error) -> str:
-    """What went wrong, never the URL: libpq quotes what it could not parse of it."""
-    if isinstance(e, psycopg.ProgrammingError):
-        return "an invalid store.url"
-    return str(e).strip()
