@@ -258,11 +258,18 @@ class Parts:
     def state_dir_problems(self) -> list[str]:
         """Why state_dir refuses writes, part by part (a full or failing disk)."""
         parts: list[Store | Spool | Quarantine | PassageTracker | None] = [
-            self.store,
+            self.store if self.lease is None else None,  # a group's is PostgreSQL
             self.spool,
             self.quarantine,
-            self.passages,
+            self.passages if self.lease is None else None,
         ]
+        return [p.problem for p in parts if p is not None and p.problem is not None]
+
+    def shared_store_problems(self) -> list[str]:
+        """Why the group's PostgreSQL does not take the state (SPEC 8.1)."""
+        if self.lease is None:
+            return []
+        parts: list[Store | PassageTracker | None] = [self.store, self.passages]
         return [p.problem for p in parts if p is not None and p.problem is not None]
 
     def monitor_conditions(self) -> dict[str, Trouble | None]:
@@ -378,6 +385,7 @@ class Parts:
         elif self.stats.last_write_ok is None and self.clock.monotonic() - self.api.started > 60:
             reasons.append("no successful InfluxDB write yet")
         reasons.extend(f"state_dir: {p}" for p in self.state_dir_problems())
+        reasons.extend(f"store: {p}" for p in self.shared_store_problems())
         return Health(
             reasons,
             warnings,

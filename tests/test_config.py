@@ -580,3 +580,49 @@ def test_check_config_refuses_an_unknown_site_and_warns_of_a_secret_in_the_yaml(
         in " ".join(warned.stdout.split())
     )
     assert "ABCDEF-bot-token" not in warned.stdout + warned.stderr
+
+
+def test_the_shared_store_is_a_secret_of_postgresql_and_never_echoed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SPEC 8.1: store.url from MONITOR_STORE__URL or a file, a postgresql:// URL; an
+    error about it never shows it (it holds a password)."""
+    assert problems(write(tmp_path, MINIMAL + "store: {url: 'postgresql://m:pw@db/x'}\n")) == [
+        "store.url: secrets may not be written in the config file; set MONITOR_STORE__URL"
+        " or store.url_file"
+    ]
+    monkeypatch.setenv("MONITOR_STORE__URL", "mysql://m:hunter2@db/x")
+    got = problems(write(tmp_path, MINIMAL))
+    assert got == [
+        "store.url: must be a postgresql:// URL (leave it out for SQLite under state_dir)"
+    ]
+    secret = tmp_path / "url"
+    secret.write_text("postgresql://m:hunter2@db/x\n")
+    monkeypatch.delenv("MONITOR_STORE__URL")
+    monkeypatch.setenv("MONITOR_STORE__URL_FILE", str(secret))
+    cfg = load_config(write(tmp_path, MINIMAL))
+    assert cfg.store.url is not None
+    assert cfg.store.url.get_secret_value() == "postgresql://m:hunter2@db/x"
+    assert "hunter2" not in repr(cfg)
+
+
+def test_a_group_needs_a_failover_of_two_heartbeats_and_a_reachable_api(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    got = problems(write(tmp_path, MINIMAL + "ha: {heartbeat: 10s, failover: 15s}\n"))
+    assert len(got) == 1 and got[0].startswith("ha: ") and "twice heartbeat" in got[0]
+    assert problems(write(tmp_path, MINIMAL + "heartbeat: {url: 'ftp://x'}\n")) == [
+        "heartbeat.url: must be an http:// or https:// URL"
+    ]
+    monkeypatch.setenv("MONITOR_STORE__URL", "postgresql://m:pw@db/x")
+    warnings: list[str] = []
+    load_config(write(tmp_path, MINIMAL), warnings)
+    assert [w for w in warnings if w.startswith("ha.")] == [
+        "ha.api_url: not set, and http.host 127.0.0.1 is this host's own: the other monitor"
+        " of the group cannot forward acknowledgements and windows here; set http.host to an"
+        " address it reaches and ha.api_url to http://<that address>:<port>"
+    ]
+    warnings.clear()
+    reachable = MINIMAL.replace("http: {host: 127.0.0.1,", "http: {host: 10.0.0.5,")
+    load_config(write(tmp_path, reachable), warnings)
+    assert [w for w in warnings if w.startswith("ha.")] == []

@@ -23,7 +23,7 @@ from monitor.cli.common import (
     styled,
     text,
 )
-from monitor.config import RULE_SETTINGS, SparkplugGroup, mask_url
+from monitor.config import RULE_SETTINGS, SparkplugGroup, mask_url, store_where
 from monitor.model import KINDS, key_text
 from monitor.normalize.normalizer import Normalizer
 from monitor.source.canary import canary_topic
@@ -181,6 +181,19 @@ def check_config(config: ConfigOption = None) -> None:
         f" public_url={cfg.http.public_url or '-'}"
     )
     say(f"state_dir {cfg.state_dir.absolute()}")  # where it lands from here
+    if cfg.store.url is None:
+        say("store     SQLite under state_dir (one monitor)")
+    else:  # SPEC 8.1: the form of the URL only; the database is not asked here
+        from monitor.app import api_url
+
+        ha = cfg.ha
+        say(
+            f"store     {store_where(cfg.store.url.get_secret_value())} (a group:"
+            f" {cfg.mqtt.client_id}; heartbeat={durations.human(ha.heartbeat)}"
+            f" failover={durations.human(ha.failover)} api_url={api_url(cfg)})"
+        )
+    if cfg.heartbeat.url is not None:
+        say(f"heartbeat every {durations.human(cfg.heartbeat.interval)} while healthy")
     subscriptions = m.topics or normalizer.subscriptions
     say(f"subscribe {', '.join(subscriptions)}")
     canaries = [t for t in (canary_topic(f) for f in subscriptions) if t]

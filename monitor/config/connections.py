@@ -195,17 +195,26 @@ class StoreSettings(Section):
     url: SecretStr | None = None
     url_file: Path | None = None
 
+    @field_validator("url")
+    @classmethod
+    def _postgresql(cls, url: SecretStr | None) -> SecretStr | None:
+        if url is not None:
+            _check_store_url(url.get_secret_value())
+        return url
+
     @model_validator(mode="after")
     def _secret(self) -> Self:
         url = _read_secret(self.url, self.url_file, "url")
-        if url is not None:
-            scheme = urllib.parse.urlsplit(url.get_secret_value()).scheme
-            if scheme not in ("postgresql", "postgres"):
-                raise ValueError(
-                    "must be a postgresql:// URL (leave it out for SQLite under state_dir)"
-                )
+        if url is not None and self.url_file is not None:
+            _check_store_url(url.get_secret_value())
         object.__setattr__(self, "url", url)
         return self
+
+
+def _check_store_url(url: str) -> None:
+    """Its form only, never echoing it (it holds a password)."""
+    if urllib.parse.urlsplit(url).scheme not in ("postgresql", "postgres"):
+        raise ValueError("must be a postgresql:// URL (leave it out for SQLite under state_dir)")
 
 
 def store_where(url: str) -> str:

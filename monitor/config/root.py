@@ -371,11 +371,28 @@ def load_config(path: Path | str | None = None, warnings: list[str] | None = Non
 
     token = _from_yaml.set(raw or {})
     try:
-        return Config()
+        config = Config()
     except ValidationError as e:
         raise ConfigError(_validation_problems(e)) from None
     finally:
         _from_yaml.reset(token)
+    if warnings is not None:
+        warnings.extend(group_warnings(config))
+    return config
+
+
+def group_warnings(config: Config) -> list[str]:
+    """SPEC 8.1: what keeps the monitors of a group from reaching each other."""
+    if config.store.url is None or config.ha.api_url is not None:
+        return []
+    host = config.http.host
+    if host in ("localhost", "::1") or host.startswith("127."):
+        return [
+            f"ha.api_url: not set, and http.host {host} is this host's own: the other monitor"
+            " of the group cannot forward acknowledgements and windows here; set http.host"
+            " to an address it reaches and ha.api_url to http://<that address>:<port>"
+        ]
+    return []
 
 
 # Schemes whose host part is a server name; for the others (tgram://TOKEN/CHAT,
