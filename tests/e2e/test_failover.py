@@ -190,6 +190,16 @@ async def test_a_killed_leader_is_replaced_and_nobody_notices(
             assert status == 200 and acked["state"] == "acknowledged", acked
             looped = forwarded_again(b.port, f"/api/alerts/{alert['alert_id']}/ack")
             assert looped == 508  # never forwarded twice
+            # the standby's board shows what the leader wrote: the alert, acknowledged
+            await wait_for(
+                lambda: (
+                    [(x["device"], x["state"]) for x in call(b.port, "/api/alerts")[1]["alerts"]]
+                    == [("xs-a", "acknowledged")]
+                ),
+                timeout=10,
+            )
+            devices = {d["device"] for d in call(b.port, "/api/devices")[1]["devices"]}
+            assert {"xs-a", "xs-b", "xs-c"} <= devices
 
             talkers.talking.discard("xs-b")  # falls silent ...
             await asyncio.sleep(0.5)
