@@ -16,7 +16,7 @@ import socket
 import threading
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from monitor import logs, statedir
 from monitor.alerting.engine import FORGOTTEN, UNOWNED, AlertEngine, Route, Trouble
@@ -33,6 +33,7 @@ from monitor.model import Device, DeviceKey, key_text
 from monitor.normalize.normalizer import Normalizer
 from monitor.normalize.quarantine import Quarantine
 from monitor.passages.store import PassageStore
+from monitor.passages.store import Store as PassageStoreProtocol
 from monitor.passages.tracker import PassageTracker
 from monitor.pipeline import Ingest, Points
 from monitor.reload import (
@@ -375,9 +376,16 @@ class Parts:
         )
 
 
-def build(config: Config, clock: Clock, stats: Stats, store: Store | None = None) -> Parts:
+def build(
+    config: Config,
+    clock: Clock,
+    stats: Stats,
+    store: Store | None = None,
+    fence: Callable[[Any], None] | None = None,
+) -> Parts:
     """The parts of a monitor, wired; nothing is connected yet (``serve`` does that).
-    ``store``: the shared one (``open_store``); by default SQLite under state_dir."""
+    ``store``: the shared one (``open_store``); by default SQLite under state_dir.
+    ``fence``: the leadership's (SPEC 8.1), run first in every write of the passages."""
     instance = config.instance_name
     normalizer = Normalizer(config, clock)  # its clock read only once resumed (below)
     rulebook = RuleBook(config)
@@ -457,9 +465,7 @@ def build(config: Config, clock: Clock, stats: Stats, store: Store | None = None
         stats,
     )
     passages = (
-        PassageTracker(
-            config.passages, PassageStore(config.state_dir / "passages.db"), stats, clock
-        )
+        PassageTracker(config.passages, passage_store(config, fence), stats, clock)
         if config.passages
         else None
     )
@@ -517,6 +523,16 @@ def build(config: Config, clock: Clock, stats: Stats, store: Store | None = None
     )
     source.on_change = parts.connection_changed
     return parts
+
+
+def passage_store(config: Config, fence: Callable[[Any], None] | None) -> PassageStoreProtocol:
+    """Open passages in ``store.url`` when there is one (SPEC 8.1: the next leader takes
+    them over), else in SQLite under state_dir. On the loop, before it serves anything."""
+    if config.store.url is None:
+        return PassageStore(config.state_dir / "passages.db")
+    from monitor.passages.store_postgres import PostgresPassageStore  # psycopg only when used
+
+    return PostgresPassageStore(config.store.url.get_secret_value(), fence)
 
 
 @dataclass
@@ -741,7 +757,7 @@ async def run_in_group(
                 log.error("store.unavailable", store=e.where, error=e.reason)
                 await asyncio.to_thread(lease.release)
                 continue
-            parts = build(config, clock, stats, store)
+            parts = build(config, clock, stats, store, lease.fence)
             parts.lease, parts.takeover = lease, True
             parts.sink.may_write = parts.notifier.may_send = lease.valid
             await lead(parts, stop, on_api, load)
@@ -779,7 +795,7 @@ async def stand_by(
                 state.leader_api = None if holder is None else holder[2]
                 if view is None:
                     store = await asyncio.to_thread(PostgresStore, url, clock, _refuse)
-                    view = build(config, clock, stats, store)
+                    view = build(config, clock, stats, store, _refuse)
                     view.standing = state
                     view.api.forward = forwarder(lambda: state.leader_api)
                     await stack.enter_async_context(view.api)
