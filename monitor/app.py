@@ -17,7 +17,7 @@ import socket
 import threading
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from monitor import logs, statedir
 from monitor.alerting.engine import FORGOTTEN, UNOWNED, AlertEngine, Route, Trouble
@@ -34,6 +34,7 @@ from monitor.model import Device, DeviceKey, key_text
 from monitor.normalize.normalizer import Normalizer
 from monitor.normalize.quarantine import Quarantine
 from monitor.passages.store import PassageStore
+from monitor.passages.store import Store as PassageStoreProtocol
 from monitor.passages.tracker import PassageTracker
 from monitor.pipeline import Ingest, Points
 from monitor.reload import (
@@ -395,9 +396,18 @@ class Parts:
         )
 
 
-def build(config: Config, clock: Clock, stats: Stats, store: Store | None = None) -> Parts:
+def build(
+    config: Config,
+    clock: Clock,
+    stats: Stats,
+    store: Store | None = None,
+    fence: Callable[[Any], None] | None = None,
+    with_passages: bool = True,
+) -> Parts:
     """The parts of a monitor, wired; nothing is connected yet (``serve`` does that).
-    ``store``: the shared one (``open_store``); by default SQLite under state_dir."""
+    ``store``: the group's (SPEC 8.1); by default SQLite under state_dir. ``fence``: the
+    leadership's, run in every write of the passages; ``with_passages``: False for a
+    standby's view, which shows no passages."""
     instance = config.instance_name
     normalizer = Normalizer(config, clock)  # its clock read only once resumed (below)
     rulebook = RuleBook(config)
@@ -477,10 +487,8 @@ def build(config: Config, clock: Clock, stats: Stats, store: Store | None = None
         stats,
     )
     passages = (
-        PassageTracker(
-            config.passages, PassageStore(config.state_dir / "passages.db"), stats, clock
-        )
-        if config.passages
+        PassageTracker(config.passages, passage_store(config, fence), stats, clock)
+        if config.passages and with_passages
         else None
     )
     ingest = Ingest(
@@ -537,6 +545,16 @@ def build(config: Config, clock: Clock, stats: Stats, store: Store | None = None
     )
     source.on_change = parts.connection_changed
     return parts
+
+
+def passage_store(config: Config, fence: Callable[[Any], None] | None) -> PassageStoreProtocol:
+    """Open passages in ``store.url`` when there is one (SPEC 8.1: the next leader takes
+    them over), else in SQLite under state_dir. On the loop, before it serves anything."""
+    if config.store.url is None:
+        return PassageStore(config.state_dir / "passages.db")
+    from monitor.passages.store_postgres import PostgresPassageStore  # psycopg only when used
+
+    return PostgresPassageStore(config.store.url.get_secret_value(), fence)
 
 
 @dataclass
@@ -766,7 +784,13 @@ async def run_in_group(
                 log.error("store.unavailable", store=e.where, error=e.reason)
                 await asyncio.to_thread(lease.release)
                 continue
-            parts = build(config, clock, stats, store)
+            try:  # the passages' store is read here (on the loop: nothing else runs yet)
+                parts = build(config, clock, stats, store, lease.fence)
+            except StoreUnavailable as e:
+                log.error("store.unavailable", store=e.where, error=e.reason)
+                store.close()
+                await asyncio.to_thread(lease.release)
+                continue
             parts.lease, parts.takeover = lease, True
             parts.notifier.may_send = parts.source.may_connect = lease.valid
             parts.sink.may_write = lease.may_ingest
@@ -801,7 +825,7 @@ async def stand_by(
     store = PostgresStore(
         url, clock, _refuse, connect=False, read_only=True, group=lease.name, session=session
     )
-    view = build(config, clock, stats, store)
+    view = build(config, clock, stats, store, _refuse, with_passages=False)
     view.standing = state
     view.api.forward = forwarder(lambda: state.leader_api, api_url(config))
     async with contextlib.AsyncExitStack() as stack:

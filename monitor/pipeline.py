@@ -80,7 +80,7 @@ class Passages(Protocol):
         """A plate read, at its time: the passages it closed or gave up, if any."""
         ...
 
-    def save(self) -> None:
+    async def asave(self) -> None:
         """Keep what the reads changed (before their messages are acknowledged)."""
         ...
 
@@ -235,7 +235,7 @@ class Ingest(Generic[M]):
                 await before  # it failed: so does this (the TaskGroup stops them all)
             self.quarantine.flush()  # rejected messages are acked too: keep them first
             if self.passages is not None:
-                self.passages.save()  # so are the plate reads the passages are made of
+                await self.passages.asave()  # so are the plate reads the passages are made of
             self.source.ack(batch.acks)
         finally:
             slots.release()

@@ -1,4 +1,6 @@
-"""Open passages on disk (SQLite, ``state_dir/passages.db``), so a restart loses none.
+"""Open passages on disk (SQLite, ``state_dir/passages.db``), so a restart loses none;
+with ``store.url`` they are in PostgreSQL instead (``store_postgres``), behind the same
+``Store`` protocol and the same tests (tests/passages/test_store_contract.py).
 
 ``save`` runs before the acks of the messages whose reads changed the state (like the
 quarantine's flush), so a crash never leaves an acknowledged read unknown to the next
@@ -12,6 +14,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from pathlib import Path
+from typing import Protocol
 
 from monitor import logs, schema_version
 from monitor.passages.matcher import Changes, OpenKey, OpenPassage, Passage, ReadKey
@@ -43,6 +46,26 @@ MIGRATIONS: dict[int, schema_version.Step] = {
 }
 
 Released = tuple[str, str, int, float, bool]  # site, plate hash, exit ms, dwell s, inspected
+Loaded = tuple[dict[OpenKey, OpenPassage], dict[ReadKey, int], dict[OpenKey, Passage]]
+
+
+class Store(Protocol):
+    """What the tracker needs of a store of passages: SQLite's or PostgreSQL's."""
+
+    @property
+    def problem(self) -> str | None: ...
+
+    def load(self) -> Loaded: ...
+
+    def released(self, since_ms: int) -> list[Released]: ...
+
+    def save(self, changes: Changes, released: list[Passage], forget_before_ms: int) -> None: ...
+
+    async def asave(
+        self, changes: Changes, released: list[Passage], forget_before_ms: int
+    ) -> None: ...
+
+    def close(self) -> None: ...
 
 
 class PassageStore:
@@ -88,7 +111,7 @@ class PassageStore:
 
     # -- reading it back at start --
 
-    def load(self) -> tuple[dict[OpenKey, OpenPassage], dict[ReadKey, int], dict[OpenKey, Passage]]:
+    def load(self) -> Loaded:
         if self._db is None:
             return {}, {}, {}
         try:
@@ -151,6 +174,10 @@ class PassageStore:
             self.problem = None
         self._pending, self._released = Changes(), {}
 
+    async def asave(self, changes: Changes, released: list[Passage], forget_before_ms: int) -> None:
+        """``save``, on the loop: a local file, written as it always was (a WAL append)."""
+        self.save(changes, released, forget_before_ms)
+
     def _write(self, db: sqlite3.Connection) -> None:
         p = self._pending
         with db:  # one transaction: all or nothing
@@ -161,7 +188,7 @@ class PassageStore:
                 else:
                     db.execute(
                         "INSERT OR REPLACE INTO open_passages VALUES (?, ?, ?)",
-                        (site, h, json.dumps(_open_data(passage))),
+                        (site, h, json.dumps(open_data(passage))),
                     )
             for (site, h, area), ts in p.reads.items():
                 if ts is None:
@@ -179,7 +206,7 @@ class PassageStore:
                 else:
                     db.execute(
                         "INSERT OR REPLACE INTO closed VALUES (?, ?, ?)",
-                        (site, h, json.dumps(_passage_data(done))),
+                        (site, h, json.dumps(passage_data(done))),
                     )
             db.executemany(
                 "INSERT OR REPLACE INTO released VALUES (?, ?, ?, ?, ?)",
@@ -189,7 +216,7 @@ class PassageStore:
                 db.execute("DELETE FROM released WHERE exit_ms < ?", (self._forget_before,))
 
 
-def _open_data(p: OpenPassage) -> dict[str, object]:
+def open_data(p: OpenPassage) -> dict[str, object]:
     return {
         "site": p.site,
         "plate_hash": p.plate_hash,
@@ -200,7 +227,7 @@ def _open_data(p: OpenPassage) -> dict[str, object]:
     }
 
 
-def _passage_data(p: Passage) -> dict[str, object]:
+def passage_data(p: Passage) -> dict[str, object]:
     return {
         "site": p.site,
         "plate_hash": p.plate_hash,

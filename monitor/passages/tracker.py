@@ -14,6 +14,7 @@ from monitor.clock import Clock
 from monitor.config import Passages
 from monitor.model import Reading
 from monitor.passages.matcher import (
+    Changes,
     ExitWithoutEntry,
     LowConfidence,
     Matcher,
@@ -23,7 +24,7 @@ from monitor.passages.matcher import (
     Rules,
     Unmatched,
 )
-from monitor.passages.store import PassageStore
+from monitor.passages.store import Store
 from monitor.stats import Stats
 
 KEEP_RELEASED_MS = 2 * 86_400_000  # what the board's "today" may need, at the most
@@ -54,7 +55,7 @@ class Today:
 
 
 class PassageTracker:
-    def __init__(self, settings: Passages, store: PassageStore, stats: Stats, clock: Clock):
+    def __init__(self, settings: Passages, store: Store, stats: Stats, clock: Clock):
         self.store = store
         self._stats = stats
         self._clock = clock
@@ -91,10 +92,17 @@ class PassageTracker:
         return self._counted(self.matcher.expire(self._now_ms()))
 
     def save(self) -> None:
-        """Before the acks: what the reads since the last save changed, on disk."""
+        """What the reads since the last save changed, stored, on this thread."""
+        self.store.save(*self._taken())
+
+    async def asave(self) -> None:
+        """Before the acks: what the reads since the last save changed, stored (a store
+        across the network writes in a thread; this returns once it has)."""
+        await self.store.asave(*self._taken())
+
+    def _taken(self) -> tuple[Changes, list[Passage], int]:
         released, self._released = self._released, []
-        forget = self._now_ms() - KEEP_RELEASED_MS
-        self.store.save(self.matcher.changes(), released, forget)
+        return self.matcher.changes(), released, self._now_ms() - KEEP_RELEASED_MS
 
     def today(self) -> Today:
         now_ms = self._now_ms()

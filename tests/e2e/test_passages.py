@@ -181,3 +181,39 @@ def test_passages_without_a_plate_key_are_refused_at_start(tmp_path: Path) -> No
     assert proc.proc.wait(30) == 2
     assert "passages: plate reads need a secret plate key" in proc.log()
     proc.kill()
+
+
+async def test_with_a_shared_store_the_next_monitor_takes_over_the_open_passages(
+    configure: Callable[..., Config],
+    mosquitto: Mosquitto,
+    influxd: InfluxDB,
+    database: str,
+    postgres_url: str,
+    tmp_path: Path,
+) -> None:
+    """SPEC 8.1: with ``store.url`` the open passages are in PostgreSQL, not under the
+    state_dir: a monitor on another host (its own, empty state_dir) closes them."""
+    config = configure_passages(configure)
+    t0 = int(time.time() * 1000) - 3 * 3_600_000
+    pub = Publisher(mosquitto.port)
+    env = {"MONITOR_STORE__URL": postgres_url}
+    first = MonitorProcess(
+        tmp_path / "first.log", env={**env, "MONITOR_STATE_DIR": str(tmp_path / "a")}
+    )
+    await first.wait_log("event=mqtt.connected", timeout=30)
+    pub.publish_all([read("gate-in", PLATES[1], t0)])
+    await wait_for(lambda: metric(config, "messages_received") == 1, timeout=10)
+    assert first.terminate() == 0
+    assert not (tmp_path / "a" / "passages.db").exists()
+
+    second = MonitorProcess(
+        tmp_path / "second.log", env={**env, "MONITOR_STATE_DIR": str(tmp_path / "b")}
+    )
+    await second.wait_log("event=mqtt.connected", timeout=30)
+    pub.publish_all([read("gate-out", PLATES[1], t0 + 70 * MIN)])
+    await wait_for(lambda: len(passages(influxd, database)) == 1, timeout=15)
+    [passage] = passages(influxd, database)
+    assert passage["plate_hash"] == plate_hash(PLATES[1]) and passage["dwell_s"] == 70 * 60
+    assert metric(config, "exits_without_entry") == 0
+    assert second.terminate() == 0
+    pub.close()
