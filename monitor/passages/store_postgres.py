@@ -41,6 +41,7 @@ from typing import Any
 import psycopg
 
 from monitor import logs
+from monitor.config import store_where
 from monitor.errors import Fenced, StateVersionError, StoreUnavailable
 from monitor.passages.matcher import Changes, OpenPassage, Passage
 from monitor.passages.store import Loaded, Released, open_data, passage_data
@@ -114,6 +115,7 @@ class PostgresPassageStore:
         The connection is made again by the first write: a standby's view, which never
         writes, holds none."""
         self._url = url
+        self.where = store_where(url)  # for logs and errors: never the password
         self.fence = fence
         self._mono = mono
         self.problem: str | None = None
@@ -130,9 +132,9 @@ class PostgresPassageStore:
                 self._loaded: Loaded | None = _read_state(conn)
                 self._released = _read_released(conn)
         except psycopg.Error as e:
-            raise StoreUnavailable(_where(url), str(e).strip()) from None
+            raise StoreUnavailable(self.where, str(e).strip()) from None
         except (TypeError, ValueError) as e:  # rows that are no passage: not ours to drop
-            raise StoreUnavailable(_where(url), f"unreadable passages: {e}") from None
+            raise StoreUnavailable(self.where, f"unreadable passages: {e}") from None
 
     def _connect(self) -> psycopg.Connection[Any]:
         return psycopg.connect(
@@ -153,11 +155,11 @@ class PostgresPassageStore:
                 conn.execute("INSERT INTO passage_schema_version VALUES (%s)", (SCHEMA_VERSION,))
                 return
             if found > SCHEMA_VERSION:
-                raise StateVersionError(f"{_where(self._url)} (passages)", found, SCHEMA_VERSION)
+                raise StateVersionError(f"{self.where} (passages)", found, SCHEMA_VERSION)
             for step in range(found + 1, SCHEMA_VERSION + 1):
                 MIGRATIONS[step](conn)
                 conn.execute("UPDATE passage_schema_version SET version = %s", (step,))
-                log.info("store.migrated", store=f"{_where(self._url)} (passages)", schema=step)
+                log.info("store.migrated", store=f"{self.where} (passages)", schema=step)
 
     def close(self) -> None:
         """What waits is not written here (nor by SQLite's): the last save before the acks
@@ -172,7 +174,7 @@ class PostgresPassageStore:
             finally:
                 self._write_lock.release()
         if self._pending and not self.fenced:
-            log.error("passages.store_closed_with_pending", store=_where(self._url))
+            log.error("passages.store_closed_with_pending", store=self.where)
 
     def _close_conn(self) -> None:
         if self._conn is not None:
@@ -240,12 +242,12 @@ class PostgresPassageStore:
         except Fenced as e:  # not the leader: nothing of it written, ever (SPEC 8.1)
             self._put_back(batch)
             if not self.fenced:
-                log.warning("passages.store_fenced", store=_where(self._url), why=str(e))
+                log.warning("passages.store_fenced", store=self.where, why=str(e))
             self.fenced = True
-            self.problem = f"will not write {_where(self._url)}: {e}"
+            self.problem = f"will not write {self.where}: {e}"
             return False
         if self.problem is not None:
-            log.info("passages.store_recovered", store=_where(self._url))
+            log.info("passages.store_recovered", store=self.where)
             self.problem = None
         return True
 
@@ -276,9 +278,9 @@ class PostgresPassageStore:
             self._pending = batch.then(self._pending)
 
     def _failed(self, doing: str, e: Exception) -> None:
-        problem = f"{doing} {_where(self._url)}: {str(e).strip()}"
+        problem = f"{doing} {self.where}: {str(e).strip()}"
         if problem != self.problem:
-            log.error("passages.store_failing", store=_where(self._url), error=str(e).strip())
+            log.error("passages.store_failing", store=self.where, error=str(e).strip())
         self.problem = problem
         self._retry_at = self._mono() + RETRY_S
 
@@ -353,14 +355,3 @@ def _upsert(cur: psycopg.Cursor[Any], insert: str, delete: str, rows: dict[Any, 
         cur.executemany(insert, written)
     if deleted := [tuple(k) for k, v in rows.items() if v is None]:
         cur.executemany(delete, deleted)
-
-
-def _where(url: str) -> str:
-    """The database, for logs and errors: host, port and name, never the password (as
-    alerting's store says it; passages may not import alerting)."""
-    try:
-        info = psycopg.conninfo.conninfo_to_dict(url)
-    except psycopg.ProgrammingError:
-        return "postgresql (an invalid URL)"
-    host = info.get("host") or "localhost"
-    return f"postgresql://{host}:{info.get('port') or 5432}/{info.get('dbname') or ''}"
