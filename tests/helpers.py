@@ -12,7 +12,7 @@ import sys
 import time
 import urllib.parse
 import urllib.request
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -418,6 +418,15 @@ class SmallDisk:
         self._sudo = sudo
         self.filler = path / "filler"
 
+    @contextlib.contextmanager
+    def full(self) -> Iterator[None]:
+        """Full while inside, space given back after."""
+        self.fill()
+        try:
+            yield
+        finally:
+            self.free()
+
     def fill(self) -> None:
         with open(self.filler, "ab") as f:
             with contextlib.suppress(OSError):
@@ -490,3 +499,31 @@ class HeldProxy:
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(pump(reader, up_writer, gated=True))
                 tg.create_task(pump(up_reader, writer, gated=False))
+
+
+@contextlib.contextmanager
+def down(server: Any) -> Iterator[None]:
+    """A server of ours (``monitor.sim.devservers``) stopped while inside, started after."""
+    server.stop()
+    try:
+        yield
+    finally:
+        server.start()
+
+
+def api_call(port: int, path: str, token: str, body: object = None) -> tuple[int, Any]:
+    """The monitor's API: (status, JSON body); POST with a body; (0, None) while it is
+    not there."""
+    req = urllib.request.Request(
+        f"http://127.0.0.1:{port}{path}",
+        data=None if body is None else json.dumps(body).encode(),
+        method="GET" if body is None else "POST",
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=5) as r:
+            return r.status, json.load(r)
+    except urllib.error.HTTPError as e:
+        return e.code, json.load(e)
+    except (OSError, ValueError):
+        return 0, None

@@ -17,7 +17,7 @@ from monitor.alerting.store import KEEP_S, SqliteStore, Store
 from monitor.alerting.store.postgres import HISTORY, PostgresStore
 from monitor.model import Device
 from monitor.sim.devservers import Postgres
-from tests.helpers import ManualClock, SmallDisk
+from tests.helpers import ManualClock, SmallDisk, down
 
 T0 = 1_790_000_000.0
 HOOK = "webhook:http://h/x"
@@ -39,31 +39,17 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]
     if request.param == "sqlite":
         disk = SmallDisk(tmp_path / "disk")
 
-        @contextlib.contextmanager
-        def full() -> Iterator[None]:
-            disk.fill()
-            try:
-                yield
-            finally:
-                disk.free()
-
         try:
-            yield Backend("sqlite", lambda: SqliteStore(disk.path / "state.db", clock), full, clock)
+            yield Backend(
+                "sqlite", lambda: SqliteStore(disk.path / "state.db", clock), disk.full, clock
+            )
         finally:
             disk.unmount()
         return
     server: Postgres = request.getfixturevalue("postgres_server")
     url: str = request.getfixturevalue("postgres_url")
 
-    @contextlib.contextmanager
-    def down() -> Iterator[None]:
-        server.stop()
-        try:
-            yield
-        finally:
-            server.start()
-
-    yield Backend("postgres", lambda: PostgresStore(url, clock), down, clock)
+    yield Backend("postgres", lambda: PostgresStore(url, clock), lambda: down(server), clock)
 
 
 def alert(i: int, state: str = "firing", fired_at: float = T0) -> Alert:

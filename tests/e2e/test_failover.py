@@ -30,7 +30,7 @@ import yaml
 from aiohttp import web
 
 from monitor.sim.devservers import InfluxDB, Mosquitto, free_port
-from tests.helpers import MonitorProcess, Publisher, Webhook, device_topic, rows, wait_for
+from tests.helpers import MonitorProcess, Publisher, Webhook, api_call, device_topic, rows, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -40,19 +40,7 @@ SETTLE = 3.0  # app.TAKEOVER_SETTLE_S
 
 
 def call(port: int, path: str, body: object = None) -> tuple[int, Any]:
-    req = urllib.request.Request(
-        f"http://127.0.0.1:{port}{path}",
-        data=None if body is None else json.dumps(body).encode(),
-        method="GET" if body is None else "POST",
-        headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"},
-    )
-    try:
-        with urllib.request.urlopen(req, timeout=5) as r:
-            return r.status, json.load(r)
-    except urllib.error.HTTPError as e:
-        return e.code, json.load(e)
-    except (OSError, ValueError):
-        return 0, None
+    return api_call(port, path, TOKEN, body)
 
 
 def forwarded_again(port: int, path: str) -> int:

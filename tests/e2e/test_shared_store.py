@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -24,6 +22,7 @@ from tests.helpers import (
     Publisher,
     Talker,
     Webhook,
+    api_call,
     device_topic,
     rows,
     wait_for,
@@ -35,19 +34,7 @@ TOKEN = "store-token"
 
 
 def call(port: int, path: str, body: object = None) -> tuple[int, Any]:
-    req = urllib.request.Request(
-        f"http://127.0.0.1:{port}{path}",
-        data=None if body is None else json.dumps(body).encode(),
-        method="GET" if body is None else "POST",
-        headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"},
-    )
-    try:
-        with urllib.request.urlopen(req, timeout=5) as r:
-            return r.status, json.load(r)
-    except urllib.error.HTTPError as e:
-        return e.code, json.load(e)
-    except OSError:
-        return 0, None
+    return api_call(port, path, TOKEN, body)
 
 
 def with_password(server: Postgres, url: str, password: str) -> str:

@@ -26,7 +26,7 @@ from monitor.passages.store_postgres import PostgresPassageStore
 from monitor.passages.tracker import PassageTracker
 from monitor.sim.devservers import Postgres
 from monitor.stats import Stats
-from tests.helpers import ManualClock, SmallDisk
+from tests.helpers import ManualClock, SmallDisk, down
 from tests.passages.test_tracker import MIN, NOON_AKTAU, SETTINGS, plate_read
 
 T0_MS = int(NOON_AKTAU * 1000)
@@ -49,31 +49,22 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]
     if request.param == "sqlite":
         disk = SmallDisk(tmp_path / "disk")
 
-        @contextlib.contextmanager
-        def full() -> Iterator[None]:
-            disk.fill()
-            try:
-                yield
-            finally:
-                disk.free()
-
         try:
-            yield Backend("sqlite", lambda: PassageStore(disk.path / "passages.db"), full, clock)
+            yield Backend(
+                "sqlite", lambda: PassageStore(disk.path / "passages.db"), disk.full, clock
+            )
         finally:
             disk.unmount()
         return
     server: Postgres = request.getfixturevalue("postgres_server")
     url: str = request.getfixturevalue("postgres_url")
 
-    @contextlib.contextmanager
-    def down() -> Iterator[None]:
-        server.stop()
-        try:
-            yield
-        finally:
-            server.start()
-
-    yield Backend("postgres", lambda: PostgresPassageStore(url, mono=clock.monotonic), down, clock)
+    yield Backend(
+        "postgres",
+        lambda: PostgresPassageStore(url, mono=clock.monotonic),
+        lambda: down(server),
+        clock,
+    )
 
 
 def entered(plate: str, ms: int = T0_MS, **stages: int) -> OpenPassage:
