@@ -28,7 +28,7 @@ from monitor.alerting.service import AlertService
 from monitor.alerting.store import SqliteStore, Store
 from monitor.clock import Clock, Mark, SystemClock, wall_offset
 from monitor.config import Config, KnownNames
-from monitor.errors import Fenced, StoreUnavailable
+from monitor.errors import ConfigError, Fenced, StoreUnavailable
 from monitor.lifecycle import supervised
 from monitor.model import Device, DeviceKey, key_text
 from monitor.normalize.normalizer import Normalizer
@@ -42,7 +42,9 @@ from monitor.reload import (
     Reloader,
     channels_of,
     config_windows,
+    in_effect,
     remember_registry,
+    restart_needed,
 )
 from monitor.sink.batcher import Batcher
 from monitor.sink.influx import InfluxWriter
@@ -342,6 +344,8 @@ class Parts:
         changed of the edge nodes saved for the next run."""
         assert self.sparkplug is not None
         assert self.normalizer.sparkplug is not None
+        if self.lease is not None and not self.lease.valid():
+            return  # a leader cut off publishes nothing (SPEC 8.1)
         self.sparkplug.tick()
         self.store.save_sparkplug_nodes(self.normalizer.sparkplug.snapshots())
 
@@ -409,6 +413,8 @@ def build(
     leadership's, run in every write of the passages; ``with_passages``: False for a
     standby's view, which shows no passages."""
     instance = config.instance_name
+    # first: the one part that may find a group's database gone, before any file is open
+    open_passages = passage_store(config, fence) if config.passages and with_passages else None
     normalizer = Normalizer(config, clock)  # its clock read only once resumed (below)
     rulebook = RuleBook(config)
     try:
@@ -487,8 +493,8 @@ def build(
         stats,
     )
     passages = (
-        PassageTracker(config.passages, passage_store(config, fence), stats, clock)
-        if config.passages and with_passages
+        PassageTracker(config.passages, open_passages, stats, clock)
+        if config.passages is not None and open_passages is not None
         else None
     )
     ingest = Ingest(
@@ -552,9 +558,11 @@ def passage_store(config: Config, fence: Callable[[Any], None] | None) -> Passag
     them over), else in SQLite under state_dir. On the loop, before it serves anything."""
     if config.store.url is None:
         return PassageStore(config.state_dir / "passages.db")
-    from monitor.passages.store_postgres import PostgresPassageStore  # psycopg only when used
+    from monitor.ha.lease import session_options  # psycopg only when used
+    from monitor.passages.store_postgres import PostgresPassageStore
 
-    return PostgresPassageStore(config.store.url.get_secret_value(), fence)
+    session = session_options(config.ha.heartbeat, config.ha.failover)
+    return PostgresPassageStore(config.store.url.get_secret_value(), fence, session=session)
 
 
 @dataclass
@@ -718,18 +726,27 @@ async def run(
     return stats
 
 
+def on_sighup(fn: Callable[[], None]) -> None:
+    with contextlib.suppress(NotImplementedError):  # on the loop: reloads run there
+        asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, fn)
+
+
 async def lead(
     parts: Parts,
     stop: asyncio.Event,
     on_api: Callable[[Api], None] | None,
     load: Callable[[list[str]], Config] | None,
+    hup: asyncio.Event | None = None,
 ) -> None:
-    """Run these parts: the monitor, or the leader of its group (SPEC 8.1)."""
+    """Run these parts: the monitor, or the leader of its group (SPEC 8.1; ``hup``: the
+    group's SIGHUP, which the standby reads too)."""
     config = parts.config
     if load is not None:
         parts.reloader = Reloader(parts, load)
-        with contextlib.suppress(NotImplementedError):  # on the loop: reloads run there
-            asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, parts.reloader.wanted.set)
+        if hup is not None:  # a group's: one SIGHUP handler for every term
+            parts.reloader.wanted = hup
+        else:
+            on_sighup(parts.reloader.wanted.set)
     log.info(
         "monitor.starting",
         instance=config.instance_name,
@@ -754,6 +771,36 @@ async def lead(
     await serve(parts, stop, on_api, None if parts.lease is None else parts.lease.lost)
 
 
+@dataclass
+class Group:
+    """A group's monitor across its terms as leader and standby (SPEC 8.1): the config as
+    last read (a reload while leading or standing by holds for the next term too), and
+    the SIGHUP that asks for one."""
+
+    config: Config
+    load: Callable[[list[str]], Config] | None
+    hup: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def reload_standing_by(self) -> None:
+        """A standby's SIGHUP: the file read again, for the next term (what needs a
+        restart as it runs, as a leader's reload keeps it)."""
+        if not self.hup.is_set() or self.load is None:
+            return
+        self.hup.clear()
+        warnings: list[str] = []
+        try:
+            new = await asyncio.to_thread(self.load, warnings)
+        except (ConfigError, OSError) as e:
+            log.error("config.reload_refused", error=str(e)[:500], kept="the running config")
+            return
+        for warning in warnings:
+            log.warning("config.warning", problem=warning)
+        for setting in restart_needed(self.config, new):
+            log.warning("config.restart_needed", setting=setting, kept="the running value")
+        self.config = in_effect(self.config, new)
+        log.info("config.reloaded", role="standby")
+
+
 async def run_in_group(
     config: Config,
     stop: asyncio.Event,
@@ -772,8 +819,11 @@ async def run_in_group(
     ha = config.ha
     lease = Lease(url, config.mqtt.client_id, ha.heartbeat, ha.failover, api=api_url(config))
     session = session_options(ha.heartbeat, ha.failover)
+    group = Group(config, load)
+    if load is not None:
+        on_sighup(group.hup.set)
     try:
-        while await stand_by(config, clock, stats, lease, stop):
+        while await stand_by(group, clock, stats, lease, stop):
             try:
                 store = await asyncio.to_thread(
                     functools.partial(
@@ -785,7 +835,7 @@ async def run_in_group(
                 await asyncio.to_thread(lease.release)
                 continue
             try:  # the passages' store is read here (on the loop: nothing else runs yet)
-                parts = build(config, clock, stats, store, lease.fence)
+                parts = build(group.config, clock, stats, store, lease.fence)
             except StoreUnavailable as e:
                 log.error("store.unavailable", store=e.where, error=e.reason)
                 store.close()
@@ -793,9 +843,12 @@ async def run_in_group(
                 continue
             parts.lease, parts.takeover = lease, True
             parts.notifier.may_send = parts.source.may_connect = lease.valid
-            parts.sink.may_write = lease.may_ingest
+            # cut off from the database, it ingests on only while the broker keeps the
+            # connection it had: a standby that took over makes the broker drop it
+            parts.sink.may_write = functools.partial(_may_write, lease, parts.stats)
             store.on_written = parts.notifier.wake
-            await lead(parts, stop, on_api, load)
+            await lead(parts, stop, on_api, load, group.hup)
+            group.config = parts.config  # as a reload left it
             if stop.is_set():  # a clean stop: a standby takes over at once
                 await asyncio.to_thread(lease.release)
                 return
@@ -803,12 +856,16 @@ async def run_in_group(
         await asyncio.to_thread(lease.close)
 
 
+def _may_write(lease: Lease, stats: Stats) -> bool:
+    return lease.valid() or (lease.may_ingest() and stats.broker_connected)
+
+
 def _refuse(cur: object) -> None:
     raise Fenced("a standby", None)
 
 
 async def stand_by(
-    config: Config, clock: Clock, stats: Stats, lease: Lease, stop: asyncio.Event
+    group: Group, clock: Clock, stats: Stats, lease: Lease, stop: asyncio.Event
 ) -> bool:
     """Until this monitor takes the leadership (True) or is stopped (False): the board
     and the read-only API served from the shared store, read again every ``ha.heartbeat``;
@@ -817,6 +874,7 @@ async def stand_by(
     from monitor.alerting.store.postgres import PostgresStore
     from monitor.ha.lease import session_options
 
+    config = group.config
     assert config.store.url is not None
     url = config.store.url.get_secret_value()
     state = Standing()
@@ -857,6 +915,7 @@ async def stand_by(
                 state.problem = str(e)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), config.ha.heartbeat)
+            await group.reload_standing_by()
     return False
 
 

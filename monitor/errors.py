@@ -99,10 +99,17 @@ class Fenced(MonitorError):
     """A write or a notification by a monitor that no longer leads (SPEC 8.1): another
     holds the leadership with a newer epoch, or this one's lease ran out."""
 
-    def __init__(self, name: str, epoch: int | None) -> None:
-        super().__init__(f"{name}: not the leader any more (epoch {epoch})")
+    def __init__(self, name: str, epoch: int | None, final: bool = True) -> None:
+        super().__init__(
+            f"{name}: not the leader any more (epoch {epoch})"
+            if final
+            else f"{name}: the lease of epoch {epoch} is not renewed yet"
+        )
         self.name = name
         self.epoch = epoch
+        # final: the term is over (another holds the row): what its parts kept is never
+        # written; else only the deadline passed (cut off), and a renewal lets it through
+        self.final = final
 
 
 class StoreOwnedError(MonitorError):

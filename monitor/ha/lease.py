@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -103,6 +104,7 @@ class Lease:
         self.epoch: int | None = None  # while this process holds the row
         self._valid_until = 0.0
         self._conn: psycopg.Connection[Any] | None = None
+        self._lock = threading.Lock()  # the connection, one statement at a time
         self.lost = asyncio.Event()  # set when leadership ends (not by ``release``)
         self._loop: asyncio.AbstractEventLoop | None = None  # where ``lost`` is set
         self.cut_off = False  # leading past the deadline: the database does not answer
@@ -156,7 +158,7 @@ class Lease:
 
     # -- taking, keeping and giving it up --
 
-    def acquire(self) -> bool:
+    def _acquire(self) -> bool:
         """Take the row if nobody holds it or its holder has not renewed it within
         ``failover``; True if this process leads now (a new epoch)."""
         began = self._mono()
@@ -190,7 +192,7 @@ class Lease:
         log.info("ha.leading", group=self.name, holder=self.holder, epoch=self.epoch)
         return True
 
-    def renew(self) -> bool:
+    def _renew(self) -> bool:
         """Keep the row; False (and ``lost`` set) if another holder has it now. A
         database that does not answer raises ``StoreUnavailable``: the deadline then
         decides."""
@@ -216,7 +218,7 @@ class Lease:
         self._held_from(began)
         return True
 
-    def release(self) -> None:
+    def _release(self) -> None:
         """A clean stop: the row is left for a standby to take at once, not after
         ``failover``."""
         if self.epoch is None:
@@ -231,6 +233,28 @@ class Lease:
         except (psycopg.Error, StoreUnavailable) as e:
             log.warning("ha.release_failed", group=self.name, error=str(e))
         log.info("ha.released", group=self.name, epoch=epoch)
+
+    def acquire(self) -> bool:
+        """Take the row if nobody holds it or its holder has not renewed it within
+        ``failover``; True if this process leads now (a new epoch)."""
+        with self._lock:
+            return self._acquire()
+
+    def renew(self) -> bool:
+        """Keep the row; False (and ``lost`` set) if another holder has it now; raises
+        ``StoreUnavailable`` when the database does not answer."""
+        with self._lock:
+            return self._renew()
+
+    def release(self) -> None:
+        """A clean stop: the row is left for a standby to take at once."""
+        with self._lock:
+            self._release()
+
+    def holder_now(self) -> tuple[str, int, str | None] | None:
+        """Who leads (holder, epoch, api), as the row says; None if nobody does."""
+        with self._lock:
+            return self._holder_now()
 
     def _step_down(self, why: str) -> None:
         if self.epoch is not None:
@@ -247,8 +271,10 @@ class Lease:
         process still holds the row with its epoch (which it keeps locked until the
         write commits)."""
         epoch = self.epoch
-        if epoch is None or not self.valid():
+        if epoch is None:
             raise Fenced(self.name, epoch)
+        if not self.valid():
+            raise Fenced(self.name, epoch, final=False)
         row = cur.execute(
             "SELECT epoch FROM leadership WHERE name = %s AND holder = %s AND epoch = %s FOR SHARE",
             (self.name, self.holder, epoch),
@@ -257,7 +283,7 @@ class Lease:
             self._step_down("fenced: another leader's epoch")
             raise Fenced(self.name, epoch)
 
-    def holder_now(self) -> tuple[str, int, str | None] | None:
+    def _holder_now(self) -> tuple[str, int, str | None] | None:
         """Who leads (holder, epoch, api), as the row says; None if nobody does."""
         try:
             row = (
@@ -281,11 +307,14 @@ class Lease:
         the row is another's. Past the deadline with no answer from the database, lead on
         cut off (``may_ingest``), until it answers."""
         self._loop = asyncio.get_running_loop()
+        renewal: asyncio.Future[bool] | None = None
         while self.epoch is not None:
             began = self._mono()
+            if renewal is None or renewal.done():  # one in its thread at a time
+                renewal = asyncio.ensure_future(asyncio.to_thread(self.renew))
             try:
                 async with asyncio.timeout(self.heartbeat):  # a renewal that hangs is none
-                    await asyncio.to_thread(self.renew)
+                    await asyncio.shield(renewal)
             except (TimeoutError, StoreUnavailable) as e:
                 why = e.reason if isinstance(e, StoreUnavailable) else "no answer in time"
                 if not self.valid() and not self.cut_off and self.epoch is not None:

@@ -108,6 +108,7 @@ class PostgresPassageStore:
         fence: Fence | None = None,
         *,
         mono: Callable[[], float] = time.monotonic,
+        session: dict[str, Any] | None = None,
     ) -> None:
         """Bring the schema up to date and read the state; raises ``StoreUnavailable``
         if the database cannot be reached (a leader cannot take over from nothing: its
@@ -115,11 +116,18 @@ class PostgresPassageStore:
         The connection is made again by the first write: a standby's view, which never
         writes, holds none."""
         self._url = url
+        # libpq settings of a group's monitor (``lease.session_options``): no transaction
+        # of a frozen leader holds the lease row past the deadline
+        self._session = session or {
+            "connect_timeout": CONNECT_TIMEOUT_S,
+            "options": f"-c statement_timeout={STATEMENT_TIMEOUT_MS}",
+        }
         self.where = store_where(url)  # for logs and errors: never the password
         self.fence = fence
         self._mono = mono
         self.problem: str | None = None
         self.fenced = False  # a write was refused: this monitor does not lead (SPEC 8.1)
+        self.term_over = False  # ... nor will with these parts: nothing is written again
         self._retry_at = 0.0
         self._write_lock = threading.Lock()  # one write at a time, on the connection
         self._take_lock = threading.Lock()  # _pending: added to on the loop, taken by writes
@@ -137,12 +145,12 @@ class PostgresPassageStore:
             raise StoreUnavailable(self.where, f"unreadable passages: {e}") from None
 
     def _connect(self) -> psycopg.Connection[Any]:
-        return psycopg.connect(
-            self._url,
-            connect_timeout=CONNECT_TIMEOUT_S,
-            options=f"-c statement_timeout={STATEMENT_TIMEOUT_MS}",
-            application_name="customs-monitor passages",
-        )
+        try:
+            return psycopg.connect(
+                self._url, application_name="customs-monitor passages", **self._session
+            )
+        except psycopg.ProgrammingError:  # libpq quotes what it could not read: the secret
+            raise StoreUnavailable(self.where, "libpq cannot read store.url") from None
 
     def _migrate(self, conn: psycopg.Connection[Any]) -> None:
         with conn.transaction():
@@ -227,7 +235,7 @@ class PostgresPassageStore:
     def _write_pending(self) -> bool:
         if not self._pending:
             return True
-        if self._closed or self.fenced:  # a fenced one holds a past leader's changes
+        if self._closed or self.term_over:  # a past term's changes: never written
             return False
         if self.problem is not None and self._mono() < self._retry_at:
             return False  # a database that failed: not every batch waits for it again
@@ -239,20 +247,23 @@ class PostgresPassageStore:
             self._put_back(batch)
             self._failed("cannot write", e)
             return False
-        except Fenced as e:  # not the leader: nothing of it written, ever (SPEC 8.1)
-            self._put_back(batch)
+        except Fenced as e:  # not the leader now: nothing of it written (SPEC 8.1)
+            self._put_back(batch)  # a leader cut off leads on once the database answers
             if not self.fenced:
                 log.warning("passages.store_fenced", store=self.where, why=str(e))
             self.fenced = True
+            self.term_over = self.term_over or e.final
             self.problem = f"will not write {self.where}: {e}"
+            self._retry_at = self._mono() + RETRY_S
             return False
+        self.fenced = False
         if self.problem is not None:
             log.info("passages.store_recovered", store=self.where)
             self.problem = None
         return True
 
     def _transaction(self, batch: _Batch) -> None:
-        """``batch`` in one transaction, the fence first. A connection that broke since
+        """``batch`` in one transaction, the fence last. A connection that broke since
         the last write (the server restarted) is replaced, and the write tried once more
         on the new one. Writing a batch again is harmless (upserts and deletes by key):
         one that did commit before its connection broke lands on itself."""
@@ -262,9 +273,9 @@ class PostgresPassageStore:
                 self._conn = self._connect()
             try:
                 with self._conn.transaction(), self._conn.cursor() as cur:
-                    if self.fence is not None:
-                        self.fence(cur)
                     _write(cur, batch)
+                    if self.fence is not None:  # last: the lease row locked for the commit only
+                        self.fence(cur)
                 return
             except psycopg.Error:
                 if self._conn.broken:

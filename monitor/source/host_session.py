@@ -26,6 +26,7 @@ from monitor.backoff import backoff_delay
 from monitor.clock import Clock
 from monitor.config import MQTT
 from monitor.errors import BrokerError
+from monitor.lifecycle import always, leading
 from monitor.source import wire
 from monitor.source.connection import Connection, keep_alive, reply
 from monitor.source.inbox import Inbox
@@ -73,6 +74,7 @@ class HostSession:
         self.conn: Connection | None = None
         self.connected = False
         self.refused: dict[str, str] = {}
+        self.may_connect: Callable[[], bool] = always  # the source's (SPEC 8.1)
 
     async def run(self) -> None:
         """Connect, stay connected, reconnect with jittered backoff; until cancelled."""
@@ -80,6 +82,8 @@ class HostSession:
         attempt = 0
         last_error = ""
         while True:
+            # SPEC 8.1: no new connection without the lease (it would throw the leader's off)
+            await leading(self.may_connect)
             try:
                 conn, keepalive = await self._connect()
             except BrokerError as e:

@@ -120,7 +120,7 @@ class MqttSource(Resource):
         last_words: Callable[[], Words],
     ) -> HostSession:
         """A second connection with a clean session of its own, into the same inbox."""
-        self.host = HostSession(
+        self.host = host = HostSession(
             self._config,
             client_id,
             subscriptions,
@@ -135,7 +135,8 @@ class MqttSource(Resource):
             limit=self._limit,
             rng=self._rng,
         )
-        return self.host
+        host.may_connect = lambda: self.may_connect()  # set by the wiring after this
+        return host
 
     def _next_generation(self) -> int:
         """Generations are unique across both connections: an ack finds its own."""

@@ -364,3 +364,31 @@ async def test_a_device_silent_across_the_failover_keeps_its_own_deadline(
         assert timeout - HEARTBEAT - 1 <= told - silent <= timeout + 2, told - silent
         assert firings([b.webhook], "xs-a") == firings([b.webhook], "xs-c") == []
         assert second.terminate() == 0
+
+
+async def test_a_standby_takes_a_reload_for_its_term(
+    pair: tuple[Path, Node, Node],
+    tmp_path: Path,
+    postgres_url: str,
+) -> None:
+    """SIGHUP (`systemctl reload`) on a standby reads the file for when it leads; it
+    neither dies of it nor starts leading."""
+    path, a, b = pair
+    first = await start(a, tmp_path, path, postgres_url)
+    await first.wait_log("mqtt.connected")
+    second = await start(b, tmp_path, path, postgres_url)
+    await second.wait_log("monitor.standing_by")
+    cfg = yaml.safe_load(path.read_text())
+    cfg["devices"].append({"id": "xs-new", "kind": "xray_scanner", "site": "aktau", "area": "x"})
+    path.write_text(yaml.safe_dump(cfg))
+    second.proc.send_signal(signal.SIGHUP)
+    await second.wait_log("config.reloaded")
+    assert second.proc.poll() is None and role(b.port) == "standby"
+    first.proc.send_signal(signal.SIGKILL)
+    first.proc.wait()
+    await wait_for(lambda: role(b.port) == "leader", timeout=FAILOVER + 10)
+    await wait_for(
+        lambda: "xs-new" in {d["device"] for d in call(b.port, "/api/devices")[1]["devices"]},
+        timeout=10,
+    )  # the reloaded registry leads
+    assert second.terminate() == 0

@@ -249,6 +249,30 @@ def test_a_fenced_save_writes_nothing_and_the_next_leader_finds_the_state_before
 
 
 @pytest.mark.integration
+def test_a_save_refused_while_cut_off_is_written_once_the_lease_is_renewed(
+    postgres_url: str,
+) -> None:
+    """Past its deadline a leader writes nothing; the database answering with its own
+    epoch (nobody could take over meanwhile), what waited is written."""
+    now = [1000.0]
+    a = Lease(postgres_url, "monitor-aktau", 5, 20, holder="a", mono=lambda: now[0])
+    assert a.acquire()
+    store = PostgresPassageStore(postgres_url, a.fence, mono=lambda: now[0])
+    now[0] += 16  # past failover - heartbeat: cut off
+    store.save(opened(entered("a")), [], 0)
+    assert store.problem is not None and not store.term_over
+    assert a.renew() and a.valid()  # the same epoch
+    now[0] += 6  # past the retry pacing
+    store.save(Changes(), [], 0)
+    assert store.problem is None
+    store.close()
+    again = PostgresPassageStore(postgres_url)
+    assert again.load()[0] == {("aktau", "a"): entered("a")}
+    again.close()
+    a.close()
+
+
+@pytest.mark.integration
 def test_passages_live_beside_alerting_with_a_schema_version_of_their_own(
     postgres_url: str,
 ) -> None:

@@ -164,6 +164,7 @@ class PostgresStore(Resource):
         }
         self.problem: str | None = None
         self.fenced = False  # the last write was refused: this monitor does not lead
+        self.term_over = False  # ... and will not with these parts: nothing is written
         self.on_written: Callable[[], None] | None = None  # notifications committed
         self._unwritten: set[int] = set()  # outbox ids not committed yet
         self._retry_at = 0.0
@@ -360,6 +361,8 @@ class PostgresStore(Resource):
         return False
 
     def _write(self, batch: _Changes) -> bool:
+        if self.term_over:  # a past term's changes, never over the next leader's
+            return False
         with self._lock:
             try:
                 if self._conn is None or self._conn.closed:
@@ -377,6 +380,7 @@ class PostgresStore(Resource):
                 if not self.fenced:
                     log.warning("store.fenced", store=self.where, why=str(e))
                 self.fenced = True
+                self.term_over = self.term_over or e.final
                 self.problem = f"will not write {self.where}: {e}"
                 self._retry_at = self._clock.monotonic() + RETRY_S
                 return False
