@@ -28,7 +28,7 @@ from monitor.alerting.service import AlertService
 from monitor.alerting.store import SqliteStore, Store
 from monitor.clock import Clock, Mark, SystemClock, wall_offset
 from monitor.config import Config, KnownNames
-from monitor.errors import ConfigError, Fenced, StoreUnavailable
+from monitor.errors import StoreUnavailable
 from monitor.lifecycle import supervised
 from monitor.model import Device, DeviceKey, key_text
 from monitor.normalize.normalizer import Normalizer
@@ -43,6 +43,7 @@ from monitor.reload import (
     channels_of,
     config_windows,
     in_effect,
+    read_again,
     remember_registry,
     restart_needed,
 )
@@ -558,11 +559,10 @@ def passage_store(config: Config, fence: Callable[[Any], None] | None) -> Passag
     them over), else in SQLite under state_dir. On the loop, before it serves anything."""
     if config.store.url is None:
         return PassageStore(config.state_dir / "passages.db")
-    from monitor.ha.lease import session_options  # psycopg only when used
-    from monitor.passages.store_postgres import PostgresPassageStore
+    from monitor.passages.store_postgres import PostgresPassageStore  # psycopg only when used
 
-    session = session_options(config.ha.heartbeat, config.ha.failover)
-    return PostgresPassageStore(config.store.url.get_secret_value(), fence, session=session)
+    url = config.store.url.get_secret_value()
+    return PostgresPassageStore(url, fence, session=config.ha.session())
 
 
 @dataclass
@@ -787,14 +787,8 @@ class Group:
         if not self.hup.is_set() or self.load is None:
             return
         self.hup.clear()
-        warnings: list[str] = []
-        try:
-            new = await asyncio.to_thread(self.load, warnings)
-        except (ConfigError, OSError) as e:
-            log.error("config.reload_refused", error=str(e)[:500], kept="the running config")
+        if (new := await read_again(self.load)) is None:
             return
-        for warning in warnings:
-            log.warning("config.warning", problem=warning)
         for setting in restart_needed(self.config, new):
             log.warning("config.restart_needed", setting=setting, kept="the running value")
         self.config = in_effect(self.config, new)
@@ -812,13 +806,13 @@ async def run_in_group(
     """One of the monitors that share ``store.url`` (SPEC 8.1): stand by until the
     leadership is free, lead while it holds, stand by again once it is another's."""
     from monitor.alerting.store.postgres import PostgresStore  # psycopg only when used
-    from monitor.ha.lease import Lease, session_options
+    from monitor.ha.lease import Lease
 
     assert config.store.url is not None
     url = config.store.url.get_secret_value()
     ha = config.ha
     lease = Lease(url, config.mqtt.client_id, ha.heartbeat, ha.failover, api=api_url(config))
-    session = session_options(ha.heartbeat, ha.failover)
+    session = ha.session()
     group = Group(config, load)
     if load is not None:
         on_sighup(group.hup.set)
@@ -860,10 +854,6 @@ def _may_write(lease: Lease, stats: Stats) -> bool:
     return lease.valid() or (lease.may_ingest() and stats.broker_connected)
 
 
-def _refuse(cur: object) -> None:
-    raise Fenced("a standby", None)
-
-
 async def stand_by(
     group: Group, clock: Clock, stats: Stats, lease: Lease, stop: asyncio.Event
 ) -> bool:
@@ -872,18 +862,16 @@ async def stand_by(
     changes forwarded to the leader; /health 200 with ``role: standby``. Nothing is
     connected to the broker, written to InfluxDB or sent."""
     from monitor.alerting.store.postgres import PostgresStore
-    from monitor.ha.lease import session_options
 
     config = group.config
     assert config.store.url is not None
     url = config.store.url.get_secret_value()
     state = Standing()
     # served at once, the database there or not: /health says why it is not
-    session = session_options(config.ha.heartbeat, config.ha.failover)
     store = PostgresStore(
-        url, clock, _refuse, connect=False, read_only=True, group=lease.name, session=session
+        url, clock, connect=False, read_only=True, group=lease.name, session=config.ha.session()
     )
-    view = build(config, clock, stats, store, _refuse, with_passages=False)
+    view = build(config, clock, stats, store, with_passages=False)
     view.standing = state
     view.api.forward = forwarder(lambda: state.leader_api, api_url(config))
     async with contextlib.AsyncExitStack() as stack:

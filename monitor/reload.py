@@ -156,22 +156,9 @@ class Reloader:
             await self.reload()
 
     async def reload(self) -> Reloaded | None:
-        """Read the file (in a thread: the loop goes on meanwhile), then apply it on the
-        loop in one step; None if it was refused."""
-        warnings: list[str] = []
-        try:
-            new = await asyncio.to_thread(self._load, warnings)
-        except ConfigError as e:
-            log.error("config.reload_refused", problems=len(e.problems), kept="the running config")
-            for problem in e.problems:
-                log.error("config.problem", problem=problem)
-            return None
-        except OSError as e:
-            log.error("config.reload_refused", error=str(e), kept="the running config")
-            return None
-        for warning in warnings:
-            log.warning("config.warning", problem=warning)
-        return self.apply(new)
+        """Read the file, then apply it on the loop in one step; None if it was refused."""
+        new = await read_again(self._load)
+        return None if new is None else self.apply(new)
 
     def apply(self, new: Config) -> Reloaded | None:
         """Build the new parts, then swap them in; nothing awaits in between."""
@@ -187,6 +174,25 @@ class Reloader:
             )
             return None
         return plan.swap()
+
+
+async def read_again(load: Callable[[list[str]], Config]) -> Config | None:
+    """The config file read again, in a thread (the loop goes on meanwhile); None, each
+    problem said in the log, if it does not validate."""
+    warnings: list[str] = []
+    try:
+        new = await asyncio.to_thread(load, warnings)
+    except ConfigError as e:
+        log.error("config.reload_refused", problems=len(e.problems), kept="the running config")
+        for problem in e.problems:
+            log.error("config.problem", problem=problem)
+        return None
+    except OSError as e:
+        log.error("config.reload_refused", error=str(e), kept="the running config")
+        return None
+    for warning in warnings:
+        log.warning("config.warning", problem=warning)
+    return new
 
 
 def remember_registry(store: Store, registry: Iterable[DeviceKey]) -> None:

@@ -57,6 +57,9 @@ from monitor.config.connections import (
     StoreSettings as StoreSettings,
 )
 from monitor.config.connections import (
+    store_session as store_session,
+)
+from monitor.config.connections import (
     store_where as store_where,
 )
 from monitor.config.connections import (

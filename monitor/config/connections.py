@@ -6,7 +6,7 @@ import re
 import ssl
 import urllib.parse
 from pathlib import Path
-from typing import Annotated, Literal, Self
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import (
     Field,
@@ -223,3 +223,24 @@ def store_where(url: str) -> str:
     parts = urllib.parse.urlsplit(url)
     hosts = parts.netloc.rpartition("@")[2] or "localhost"
     return f"postgresql://{hosts}{parts.path}"
+
+
+STORE_CONNECT_TIMEOUT_S = 3
+
+
+def store_session(heartbeat: float = 5.0, failover: float = 20.0) -> dict[str, Any]:
+    """libpq settings of every connection of a group's monitor (SPEC 8.1; ``ha``'s
+    heartbeat and failover): no statement, and no transaction left idle (a leader frozen
+    inside one), outlives the lease's deadline, and a peer that vanished (power, a cable)
+    is noticed by TCP within it too."""
+    deadline_ms = max(1, int((failover - heartbeat) * 1000))
+    return {
+        "connect_timeout": STORE_CONNECT_TIMEOUT_S,
+        "keepalives": 1,
+        "keepalives_idle": max(1, int(heartbeat)),
+        "keepalives_interval": max(1, int(heartbeat / 2)),
+        "keepalives_count": 3,
+        "tcp_user_timeout": deadline_ms,
+        "options": f"-c idle_in_transaction_session_timeout={deadline_ms}"
+        f" -c statement_timeout={deadline_ms} -c lock_timeout={deadline_ms}",
+    }

@@ -2,10 +2,11 @@
 the shared store) and ``heartbeat`` (the dead man's switch)."""
 
 import urllib.parse
-from typing import Self
+from typing import Any, Self
 
 from pydantic import field_validator, model_validator
 
+from monitor.config.connections import store_session
 from monitor.config.values import Interval, Section
 
 
@@ -27,6 +28,10 @@ class HA(Section):
                 " failover - heartbeat after its last renewal, before a standby takes over"
             )
         return self
+
+    def session(self) -> dict[str, Any]:
+        """The libpq settings of this group's connections (``store_session``)."""
+        return store_session(self.heartbeat, self.failover)
 
     @field_validator("api_url")
     @classmethod

@@ -39,7 +39,7 @@ from typing import Any
 import psycopg
 
 from monitor import logs
-from monitor.config import store_where
+from monitor.config import store_session, store_where
 from monitor.errors import Fenced, StoreUnavailable
 
 log = logs.get(__name__)
@@ -49,28 +49,10 @@ CREATE TABLE IF NOT EXISTS leadership (
     name TEXT PRIMARY KEY, holder TEXT NOT NULL, epoch BIGINT NOT NULL,
     renewed TIMESTAMPTZ NOT NULL, api TEXT);
 """
-CONNECT_TIMEOUT_S = 3
 
 
 def boottime() -> float:
     return time.clock_gettime(time.CLOCK_BOOTTIME)
-
-
-def session_options(heartbeat: float, failover: float) -> dict[str, Any]:
-    """libpq settings of every connection of a group's monitor: no statement, and no
-    transaction left idle (a leader frozen inside one), outlives the lease's deadline, and
-    a peer that vanished (power, a cable) is noticed by TCP within it too."""
-    deadline_ms = max(1, int((failover - heartbeat) * 1000))
-    return {
-        "connect_timeout": CONNECT_TIMEOUT_S,
-        "keepalives": 1,
-        "keepalives_idle": max(1, int(heartbeat)),
-        "keepalives_interval": max(1, int(heartbeat / 2)),
-        "keepalives_count": 3,
-        "tcp_user_timeout": deadline_ms,
-        "options": f"-c idle_in_transaction_session_timeout={deadline_ms}"
-        f" -c statement_timeout={deadline_ms} -c lock_timeout={deadline_ms}",
-    }
 
 
 def holder_id() -> str:
@@ -115,7 +97,7 @@ class Lease:
         if self._conn is None or self._conn.closed or self._conn.broken:
             self.close()
             try:
-                options = session_options(self.heartbeat, self.failover)
+                options = store_session(self.heartbeat, self.failover)
                 # a renewal that hangs is no renewal: the deadline must not wait for it
                 options["options"] += f" -c statement_timeout={int(self.heartbeat * 1000) or 1}"
                 self._conn = psycopg.connect(
@@ -159,8 +141,6 @@ class Lease:
     # -- taking, keeping and giving it up --
 
     def _acquire(self) -> bool:
-        """Take the row if nobody holds it or its holder has not renewed it within
-        ``failover``; True if this process leads now (a new epoch)."""
         began = self._mono()
         try:
             row = (
@@ -193,9 +173,6 @@ class Lease:
         return True
 
     def _renew(self) -> bool:
-        """Keep the row; False (and ``lost`` set) if another holder has it now. A
-        database that does not answer raises ``StoreUnavailable``: the deadline then
-        decides."""
         if self.epoch is None:
             return False
         began = self._mono()
@@ -219,8 +196,6 @@ class Lease:
         return True
 
     def _release(self) -> None:
-        """A clean stop: the row is left for a standby to take at once, not after
-        ``failover``."""
         if self.epoch is None:
             return
         epoch, self.epoch = self.epoch, None
@@ -284,7 +259,6 @@ class Lease:
             raise Fenced(self.name, epoch)
 
     def _holder_now(self) -> tuple[str, int, str | None] | None:
-        """Who leads (holder, epoch, api), as the row says; None if nobody does."""
         try:
             row = (
                 self._db()

@@ -41,7 +41,7 @@ from typing import Any
 import psycopg
 
 from monitor import logs
-from monitor.config import store_where
+from monitor.config import store_session, store_where
 from monitor.errors import Fenced, StateVersionError, StoreUnavailable
 from monitor.passages.matcher import Changes, OpenPassage, Passage
 from monitor.passages.store import Loaded, Released, open_data, passage_data
@@ -69,9 +69,6 @@ CREATE INDEX IF NOT EXISTS passage_released_exit ON passage_released (exit_ms);
 # turns a database of version n - 1 into one of version n; a newer one is refused.
 SCHEMA_VERSION = 1
 MIGRATIONS: dict[int, Callable[[psycopg.Connection[Any]], None]] = {}
-CONNECT_TIMEOUT_S = 5
-# A write that takes longer is abandoned (and tried again): the acks wait for it.
-STATEMENT_TIMEOUT_MS = 10_000
 RETRY_S = 5.0  # while the database fails, a write is tried at most this often
 
 Fence = Callable[[psycopg.Cursor[Any]], None]
@@ -116,12 +113,9 @@ class PostgresPassageStore:
         The connection is made again by the first write: a standby's view, which never
         writes, holds none."""
         self._url = url
-        # libpq settings of a group's monitor (``lease.session_options``): no transaction
+        # libpq settings of a group's monitor (``store_session``): no transaction
         # of a frozen leader holds the lease row past the deadline
-        self._session = session or {
-            "connect_timeout": CONNECT_TIMEOUT_S,
-            "options": f"-c statement_timeout={STATEMENT_TIMEOUT_MS}",
-        }
+        self._session = session or store_session()
         self.where = store_where(url)  # for logs and errors: never the password
         self.fence = fence
         self._mono = mono
@@ -214,7 +208,8 @@ class PostgresPassageStore:
         and this returns once they are written (or kept for later). Cancelled, the thread
         still ends what it began, and keeps what it could not write."""
         self._take(changes, released, forget_before_ms)
-        await asyncio.to_thread(self._write)
+        if self._pending:  # most batches carry no plate read: no thread for them
+            await asyncio.to_thread(self._write)
 
     def _take(self, changes: Changes, released: list[Passage], forget_before_ms: int) -> None:
         rows = {(p.site, p.plate_hash, p.exit_ms): _released_row(p) for p in released}

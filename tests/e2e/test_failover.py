@@ -136,6 +136,18 @@ async def start(node: Node, tmp_path: Path, path: Path, store_url: str) -> Monit
     return node.proc
 
 
+async def leader_and_standby(
+    a: Node, b: Node, tmp_path: Path, path: Path, store_url: str
+) -> tuple[MonitorProcess, MonitorProcess]:
+    """``a`` started first, leading and connected; then ``b``, standing by."""
+    first = await start(a, tmp_path, path, store_url)
+    await first.wait_log("ha.leading")
+    await first.wait_log("mqtt.connected")
+    second = await start(b, tmp_path, path, store_url)
+    await second.wait_log("monitor.standing_by")
+    return first, second
+
+
 @pytest.fixture
 def pair(
     alert_config: Callable[..., Path],
@@ -158,11 +170,7 @@ async def test_a_killed_leader_is_replaced_and_nobody_notices(
 ) -> None:
     path, a, b = pair
     async with a.webhook.serving(), b.webhook.serving():
-        first = await start(a, tmp_path, path, postgres_url)
-        await first.wait_log("ha.leading")
-        await first.wait_log("mqtt.connected")
-        second = await start(b, tmp_path, path, postgres_url)
-        await second.wait_log("monitor.standing_by")
+        first, second = await leader_and_standby(a, b, tmp_path, path, postgres_url)
         await wait_for(lambda: role(b.port) == "standby", timeout=10)
         assert call(b.port, "/health")[0] == 200
 
@@ -229,11 +237,7 @@ async def test_a_frozen_leader_wakes_to_find_it_leads_no_more(
 ) -> None:
     path, a, b = pair
     async with a.webhook.serving(), b.webhook.serving():
-        first = await start(a, tmp_path, path, postgres_url)
-        await first.wait_log("ha.leading")
-        await first.wait_log("mqtt.connected")
-        second = await start(b, tmp_path, path, postgres_url)
-        await second.wait_log("monitor.standing_by")
+        first, second = await leader_and_standby(a, b, tmp_path, path, postgres_url)
         talkers = Talkers(Publisher(mosquitto.port), {"xs-a", "xs-b", "xs-c"})
         async with asyncio.TaskGroup() as tg:
             talking = tg.create_task(talkers.run())
@@ -301,10 +305,7 @@ async def test_the_dead_mans_switch_is_called_by_a_healthy_leader_only(
                 "MONITOR_HEARTBEAT__URL": beats.url(node.name),
                 "MONITOR_HEARTBEAT__INTERVAL": "300ms",
             }
-        first = await start(a, tmp_path, path, postgres_url)
-        await first.wait_log("mqtt.connected")
-        second = await start(b, tmp_path, path, postgres_url)
-        await second.wait_log("monitor.standing_by")
+        first, second = await leader_and_standby(a, b, tmp_path, path, postgres_url)
         t = time.monotonic()
         await asyncio.sleep(2)
         assert beats.since(t, "mon-a") >= 4 and beats.since(t, "mon-b") == 0
@@ -343,10 +344,7 @@ async def test_a_device_silent_across_the_failover_keeps_its_own_deadline(
     cfg["alerts"]["kinds"]["xray_scanner"]["no_data_timeout"] = f"{timeout}s"
     path.write_text(yaml.safe_dump(cfg))
     async with a.webhook.serving(), b.webhook.serving():
-        first = await start(a, tmp_path, path, postgres_url)
-        await first.wait_log("mqtt.connected")
-        second = await start(b, tmp_path, path, postgres_url)
-        await second.wait_log("monitor.standing_by")
+        first, second = await leader_and_standby(a, b, tmp_path, path, postgres_url)
         talkers = Talkers(Publisher(mosquitto.port), {"xs-a", "xs-b", "xs-c"})
         async with asyncio.TaskGroup() as tg:
             talking = tg.create_task(talkers.run())
@@ -374,10 +372,7 @@ async def test_a_standby_takes_a_reload_for_its_term(
     """SIGHUP (`systemctl reload`) on a standby reads the file for when it leads; it
     neither dies of it nor starts leading."""
     path, a, b = pair
-    first = await start(a, tmp_path, path, postgres_url)
-    await first.wait_log("mqtt.connected")
-    second = await start(b, tmp_path, path, postgres_url)
-    await second.wait_log("monitor.standing_by")
+    first, second = await leader_and_standby(a, b, tmp_path, path, postgres_url)
     cfg = yaml.safe_load(path.read_text())
     cfg["devices"].append({"id": "xs-new", "kind": "xray_scanner", "site": "aktau", "area": "x"})
     path.write_text(yaml.safe_dump(cfg))

@@ -215,6 +215,29 @@ def stored(influx: InfluxDB, db: str) -> dict[str, Counter[int]]:
     return out
 
 
+async def told_after(d: Device, webhook: Webhook, within: float) -> float | None:
+    """A planned outage: ``d`` says nothing until its no_data is notified; the seconds
+    until the first notification since it stopped, or None if not within ``within``."""
+    site, device = d.name.split("/")
+    d.paused.set()
+    stopped = time.time()
+
+    def told() -> bool:
+        return any(
+            t >= stopped
+            and (p["site"], p["device"], p["rule"], e) == (site, device, "no_data", "firing")
+            for t, e, p in webhook.received
+        )
+
+    try:
+        await wait_for(told, timeout=within, interval=0.2)
+    except AssertionError:
+        return None
+    finally:
+        d.paused.clear()
+    return min(t for t, e, p in webhook.received if t >= stopped) - stopped
+
+
 def call(port: int, method: str, path: str, body: object = None) -> tuple[int, Any]:
     """The monitor's API; (status, JSON body); (0, None) while it is not there."""
     data = None if body is None else json.dumps(body).encode()
@@ -281,28 +304,15 @@ async def test_soak(
     def note(what: str) -> None:
         journal.append(f"{time.monotonic() - began:6.1f}s {what}")
 
-    def told(site: str, device: str, since: float) -> bool:
-        return any(
-            t >= since
-            and (p["site"], p["device"], p["rule"], e) == (site, device, "no_data", "firing")
-            for t, e, p in webhook.received
-        )
-
     async def outage(d: Device) -> None:
         """No outage hidden, none held behind a refused message: told in time."""
-        site, device = d.name.split("/")
         outages[d.name] += 1
-        d.paused.set()
-        stopped = time.time()
-        try:
-            await wait_for(lambda: told(site, device, stopped), timeout=60, interval=0.2)
-        except AssertionError:
-            failures.append(f"outage of {d.name} at {stopped - began_wall:.1f}s never told")
-            return
-        finally:
-            d.paused.clear()
-        delay = min(t for t, e, p in webhook.received if t >= stopped) - stopped
-        note(f"  {d.name} told after {delay:.1f}s")
+        at = time.time() - began_wall
+        delay = await told_after(d, webhook, within=60)
+        if delay is None:
+            failures.append(f"outage of {d.name} at {at:.1f}s never told")
+        else:
+            note(f"  {d.name} told after {delay:.1f}s")
 
     def announce(device: str) -> None:  # one message of a device that is not one of ours
         pub.publish(f"customs/aktau/gate-out/xray_scanner/{device}/telemetry", "{}")

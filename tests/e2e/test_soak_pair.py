@@ -41,6 +41,7 @@ from tests.e2e.test_soak import (
     devices,
     soak_config,
     stored,
+    told_after,
 )
 from tests.helpers import MonitorProcess, Webhook, rows, wait_for
 
@@ -106,27 +107,14 @@ async def test_soak_pair(
         await wait_for(one, timeout=FAILOVER + 30, interval=0.2)
         return found[0]
 
-    def told(site: str, device: str, since: float) -> bool:
-        return any(
-            t >= since
-            and (p["site"], p["device"], p["rule"], e) == (site, device, "no_data", "firing")
-            for t, e, p in webhook.received
-        )
-
     async def outage(d: Device) -> None:
-        site, device = d.name.split("/")
         outages[d.name] += 1
-        d.paused.set()
-        stopped = time.time()
-        try:
-            await wait_for(lambda: told(site, device, stopped), timeout=TOLD_WITHIN_S, interval=0.2)
-        except AssertionError:
-            failures.append(f"outage of {d.name} at {time.monotonic() - began:.1f}s never told")
-            return
-        finally:
-            d.paused.clear()
-        delay = min(t for t, e, p in webhook.received if t >= stopped) - stopped
-        note(f"  {d.name} told after {delay:.1f}s")
+        at = time.monotonic() - began
+        delay = await told_after(d, webhook, within=TOLD_WITHIN_S)
+        if delay is None:
+            failures.append(f"outage of {d.name} at {at:.1f}s never told")
+        else:
+            note(f"  {d.name} told after {delay:.1f}s")
 
     async def step() -> None:
         fault = rng.choice(FAULTS)

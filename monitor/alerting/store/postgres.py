@@ -51,7 +51,7 @@ from monitor.alerting.store.base import (
     stored_window,
 )
 from monitor.clock import Clock
-from monitor.config import store_where
+from monitor.config import store_session, store_where
 from monitor.errors import Fenced, StateVersionError, StoreOwnedError, StoreUnavailable
 from monitor.lifecycle import Resource
 from monitor.model import DeviceKey
@@ -83,10 +83,6 @@ CREATE TABLE IF NOT EXISTS sparkplug_nodes (
 SCHEMA_VERSION = 1
 # Resolved alerts kept in memory, the newest: the longest list the API asks for.
 HISTORY = 2000
-CONNECT_TIMEOUT_S = 5
-# A write that takes longer is abandoned (and tried again): a database that hangs must
-# not hold the queue forever.
-STATEMENT_TIMEOUT_MS = 10_000
 
 NEXT_ID_KEY = "store.outbox_next_id"
 
@@ -150,7 +146,7 @@ class PostgresStore(Resource):
         written by a newer monitor. ``connect=False``: empty until ``reload`` (a standby
         that serves its /health while the database is away). ``group``: the monitors'
         (``mqtt.client_id``), recorded by the first and checked by every other
-        (``StoreOwnedError``); ``session``: libpq settings (``lease.session_options``);
+        (``StoreOwnedError``); ``session``: libpq settings (``store_session``);
         ``read_only``: a standby's view, which keeps what is done to it in memory only."""
         self._url = url
         self.where = store_where(url)  # for logs and errors: never the password
@@ -158,10 +154,7 @@ class PostgresStore(Resource):
         self.fence = fence
         self.read_only = read_only
         self._group = group
-        self._session = session or {
-            "connect_timeout": CONNECT_TIMEOUT_S,
-            "options": f"-c statement_timeout={STATEMENT_TIMEOUT_MS}",
-        }
+        self._session = session or store_session()
         self.problem: str | None = None
         self.fenced = False  # the last write was refused: this monitor does not lead
         self.term_over = False  # ... and will not with these parts: nothing is written
